@@ -1,0 +1,1 @@
+//! A from-scratch LeNet-5 on `ndarray` and `rayon`.
