@@ -1,7 +1,14 @@
 //! Functional encryption: the cryptographic core of cryptonn.
 //!
+//! - [`group`]: the [`PrimeOrderGroup`](group::PrimeOrderGroup) trait and its backends
+//!   (Ristretto255; the RFC 3526 Schnorr groups of Z_p*).
+//! - [`feip`]: inner-product functional encryption (Abdalla–Bourse–De Caro–Pointcheval, DDH).
+//! - [`dlog`]: the bounded discrete logarithm that ends every decryption.
 //! - [`encoding`]: fixed-point encoding of real numbers as bounded integers.
 //! - [`error`]: the error types of this module.
 
+pub mod dlog;
 pub mod encoding;
 pub mod error;
+pub mod feip;
+pub mod group;

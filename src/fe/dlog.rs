@@ -1,0 +1,345 @@
+//! Bounded discrete logarithm: given `h = g^z` with `|z| <= B`, find `z`.
+//!
+//! Every FEIP/FEBO decryption ends with `g^{<x, y>}`; the exponent is small (it is bounded by
+//! `n·X·Y`), so it is recovered with baby-step giant-step:
+//!
+//! - [`BabyStepTable`] holds the *baby steps* `g^j` for `j ∈ [-m, m]` (`m` = the half-width),
+//!   indexed by a 64-bit fingerprint of each element. It is built once (in parallel) and shared
+//!   across threads behind an [`Arc`].
+//! - [`DlogSolver`] adds *giant steps*: with `G = g^{2m+1}` it tests `h · G^{-k}` against the
+//!   table for `k = 0, 1, -1, 2, -2, …, ±K` where `K = ⌈(B − m)/(2m+1)⌉`, so
+//!   `z = j + k(2m+1)`. The search is bounded: at most `2K + 1` lookups, never a linear scan, and
+//!   an element whose logarithm is not in `[-B, B]` gives [`DlogError::OutOfRange`].
+//!
+//! **No silent wrong answers.** Fingerprints may collide, so every fingerprint hit is *verified*:
+//! `g^j` is recomputed from a small radix-256 table of generator powers and compared with the
+//! candidate element by group equality. A wrong or tampered table can therefore only make the
+//! solver miss, never return a wrong `z`.
+//!
+//! **Batching.** [`DlogSolver::vartime_solve_batch`] processes many elements per round, so the
+//! group can normalise them together ([`PrimeOrderGroup::vartime_fingerprints`]; for Ristretto
+//! one batched inversion via `double_and_compress_batch`).
+//!
+//! All of this is variable time: the inputs are decryption results, which the decryptor is
+//! entitled to learn.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::fe::error::DlogError;
+use crate::fe::group::PrimeOrderGroup;
+
+/// Largest supported half-width `m` of a baby-step table (the table has `2m + 1` entries).
+pub const MAX_HALF_WIDTH: u64 = 1 << 30;
+
+/// Largest number of giant steps a solver may take per element, in each direction.
+pub const MAX_GIANT_STEPS: u64 = 1 << 24;
+
+/// Elements per parallel chunk when the table is built.
+const BUILD_CHUNK: usize = 1 << 12;
+
+/// The baby steps `g^j`, `j ∈ [-m, m]`, in an open-addressing hash table keyed by fingerprint.
+///
+/// Slot layout (one `u64`): high 32 bits = low 32 bits of the fingerprint (a tag), low 32 bits =
+/// `j + m + 1` (0 marks an empty slot). The slot index is `⌊fp · capacity / 2^64⌋` followed by
+/// linear probing; capacity is about `4/3` of the entry count.
+pub struct BabyStepTable<G: PrimeOrderGroup> {
+    group: G,
+    half: u64,
+    slots: Vec<u64>,
+    /// `g^{2m+1}`, the giant step.
+    giant: G::Element,
+    /// `g^{-(2m+1)}`.
+    giant_inv: G::Element,
+    /// `verify[i][d] = g^{d · 256^i}` for `d ∈ [0, 256)`, to recompute `g^j` on a hit.
+    verify: Vec<Vec<G::Element>>,
+}
+
+impl<G: PrimeOrderGroup> std::fmt::Debug for BabyStepTable<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BabyStepTable")
+            .field("group", &self.group.id())
+            .field("half_width", &self.half)
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+fn capacity_for(entries: u64) -> usize {
+    (entries + entries / 3 + 1) as usize
+}
+
+#[inline]
+fn slot_index(fp: u64, cap: usize) -> usize {
+    ((u128::from(fp) * cap as u128) >> 64) as usize
+}
+
+impl<G: PrimeOrderGroup> BabyStepTable<G> {
+    /// Builds the table of `g^j` for `j ∈ [-half_width, half_width]` (in parallel with rayon).
+    ///
+    /// # Errors
+    /// [`DlogError::InvalidParameters`] if `half_width` is 0 or above [`MAX_HALF_WIDTH`].
+    pub fn new(group: G, half_width: u64) -> Result<Self, DlogError> {
+        if half_width == 0 || half_width > MAX_HALF_WIDTH {
+            return Err(DlogError::InvalidParameters(
+                "baby-step half-width must be in 1..=2^30",
+            ));
+        }
+        let entries = 2 * half_width + 1;
+        let start = -(half_width as i64);
+        let chunks = (entries as usize).div_ceil(BUILD_CHUNK);
+        let fingerprints: Vec<Vec<u64>> = (0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let first = c * BUILD_CHUNK;
+                let len = BUILD_CHUNK.min(entries as usize - first);
+                let g = group.generator();
+                let mut e = group.vartime_exp_generator_i64(start + first as i64);
+                let mut elems = Vec::with_capacity(len);
+                for i in 0..len {
+                    if i > 0 {
+                        e = group.op(&e, &g);
+                    }
+                    elems.push(e.clone());
+                }
+                group.vartime_fingerprints(&elems)
+            })
+            .collect();
+        let cap = capacity_for(entries);
+        let mut slots = vec![0u64; cap];
+        // The stored value is j + m + 1 (0 marks an empty slot).
+        for (biased, fp) in (1u64..).zip(fingerprints.iter().flatten()) {
+            let mut pos = slot_index(*fp, cap);
+            while slots[pos] != 0 {
+                pos += 1;
+                if pos == cap {
+                    pos = 0;
+                }
+            }
+            slots[pos] = (u64::from(*fp as u32) << 32) | biased;
+        }
+        Ok(Self::from_parts(group, half_width, slots))
+    }
+
+    /// Assembles a table from its slots, computing the small derived tables.
+    fn from_parts(group: G, half: u64, slots: Vec<u64>) -> Self {
+        let giant = group.vartime_exp_generator_i64((2 * half + 1) as i64);
+        let giant_inv = group.invert(&giant);
+        let rows = (64 - half.leading_zeros() as usize).div_ceil(8).max(1);
+        let mut verify = Vec::with_capacity(rows);
+        let mut base = group.generator();
+        for _ in 0..rows {
+            let mut row = Vec::with_capacity(256);
+            let mut acc = group.identity();
+            for _ in 0..256 {
+                row.push(acc.clone());
+                acc = group.op(&acc, &base);
+            }
+            // acc = base^256
+            base = acc;
+            verify.push(row);
+        }
+        Self {
+            group,
+            half,
+            slots,
+            giant,
+            giant_inv,
+            verify,
+        }
+    }
+
+    /// The group the table belongs to.
+    #[must_use]
+    pub fn group(&self) -> &G {
+        &self.group
+    }
+
+    /// The half-width `m`: the table holds `g^j` for `|j| <= m`.
+    #[must_use]
+    pub fn half_width(&self) -> u64 {
+        self.half
+    }
+
+    /// `g^j` for `|j| <= m` from the radix-256 verification rows.
+    fn vartime_small_power(&self, j: i64) -> G::Element {
+        let mut a = j.unsigned_abs();
+        let mut acc = self.group.identity();
+        for row in &self.verify {
+            let d = (a & 0xFF) as usize;
+            if d != 0 {
+                acc = self.group.op(&acc, &row[d]);
+            }
+            a >>= 8;
+        }
+        if j < 0 {
+            self.group.invert(&acc)
+        } else {
+            acc
+        }
+    }
+
+    /// Looks up an element with known fingerprint: `Some(j)` with `|j| <= m` and `g^j = element`
+    /// (verified by group equality), or `None`.
+    #[must_use]
+    pub fn vartime_lookup(&self, fingerprint: u64, element: &G::Element) -> Option<i64> {
+        let cap = self.slots.len();
+        let tag = fingerprint as u32;
+        let mut pos = slot_index(fingerprint, cap);
+        // At most `cap` probes even if the slots were tampered with (no endless search).
+        for _ in 0..cap {
+            let s = self.slots[pos];
+            if s == 0 {
+                return None;
+            }
+            if (s >> 32) as u32 == tag {
+                let j = (s & 0xFFFF_FFFF) as i64 - 1 - self.half as i64;
+                if j.unsigned_abs() <= self.half && self.vartime_small_power(j) == *element {
+                    return Some(j);
+                }
+            }
+            pos += 1;
+            if pos == cap {
+                pos = 0;
+            }
+        }
+        None
+    }
+}
+
+/// A bounded discrete-log solver: a shared [`BabyStepTable`] plus giant steps up to a bound `B`.
+#[derive(Debug)]
+pub struct DlogSolver<G: PrimeOrderGroup> {
+    table: Arc<BabyStepTable<G>>,
+    bound: u64,
+    giant_steps: u64,
+}
+
+impl<G: PrimeOrderGroup> Clone for DlogSolver<G> {
+    fn clone(&self) -> Self {
+        Self {
+            table: Arc::clone(&self.table),
+            bound: self.bound,
+            giant_steps: self.giant_steps,
+        }
+    }
+}
+
+impl<G: PrimeOrderGroup> DlogSolver<G> {
+    /// A solver for `|z| <= bound` over a shared table.
+    ///
+    /// # Errors
+    /// [`DlogError::InvalidParameters`] if `bound` would need more than [`MAX_GIANT_STEPS`]
+    /// giant steps in each direction, or does not fit in an `i64`.
+    pub fn new(table: Arc<BabyStepTable<G>>, bound: u64) -> Result<Self, DlogError> {
+        if bound > i64::MAX as u64 / 2 {
+            return Err(DlogError::InvalidParameters("bound must be below 2^62"));
+        }
+        let width = 2 * table.half + 1;
+        let giant_steps = bound.saturating_sub(table.half).div_ceil(width);
+        if giant_steps > MAX_GIANT_STEPS {
+            return Err(DlogError::InvalidParameters(
+                "bound needs too many giant steps for this table",
+            ));
+        }
+        Ok(Self {
+            table,
+            bound,
+            giant_steps,
+        })
+    }
+
+    /// A solver whose bound is the table's half-width (no giant steps).
+    #[must_use]
+    pub fn table_only(table: Arc<BabyStepTable<G>>) -> Self {
+        let bound = table.half;
+        Self {
+            table,
+            bound,
+            giant_steps: 0,
+        }
+    }
+
+    /// The bound `B`: the solver finds `z` with `|z| <= B`.
+    #[must_use]
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    /// The shared baby-step table.
+    #[must_use]
+    pub fn table(&self) -> &Arc<BabyStepTable<G>> {
+        &self.table
+    }
+
+    /// The group.
+    #[must_use]
+    pub fn group(&self) -> &G {
+        &self.table.group
+    }
+
+    /// Solves `h = g^z` for `|z| <= B`.
+    ///
+    /// # Errors
+    /// [`DlogError::OutOfRange`] if no such `z` exists.
+    pub fn vartime_solve(&self, h: &G::Element) -> Result<i64, DlogError> {
+        self.vartime_solve_batch(std::slice::from_ref(h))
+            .pop()
+            .unwrap_or(Err(DlogError::OutOfRange { bound: self.bound }))
+    }
+
+    /// Solves many elements at once; each round normalises all pending elements together.
+    /// The `i`-th result belongs to `hs[i]`; each is `Err(DlogError::OutOfRange)` when that
+    /// element has no logarithm in `[-B, B]`.
+    #[must_use]
+    pub fn vartime_solve_batch(&self, hs: &[G::Element]) -> Vec<Result<i64, DlogError>> {
+        let group = &self.table.group;
+        let width = (2 * self.table.half + 1) as i64;
+        let mut out: Vec<Option<i64>> = vec![None; hs.len()];
+        // Round k = 0.
+        let fps = group.vartime_fingerprints(hs);
+        let mut pending: Vec<usize> = Vec::new();
+        for (i, (fp, h)) in fps.iter().zip(hs).enumerate() {
+            if let Some(j) = self.table.vartime_lookup(*fp, h) {
+                out[i] = Some(j);
+            } else {
+                pending.push(i);
+            }
+        }
+        // Walkers: up[i] = h · G^{-k} (tests z = j + k·width), down[i] = h · G^{k}.
+        let mut up: Vec<G::Element> = pending.iter().map(|&i| hs[i].clone()).collect();
+        let mut down = up.clone();
+        let mut k: i64 = 0;
+        while !pending.is_empty() && (k as u64) < self.giant_steps {
+            k += 1;
+            for e in up.iter_mut() {
+                *e = group.op(e, &self.table.giant_inv);
+            }
+            for e in down.iter_mut() {
+                *e = group.op(e, &self.table.giant);
+            }
+            let fp_up = group.vartime_fingerprints(&up);
+            let fp_down = group.vartime_fingerprints(&down);
+            let mut keep = Vec::with_capacity(pending.len());
+            for (slot, &i) in pending.iter().enumerate() {
+                if let Some(j) = self.table.vartime_lookup(fp_up[slot], &up[slot]) {
+                    out[i] = Some(j + k * width);
+                } else if let Some(j) = self.table.vartime_lookup(fp_down[slot], &down[slot]) {
+                    out[i] = Some(j - k * width);
+                } else {
+                    keep.push(slot);
+                }
+            }
+            pending = keep.iter().map(|&s| pending[s]).collect();
+            up = keep.iter().map(|&s| up[s].clone()).collect();
+            down = keep.iter().map(|&s| down[s].clone()).collect();
+        }
+        out.into_iter()
+            .map(|z| match z {
+                Some(z) if z.unsigned_abs() <= self.bound => Ok(z),
+                _ => Err(DlogError::OutOfRange { bound: self.bound }),
+            })
+            .collect()
+    }
+}

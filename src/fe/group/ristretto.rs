@@ -1,0 +1,284 @@
+//! Ristretto255: the prime-order group built on Curve25519 (the default, fast backend).
+//!
+//! Ristretto255 is a group of prime order
+//! `q = 2^252 + 27742317777372353535851937790883648493` whose elements are encoded in 32 canonical
+//! bytes (draft-irtf-cfrg-ristretto255). The best known attack (Pollard's rho) costs about
+//! `√(πq/4) ≈ 2^{125.8}` group operations: **~126-bit security**. Arithmetic is curve25519-dalek
+//! (AVX2 backend selected at run time where available).
+//!
+//! Variable-time paths (`vartime_*`) only ever see public values: the small-exponent
+//! multi-exponentiation is a signed-binary Straus ladder whose cost is `bits(max|e_i|)` doublings
+//! plus about one addition per non-zero signed digit; the [`VartimeFixedBase`] table turns a
+//! full-width exponentiation of a fixed element into ~64 additions.
+
+use std::sync::OnceLock;
+
+use curve25519_dalek::constants::{RISTRETTO_BASEPOINT_POINT, RISTRETTO_BASEPOINT_TABLE};
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{Identity, VartimeMultiscalarMul};
+use rand_core::CryptoRngCore;
+use subtle::{ConditionallyNegatable, ConditionallySelectable, ConstantTimeEq};
+
+use crate::fe::error::GroupError;
+use crate::fe::group::{GroupId, PrimeOrderGroup};
+
+/// The Ristretto255 group (a unit type: it has no parameters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ristretto255;
+
+impl Ristretto255 {
+    /// The group.
+    #[must_use]
+    pub fn new() -> Self {
+        Ristretto255
+    }
+}
+
+/// A variable-time fixed-base table for one Ristretto point `P`: the powers `P_i = 16^i · P`
+/// for `i = 0..=64`. A full-width exponent `e = Σ d_i 16^i` (signed digits `d_i ∈ [-8, 8)`) is
+/// then evaluated with the bucket method: `Σ_{d=1}^{8} d · (Σ_{i : |d_i| = d} ±P_i)`, about
+/// 64 + 16 additions and no doublings. Building costs 252 doublings (one exponentiation).
+#[derive(Debug, Clone)]
+pub struct VartimeFixedBase {
+    powers: Vec<RistrettoPoint>,
+}
+
+/// Rows of the constant-time small-exponent generator table: `g^{d · 16^i}` for `d = 0..=8` and
+/// `i = 0..=16` (16 digits cover every `u64`, the 17th row takes the final carry).
+const SMALL_ROWS: usize = 17;
+
+fn small_generator_table() -> &'static [[RistrettoPoint; 9]; SMALL_ROWS] {
+    static TABLE: OnceLock<[[RistrettoPoint; 9]; SMALL_ROWS]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rows = [[RistrettoPoint::identity(); 9]; SMALL_ROWS];
+        let mut base = RISTRETTO_BASEPOINT_POINT;
+        for row in rows.iter_mut() {
+            for d in 1..9 {
+                row[d] = row[d - 1] + base;
+            }
+            // base <- 16 · base
+            base = row[8] + row[8];
+        }
+        rows
+    })
+}
+
+/// Signed radix-16 digits of `a`: `a = Σ d_i 16^i`, `d_i ∈ [-8, 8)` except the last, which may
+/// be 8. Branch-free in `a`.
+fn signed_radix16(a: u64, digits: usize) -> [i8; SMALL_ROWS] {
+    let mut out = [0i8; SMALL_ROWS];
+    let mut carry = 0i64;
+    for (i, d) in out.iter_mut().enumerate().take(digits) {
+        let nib = ((a >> (4 * i)) & 0xF) as i64 + carry;
+        carry = (nib + 8) >> 4;
+        *d = (nib - (carry << 4)) as i8;
+    }
+    if digits < out.len() {
+        out[digits] = carry as i8;
+    }
+    out
+}
+
+fn scalar_from_u64_signed(magnitude: u64, negative: bool) -> Scalar {
+    let s = Scalar::from(magnitude);
+    if negative {
+        -s
+    } else {
+        s
+    }
+}
+
+impl PrimeOrderGroup for Ristretto255 {
+    type Scalar = Scalar;
+    type Element = RistrettoPoint;
+    type PrecomputedBase = RistrettoBasepointTable;
+    type VartimePrecomputedBase = VartimeFixedBase;
+
+    fn id(&self) -> GroupId {
+        GroupId::Ristretto255
+    }
+    fn security_bits(&self) -> u32 {
+        126
+    }
+    fn element_len(&self) -> usize {
+        32
+    }
+    fn scalar_len(&self) -> usize {
+        32
+    }
+
+    fn identity(&self) -> RistrettoPoint {
+        RistrettoPoint::identity()
+    }
+    fn generator(&self) -> RistrettoPoint {
+        RISTRETTO_BASEPOINT_POINT
+    }
+    fn op(&self, a: &RistrettoPoint, b: &RistrettoPoint) -> RistrettoPoint {
+        a + b
+    }
+    fn invert(&self, a: &RistrettoPoint) -> RistrettoPoint {
+        -a
+    }
+    fn div(&self, a: &RistrettoPoint, b: &RistrettoPoint) -> RistrettoPoint {
+        a - b
+    }
+
+    fn exp(&self, base: &RistrettoPoint, e: &Scalar) -> RistrettoPoint {
+        base * e
+    }
+    fn exp_generator(&self, e: &Scalar) -> RistrettoPoint {
+        RISTRETTO_BASEPOINT_TABLE * e
+    }
+    fn exp_generator_i64(&self, x: i64, bound: u64) -> RistrettoPoint {
+        let magnitude = x.unsigned_abs();
+        let needed = 64 - bound.max(magnitude).leading_zeros() as usize;
+        // One extra digit absorbs the final carry of the signed recoding.
+        let digits = needed.div_ceil(4).clamp(1, SMALL_ROWS - 1);
+        let table = small_generator_table();
+        let recoded = signed_radix16(magnitude, digits);
+        let mut acc = RistrettoPoint::identity();
+        for (i, &d) in recoded.iter().enumerate().take(digits + 1) {
+            let abs = d.unsigned_abs();
+            let mut sel = RistrettoPoint::identity();
+            for (k, entry) in table[i].iter().enumerate() {
+                sel.conditional_assign(entry, (k as u8).ct_eq(&abs));
+            }
+            sel.conditional_negate(((d as u8) >> 7).into());
+            acc += sel;
+        }
+        acc.conditional_negate(((x < 0) as u8).into());
+        acc
+    }
+    fn precompute_base(&self, base: &RistrettoPoint) -> RistrettoBasepointTable {
+        RistrettoBasepointTable::create(base)
+    }
+    fn exp_precomputed(&self, table: &RistrettoBasepointTable, e: &Scalar) -> RistrettoPoint {
+        table * e
+    }
+
+    fn vartime_exp(&self, base: &RistrettoPoint, e: &Scalar) -> RistrettoPoint {
+        RistrettoPoint::vartime_multiscalar_mul([e], [base])
+    }
+    fn vartime_precompute_base(&self, base: &RistrettoPoint) -> VartimeFixedBase {
+        let mut powers = Vec::with_capacity(65);
+        let mut p = *base;
+        for _ in 0..65 {
+            powers.push(p);
+            for _ in 0..4 {
+                p = p + p;
+            }
+        }
+        VartimeFixedBase { powers }
+    }
+    fn vartime_exp_precomputed(&self, table: &VartimeFixedBase, e: &Scalar) -> RistrettoPoint {
+        // Signed radix-16 digits of e: 64 nibbles plus one digit for the final carry.
+        let digits = e.as_bytes();
+        let mut buckets = [RistrettoPoint::identity(); 8];
+        let mut used = [false; 8];
+        let mut carry = 0i16;
+        for (i, p) in table.powers.iter().enumerate() {
+            let byte = digits.get(i / 2).copied().unwrap_or(0);
+            let nib = if i % 2 == 0 { byte & 0xF } else { byte >> 4 } as i16 + carry;
+            carry = (nib + 8) >> 4;
+            let d = nib - (carry << 4);
+            if d == 0 {
+                continue;
+            }
+            let idx = d.unsigned_abs() as usize - 1;
+            let term = if d < 0 { -p } else { *p };
+            if used[idx] {
+                buckets[idx] += term;
+            } else {
+                buckets[idx] = term;
+                used[idx] = true;
+            }
+        }
+        // Σ_{d=1}^{8} d · B_d via running sums.
+        let mut running = RistrettoPoint::identity();
+        let mut total = RistrettoPoint::identity();
+        for idx in (0..8).rev() {
+            if used[idx] {
+                running += buckets[idx];
+            }
+            total += running;
+        }
+        total
+    }
+    fn vartime_multi_exp_i64<'a, I>(&self, terms: I) -> RistrettoPoint
+    where
+        I: IntoIterator<Item = (&'a RistrettoPoint, i64)>,
+    {
+        let mut scalars = Vec::new();
+        let mut points = Vec::new();
+        for (p, e) in terms {
+            if e == 0 {
+                continue;
+            }
+            scalars.push(Scalar::from(e.unsigned_abs()));
+            points.push(if e < 0 { -p } else { *p });
+        }
+        RistrettoPoint::vartime_multiscalar_mul(scalars, points)
+    }
+
+    fn random_scalar<R: CryptoRngCore + ?Sized>(&self, rng: &mut R) -> Scalar {
+        Scalar::random(rng)
+    }
+    fn scalar_from_i64(&self, v: i64) -> Scalar {
+        scalar_from_u64_signed(v.unsigned_abs(), v < 0)
+    }
+    fn scalar_add(&self, a: &Scalar, b: &Scalar) -> Scalar {
+        a + b
+    }
+    fn scalar_sub(&self, a: &Scalar, b: &Scalar) -> Scalar {
+        a - b
+    }
+    fn scalar_mul(&self, a: &Scalar, b: &Scalar) -> Scalar {
+        a * b
+    }
+    fn scalar_neg(&self, a: &Scalar) -> Scalar {
+        -a
+    }
+    fn scalar_invert(&self, a: &Scalar) -> Result<Scalar, GroupError> {
+        if bool::from(a.ct_eq(&Scalar::ZERO)) {
+            return Err(GroupError::NotInvertible);
+        }
+        Ok(a.invert())
+    }
+
+    fn element_to_bytes(&self, e: &RistrettoPoint) -> Vec<u8> {
+        e.compress().to_bytes().to_vec()
+    }
+    fn element_from_bytes(&self, bytes: &[u8]) -> Result<RistrettoPoint, GroupError> {
+        let c = CompressedRistretto::from_slice(bytes).map_err(|_| GroupError::InvalidLength {
+            expected: 32,
+            got: bytes.len(),
+        })?;
+        c.decompress().ok_or(GroupError::InvalidElement)
+    }
+    fn scalar_to_bytes(&self, s: &Scalar) -> Vec<u8> {
+        s.to_bytes().to_vec()
+    }
+    fn scalar_from_bytes(&self, bytes: &[u8]) -> Result<Scalar, GroupError> {
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| GroupError::InvalidLength {
+            expected: 32,
+            got: bytes.len(),
+        })?;
+        Option::from(Scalar::from_canonical_bytes(arr)).ok_or(GroupError::NonCanonicalScalar)
+    }
+
+    fn vartime_fingerprints(&self, elements: &[RistrettoPoint]) -> Vec<u64> {
+        // compress(2P) is injective on a group of odd order, and the batch shares one inversion.
+        RistrettoPoint::double_and_compress_batch(elements)
+            .iter()
+            .map(|c| fingerprint_of_compressed(c.as_bytes()))
+            .collect()
+    }
+}
+
+/// Bytes 8..16 of a canonical encoding (byte 0's low bit is always zero, so skip the start).
+fn fingerprint_of_compressed(bytes: &[u8; 32]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[8..16]);
+    u64::from_le_bytes(w)
+}
