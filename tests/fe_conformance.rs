@@ -377,3 +377,17 @@ conformance_suite!(
     short: (32, 48),
     long: (1024, 6)
 );
+
+conformance_suite!(
+    modp_insecure_test_group,
+    cryptonn::fe::group::modp::ModpGroup::insecure_test_group(),
+    short: (32, 32),
+    long: (1024, 3)
+);
+
+conformance_suite!(
+    modp2048,
+    cryptonn::fe::group::modp::ModpGroup::rfc3526_2048(),
+    short: (6, 3),
+    long: (40, 1)
+);

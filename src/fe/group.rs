@@ -35,7 +35,7 @@ use zeroize::Zeroize;
 
 use crate::fe::error::GroupError;
 
-// pub mod modp; (lands after milestone 1)
+pub mod modp;
 pub mod ristretto;
 
 /// The minimum security level, in bits, that non-test constructors accept.
