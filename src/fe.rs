@@ -3,6 +3,7 @@
 //! - [`group`]: the [`PrimeOrderGroup`](group::PrimeOrderGroup) trait and its backends
 //!   (Ristretto255; the RFC 3526 Schnorr groups of Z_p*).
 //! - [`feip`]: inner-product functional encryption (Abdalla–Bourse–De Caro–Pointcheval, DDH).
+//! - [`febo`]: CryptoNN's element-wise scheme with ciphertext-bound keys for `+ - * /`.
 //! - [`dlog`]: the bounded discrete logarithm that ends every decryption.
 //! - [`encoding`]: fixed-point encoding of real numbers as bounded integers.
 //! - [`error`]: the error types of this module.
@@ -10,5 +11,6 @@
 pub mod dlog;
 pub mod encoding;
 pub mod error;
+pub mod febo;
 pub mod feip;
 pub mod group;

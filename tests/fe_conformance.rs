@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use cryptonn::fe::dlog::{BabyStepTable, DlogSolver};
 use cryptonn::fe::error::{DlogError, FeError};
+use cryptonn::fe::febo::{Febo, FeboOp, FeboParams};
 use cryptonn::fe::feip::{Feip, FeipParams, KeyVector};
 use cryptonn::fe::group::PrimeOrderGroup;
 use proptest::prelude::*;
@@ -326,6 +327,69 @@ fn feip_roundtrip<G: PrimeOrderGroup>(g: &G, max_len: usize, cases: u32, seed: u
         .unwrap();
 }
 
+/// Every FEBO operation against integer arithmetic, at and beyond the bounds, and its failures.
+fn febo_ops<G: PrimeOrderGroup>(g: &G) {
+    let mut r = rng(6);
+    let (x_b, y_b) = (300u64, 20u64);
+    let febo = Febo::new(g.clone(), FeboParams::new(x_b, y_b).unwrap());
+    let (msk, mpk) = febo.setup(&mut r);
+    let table = Arc::new(BabyStepTable::new(g.clone(), 1 << 8).unwrap());
+    let dlog = DlogSolver::new(table, febo.params().result_bound()).unwrap();
+    let xs = [-300i64, -240, -7, 0, 1, 60, 299, 300];
+    let ys = [-20i64, -3, -1, 1, 2, 5, 20];
+    for &x in &xs {
+        let ct = febo.encrypt(&mpk, x, &mut r).unwrap();
+        for &y in ys.iter().chain([0i64].iter()) {
+            for op in [FeboOp::Add, FeboOp::Sub, FeboOp::Mul, FeboOp::Div] {
+                let key = febo.derive_key(&msk, ct.commitment(), op, y);
+                if op == FeboOp::Div && y == 0 {
+                    assert!(matches!(key, Err(FeError::DivisionByZero)));
+                    continue;
+                }
+                let got = febo.vartime_decrypt(&ct, &key.unwrap(), &dlog);
+                match op {
+                    FeboOp::Add => assert_eq!(got.unwrap(), x + y),
+                    FeboOp::Sub => assert_eq!(got.unwrap(), x - y),
+                    FeboOp::Mul => assert_eq!(got.unwrap(), x * y),
+                    FeboOp::Div if x % y == 0 => assert_eq!(got.unwrap(), x / y),
+                    FeboOp::Div => {
+                        assert!(matches!(got, Err(FeError::InexactDivision)), "{x}/{y}")
+                    }
+                }
+            }
+        }
+    }
+    // Bounds: exactly ±bound passes (above), one beyond fails with the documented error.
+    assert!(matches!(
+        febo.encrypt(&mpk, 301, &mut r),
+        Err(FeError::PlaintextOutOfBound {
+            value: 301,
+            bound: 300,
+            ..
+        })
+    ));
+    assert!(matches!(
+        febo.encrypt(&mpk, -301, &mut r),
+        Err(FeError::PlaintextOutOfBound { value: -301, .. })
+    ));
+    let ct = febo.encrypt(&mpk, 42, &mut r).unwrap();
+    for y in [21i64, -21, i64::MIN] {
+        assert!(matches!(
+            febo.derive_key(&msk, ct.commitment(), FeboOp::Mul, y),
+            Err(FeError::KeyOutOfBound { bound: 20, .. })
+        ));
+    }
+    // A key is bound to its ciphertext: against another ciphertext it does not decrypt.
+    let other = febo.encrypt(&mpk, 42, &mut r).unwrap();
+    let key = febo
+        .derive_key(&msk, other.commitment(), FeboOp::Add, 1)
+        .unwrap();
+    assert!(febo.vartime_decrypt(&ct, &key, &dlog).is_err());
+    assert_eq!(febo.vartime_decrypt(&other, &key, &dlog).unwrap(), 43);
+    assert!(FeboParams::new(0, 1).is_err());
+    assert!(FeboParams::new(1 << 40, 1 << 40).is_err());
+}
+
 /// Random 64-bit seed helper so each backend's proptest stream differs.
 fn seed_of(name: &str) -> u64 {
     let mut r = rng(name.len() as u64);
@@ -356,6 +420,10 @@ macro_rules! conformance_suite {
             #[test]
             fn feip_bounds() {
                 super::feip_bounds(&$group);
+            }
+            #[test]
+            fn febo_ops() {
+                super::febo_ops(&$group);
             }
             #[test]
             fn feip_roundtrip_short() {
