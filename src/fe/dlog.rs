@@ -20,12 +20,27 @@
 //! group can normalise them together ([`PrimeOrderGroup::vartime_fingerprints`]; for Ristretto
 //! one batched inversion via `double_and_compress_batch`).
 //!
+//! **Disk cache.** [`BabyStepTable::load_or_build`] keeps the table in a versioned file:
+//!
+//! ```text
+//! "CNNDLOG\0" | version u16 | group id u8 | 0u8 | half-width u64 | slot count u64
+//!            | fingerprint(g) u64 | slots (u64 LE each) | SHA-256 of everything before
+//! ```
+//!
+//! A file with another version, group, size, or a bad checksum is rejected
+//! ([`DlogError::CorruptCache`]) and `load_or_build` rebuilds and rewrites it (atomically, via a
+//! temporary file and a rename). Even a forged file with a valid checksum cannot cause a wrong
+//! answer, because hits are verified.
+//!
 //! All of this is variable time: the inputs are decryption results, which the decryptor is
 //! entitled to learn.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use crate::fe::error::DlogError;
 use crate::fe::group::PrimeOrderGroup;
@@ -35,6 +50,13 @@ pub const MAX_HALF_WIDTH: u64 = 1 << 30;
 
 /// Largest number of giant steps a solver may take per element, in each direction.
 pub const MAX_GIANT_STEPS: u64 = 1 << 24;
+
+/// Magic bytes of a cached table file.
+const CACHE_MAGIC: &[u8; 8] = b"CNNDLOG\0";
+/// Version of the cached table format (bump when the slot layout or fingerprints change).
+const CACHE_VERSION: u16 = 1;
+/// Header length: magic, version, group id, reserved, half-width, slot count, fingerprint(g).
+const CACHE_HEADER_LEN: usize = 8 + 2 + 1 + 1 + 8 + 8 + 8;
 
 /// Elements per parallel chunk when the table is built.
 const BUILD_CHUNK: usize = 1 << 12;
@@ -120,6 +142,138 @@ impl<G: PrimeOrderGroup> BabyStepTable<G> {
             slots[pos] = (u64::from(*fp as u32) << 32) | biased;
         }
         Ok(Self::from_parts(group, half_width, slots))
+    }
+
+    /// The file name this table uses in a cache directory, e.g. `dlog-g1-m4194304.bin`.
+    #[must_use]
+    pub fn cache_file_name(group: &G, half_width: u64) -> PathBuf {
+        PathBuf::from(format!(
+            "dlog-g{}-m{}.bin",
+            group.id().to_byte(),
+            half_width
+        ))
+    }
+
+    fn header(group: &G, half: u64, slots: u64) -> Vec<u8> {
+        let mut h = Vec::with_capacity(CACHE_HEADER_LEN);
+        h.extend_from_slice(CACHE_MAGIC);
+        h.extend_from_slice(&CACHE_VERSION.to_le_bytes());
+        h.push(group.id().to_byte());
+        h.push(0);
+        h.extend_from_slice(&half.to_le_bytes());
+        h.extend_from_slice(&slots.to_le_bytes());
+        let fp_g = group
+            .vartime_fingerprints(std::slice::from_ref(&group.generator()))
+            .first()
+            .copied()
+            .unwrap_or(0);
+        h.extend_from_slice(&fp_g.to_le_bytes());
+        h
+    }
+
+    /// Writes the table to `path` (via a temporary file and an atomic rename).
+    ///
+    /// # Errors
+    /// [`DlogError::Io`] if the file cannot be written.
+    pub fn save(&self, path: &Path) -> Result<(), DlogError> {
+        let mut bytes = Self::header(&self.group, self.half, self.slots.len() as u64);
+        bytes.reserve(self.slots.len() * 8 + 32);
+        for s in &self.slots {
+            bytes.extend_from_slice(&s.to_le_bytes());
+        }
+        let digest = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&digest);
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// Loads a table for `group` and `half_width` from `path`.
+    ///
+    /// # Errors
+    /// [`DlogError::Io`] if the file cannot be read; [`DlogError::CorruptCache`] if it is
+    /// truncated, has another version, group or size, a bad checksum, or inconsistent slots;
+    /// [`DlogError::InvalidParameters`] for an unsupported `half_width`.
+    pub fn load(group: G, half_width: u64, path: &Path) -> Result<Self, DlogError> {
+        if half_width == 0 || half_width > MAX_HALF_WIDTH {
+            return Err(DlogError::InvalidParameters(
+                "baby-step half-width must be in 1..=2^30",
+            ));
+        }
+        let bytes = std::fs::read(path)?;
+        let entries = 2 * half_width + 1;
+        let cap = capacity_for(entries);
+        let expected_header = Self::header(&group, half_width, cap as u64);
+        if bytes.len() < CACHE_HEADER_LEN + 32 {
+            return Err(DlogError::CorruptCache("file truncated"));
+        }
+        if &bytes[..8] != CACHE_MAGIC {
+            return Err(DlogError::CorruptCache("bad magic"));
+        }
+        if bytes[8..10] != expected_header[8..10] {
+            return Err(DlogError::CorruptCache("unsupported version"));
+        }
+        if bytes[..CACHE_HEADER_LEN] != expected_header[..] {
+            return Err(DlogError::CorruptCache("file is for another group or size"));
+        }
+        if bytes.len() != CACHE_HEADER_LEN + cap * 8 + 32 {
+            return Err(DlogError::CorruptCache("wrong file length"));
+        }
+        let (body, digest) = bytes.split_at(bytes.len() - 32);
+        if Sha256::digest(body).as_slice() != digest {
+            return Err(DlogError::CorruptCache("checksum mismatch"));
+        }
+        let slots: Vec<u64> = body[CACHE_HEADER_LEN..]
+            .chunks_exact(8)
+            .map(|c| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(c);
+                u64::from_le_bytes(w)
+            })
+            .collect();
+        let mut used = 0u64;
+        for &s in &slots {
+            if s != 0 {
+                used += 1;
+                let v = s & 0xFFFF_FFFF;
+                if v == 0 || v > entries {
+                    return Err(DlogError::CorruptCache("slot value out of range"));
+                }
+            }
+        }
+        if used != entries {
+            return Err(DlogError::CorruptCache("wrong number of entries"));
+        }
+        Ok(Self::from_parts(group, half_width, slots))
+    }
+
+    /// Loads the table from `dir/`[`cache_file_name`](Self::cache_file_name) if a valid file is
+    /// there; otherwise builds it and writes the file. A corrupt or stale file is replaced.
+    ///
+    /// # Errors
+    /// [`DlogError::InvalidParameters`] for an unsupported `half_width`; [`DlogError::Io`] if
+    /// the rebuilt table cannot be written.
+    pub fn load_or_build(group: G, half_width: u64, dir: &Path) -> Result<Self, DlogError> {
+        let path = dir.join(Self::cache_file_name(&group, half_width));
+        match Self::load(group.clone(), half_width, &path) {
+            Ok(t) => Ok(t),
+            Err(DlogError::InvalidParameters(m)) => Err(DlogError::InvalidParameters(m)),
+            Err(_) => {
+                let t = Self::new(group, half_width)?;
+                t.save(&path)?;
+                Ok(t)
+            }
+        }
     }
 
     /// Assembles a table from its slots, computing the small derived tables.
