@@ -610,8 +610,8 @@ impl<G: PrimeOrderGroup> Feip<G> {
         Ok(self.group.div(&num, &den))
     }
 
-    /// Decrypts one prepared ciphertext under many keys, solving all discrete logs in one
-    /// batch. The `i`-th result belongs to `keys[i]`.
+    /// Decrypts one prepared ciphertext under many keys (in parallel with rayon for `n >= 256`), solving all
+    /// discrete logs in one batch. The `i`-th result belongs to `keys[i]`.
     #[must_use]
     pub fn vartime_decrypt_many(
         &self,
@@ -619,10 +619,15 @@ impl<G: PrimeOrderGroup> Feip<G> {
         keys: &[(&FunctionKey<G>, KeyVector<'_>)],
         dlog: &DlogSolver<G>,
     ) -> Vec<Result<i64, FeError>> {
-        let elems: Vec<Result<G::Element, FeError>> = keys
-            .iter()
-            .map(|(k, y)| self.vartime_decrypt_prepared_element(prepared, k, *y))
-            .collect();
+        let one = |(k, y): &(&FunctionKey<G>, KeyVector<'_>)| {
+            self.vartime_decrypt_prepared_element(prepared, k, *y)
+        };
+        // Parallelism pays only for long vectors; short ones stay on the calling thread.
+        let elems: Vec<Result<G::Element, FeError>> = if self.params.n >= PARALLEL_ENCRYPT_MIN * 4 {
+            keys.par_iter().map(one).collect()
+        } else {
+            keys.iter().map(one).collect()
+        };
         let ok: Vec<G::Element> = elems
             .iter()
             .filter_map(|e| e.as_ref().ok().cloned())
