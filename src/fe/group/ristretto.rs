@@ -21,7 +21,7 @@ use rand_core::CryptoRngCore;
 use subtle::{ConditionallyNegatable, ConditionallySelectable, ConstantTimeEq};
 
 use crate::fe::error::GroupError;
-use crate::fe::group::{GroupId, PrimeOrderGroup};
+use crate::fe::group::{GroupId, PrimeOrderGroup, StaticGroup};
 
 /// The Ristretto255 group (a unit type: it has no parameters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +31,12 @@ impl Ristretto255 {
     /// The group.
     #[must_use]
     pub fn new() -> Self {
+        Ristretto255
+    }
+}
+
+impl StaticGroup for Ristretto255 {
+    fn instance() -> Self {
         Ristretto255
     }
 }
