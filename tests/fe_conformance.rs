@@ -258,7 +258,7 @@ fn feip_bounds<G: PrimeOrderGroup>(g: &G) {
 /// through every decryption path (plain, prepared, many keys, sparse).
 fn feip_roundtrip<G: PrimeOrderGroup>(g: &G, max_len: usize, cases: u32, seed: u64) {
     let (x_b, y_b) = (1000u64, 300u64);
-    let table = Arc::new(BabyStepTable::new(g.clone(), 1 << 12).unwrap());
+    let table = Arc::new(BabyStepTable::new(g.clone(), 1 << 14).unwrap());
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,

@@ -103,7 +103,7 @@ fn forged_table_with_valid_checksum_never_gives_a_wrong_answer() {
     let body_end = bytes.len() - 32;
     // Rotate every stored exponent by one (j -> j + 1), keeping tags: a consistent-looking but
     // wrong table. Then fix up the checksum so the file is accepted.
-    let entries = 2 * HALF + 1;
+    let entries = HALF + 1;
     for chunk in bytes[header..body_end].chunks_exact_mut(8) {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);

@@ -3,7 +3,9 @@
 //! Every FEIP/FEBO decryption ends with `g^{<x, y>}`; the exponent is small (it is bounded by
 //! `n·X·Y`), so it is recovered with baby-step giant-step:
 //!
-//! - [`BabyStepTable`] holds the *baby steps* `g^j` for `j ∈ [-m, m]` (`m` = the half-width),
+//! - [`BabyStepTable`] holds the *baby steps* `g^j` for `j ∈ [0, m]` (`m` = the half-width);
+//!   an element `u` is looked up as `u` and as `u^{-1}`, so the table covers `[-m, m]` at half
+//!   the build time and memory,
 //!   indexed by a 64-bit fingerprint of each element. It is built once (in parallel) and shared
 //!   across threads behind an [`Arc`].
 //! - [`DlogSolver`] adds *giant steps*: with `G = g^{2m+1}` it tests `h · G^{-k}` against the
@@ -45,7 +47,8 @@ use sha2::{Digest, Sha256};
 use crate::fe::error::DlogError;
 use crate::fe::group::PrimeOrderGroup;
 
-/// Largest supported half-width `m` of a baby-step table (the table has `2m + 1` entries).
+/// Largest supported half-width `m` of a baby-step table (the table stores `m + 1` entries and
+/// covers `[-m, m]`).
 pub const MAX_HALF_WIDTH: u64 = 1 << 30;
 
 /// Largest number of giant steps a solver may take per element, in each direction.
@@ -54,17 +57,17 @@ pub const MAX_GIANT_STEPS: u64 = 1 << 24;
 /// Magic bytes of a cached table file.
 const CACHE_MAGIC: &[u8; 8] = b"CNNDLOG\0";
 /// Version of the cached table format (bump when the slot layout or fingerprints change).
-const CACHE_VERSION: u16 = 1;
+const CACHE_VERSION: u16 = 2;
 /// Header length: magic, version, group id, reserved, half-width, slot count, fingerprint(g).
 const CACHE_HEADER_LEN: usize = 8 + 2 + 1 + 1 + 8 + 8 + 8;
 
 /// Elements per parallel chunk when the table is built.
 const BUILD_CHUNK: usize = 1 << 12;
 
-/// The baby steps `g^j`, `j ∈ [-m, m]`, in an open-addressing hash table keyed by fingerprint.
+/// The baby steps `g^j`, `j ∈ [0, m]`, in an open-addressing hash table keyed by fingerprint.
 ///
 /// Slot layout (one `u64`): high 32 bits = low 32 bits of the fingerprint (a tag), low 32 bits =
-/// `j + m + 1` (0 marks an empty slot). The slot index is `⌊fp · capacity / 2^64⌋` followed by
+/// `j + 1` (0 marks an empty slot). The slot index is `⌊fp · capacity / 2^64⌋` followed by
 /// linear probing; capacity is about `4/3` of the entry count.
 pub struct BabyStepTable<G: PrimeOrderGroup> {
     group: G,
@@ -98,7 +101,8 @@ fn slot_index(fp: u64, cap: usize) -> usize {
 }
 
 impl<G: PrimeOrderGroup> BabyStepTable<G> {
-    /// Builds the table of `g^j` for `j ∈ [-half_width, half_width]` (in parallel with rayon).
+    /// Builds the table of `g^j` for `j ∈ [0, half_width]` (in parallel with rayon); with
+    /// inverse lookups it covers `[-half_width, half_width]`.
     ///
     /// # Errors
     /// [`DlogError::InvalidParameters`] if `half_width` is 0 or above [`MAX_HALF_WIDTH`].
@@ -108,8 +112,8 @@ impl<G: PrimeOrderGroup> BabyStepTable<G> {
                 "baby-step half-width must be in 1..=2^30",
             ));
         }
-        let entries = 2 * half_width + 1;
-        let start = -(half_width as i64);
+        let entries = half_width + 1;
+        let start = 0i64;
         let chunks = (entries as usize).div_ceil(BUILD_CHUNK);
         let fingerprints: Vec<Vec<u64>> = (0..chunks)
             .into_par_iter()
@@ -130,7 +134,7 @@ impl<G: PrimeOrderGroup> BabyStepTable<G> {
             .collect();
         let cap = capacity_for(entries);
         let mut slots = vec![0u64; cap];
-        // The stored value is j + m + 1 (0 marks an empty slot).
+        // The stored value is j + 1 (0 marks an empty slot).
         for (biased, fp) in (1u64..).zip(fingerprints.iter().flatten()) {
             let mut pos = slot_index(*fp, cap);
             while slots[pos] != 0 {
@@ -211,7 +215,7 @@ impl<G: PrimeOrderGroup> BabyStepTable<G> {
             ));
         }
         let bytes = std::fs::read(path)?;
-        let entries = 2 * half_width + 1;
+        let entries = half_width + 1;
         let cap = capacity_for(entries);
         let expected_header = Self::header(&group, half_width, cap as u64);
         if bytes.len() < CACHE_HEADER_LEN + 32 {
@@ -310,7 +314,7 @@ impl<G: PrimeOrderGroup> BabyStepTable<G> {
         &self.group
     }
 
-    /// The half-width `m`: the table holds `g^j` for `|j| <= m`.
+    /// The half-width `m`: the table (with inverse lookups) covers `|j| <= m`.
     #[must_use]
     pub fn half_width(&self) -> u64 {
         self.half
@@ -334,7 +338,7 @@ impl<G: PrimeOrderGroup> BabyStepTable<G> {
         }
     }
 
-    /// Looks up an element with known fingerprint: `Some(j)` with `|j| <= m` and `g^j = element`
+    /// Looks up an element with known fingerprint: `Some(j)` with `0 <= j <= m` and `g^j = element`
     /// (verified by group equality), or `None`.
     #[must_use]
     pub fn vartime_lookup(&self, fingerprint: u64, element: &G::Element) -> Option<i64> {
@@ -348,8 +352,8 @@ impl<G: PrimeOrderGroup> BabyStepTable<G> {
                 return None;
             }
             if (s >> 32) as u32 == tag {
-                let j = (s & 0xFFFF_FFFF) as i64 - 1 - self.half as i64;
-                if j.unsigned_abs() <= self.half && self.vartime_small_power(j) == *element {
+                let j = (s & 0xFFFF_FFFF) as i64 - 1;
+                if j as u64 <= self.half && self.vartime_small_power(j) == *element {
                     return Some(j);
                 }
             }
@@ -451,43 +455,74 @@ impl<G: PrimeOrderGroup> DlogSolver<G> {
         let group = &self.table.group;
         let width = (2 * self.table.half + 1) as i64;
         let mut out: Vec<Option<i64>> = vec![None; hs.len()];
-        // Round k = 0.
-        let fps = group.vartime_fingerprints(hs);
-        let mut pending: Vec<usize> = Vec::new();
-        for (i, (fp, h)) in fps.iter().zip(hs).enumerate() {
-            if let Some(j) = self.table.vartime_lookup(*fp, h) {
-                out[i] = Some(j);
-            } else {
-                pending.push(i);
-            }
-        }
-        // Walkers: up[i] = h · G^{-k} (tests z = j + k·width), down[i] = h · G^{k}.
-        let mut up: Vec<G::Element> = pending.iter().map(|&i| hs[i].clone()).collect();
-        let mut down = up.clone();
+        let mut pending: Vec<usize> = (0..hs.len()).collect();
+        // Walkers, aligned with `pending`: up = h·G^{-k} (tests z = ±j + k·width) and its
+        // inverse up_inv = h^{-1}·G^{k}; down = h·G^{k} (tests z = ±j − k·width) and
+        // down_inv = h^{-1}·G^{-k}. Inverses are walked too, so each element is inverted once.
+        let mut up: Vec<G::Element> = hs.to_vec();
+        let mut up_inv: Vec<G::Element> = hs.iter().map(|e| group.invert(e)).collect();
+        let mut down: Vec<G::Element> = Vec::new();
+        let mut down_inv: Vec<G::Element> = Vec::new();
         let mut k: i64 = 0;
-        while !pending.is_empty() && (k as u64) < self.giant_steps {
-            k += 1;
-            for e in up.iter_mut() {
-                *e = group.op(e, &self.table.giant_inv);
-            }
-            for e in down.iter_mut() {
-                *e = group.op(e, &self.table.giant);
-            }
-            let fp_up = group.vartime_fingerprints(&up);
-            let fp_down = group.vartime_fingerprints(&down);
-            let mut keep = Vec::with_capacity(pending.len());
+        loop {
+            // Each candidate u is tested as u (z_local = j) and as u^{-1} (z_local = -j); all
+            // candidates of the round are fingerprinted in one batch.
+            let mut batch: Vec<G::Element> = Vec::with_capacity(4 * pending.len());
+            batch.extend(up.iter().cloned());
+            batch.extend(up_inv.iter().cloned());
+            batch.extend(down.iter().cloned());
+            batch.extend(down_inv.iter().cloned());
+            let fps = group.vartime_fingerprints(&batch);
+            let p = pending.len();
+            let sides = if down.is_empty() { 1 } else { 2 };
+            let mut keep = Vec::with_capacity(p);
             for (slot, &i) in pending.iter().enumerate() {
-                if let Some(j) = self.table.vartime_lookup(fp_up[slot], &up[slot]) {
-                    out[i] = Some(j + k * width);
-                } else if let Some(j) = self.table.vartime_lookup(fp_down[slot], &down[slot]) {
-                    out[i] = Some(j - k * width);
-                } else {
-                    keep.push(slot);
+                let mut found = None;
+                for side in 0..sides {
+                    let shift = if side == 0 { k * width } else { -k * width };
+                    let base = 2 * p * side;
+                    if let Some(j) = self
+                        .table
+                        .vartime_lookup(fps[base + slot], &batch[base + slot])
+                    {
+                        found = Some(j + shift);
+                    } else if let Some(j) = self
+                        .table
+                        .vartime_lookup(fps[base + p + slot], &batch[base + p + slot])
+                    {
+                        found = Some(-j + shift);
+                    }
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                match found {
+                    Some(z) => out[i] = Some(z),
+                    None => keep.push(slot),
                 }
             }
+            if keep.is_empty() || (k as u64) >= self.giant_steps {
+                break;
+            }
+            k += 1;
             pending = keep.iter().map(|&s| pending[s]).collect();
-            up = keep.iter().map(|&s| up[s].clone()).collect();
-            down = keep.iter().map(|&s| down[s].clone()).collect();
+            let prev_up = std::mem::take(&mut up);
+            let prev_up_inv = std::mem::take(&mut up_inv);
+            let prev_down = std::mem::take(&mut down);
+            let prev_down_inv = std::mem::take(&mut down_inv);
+            let (giant, giant_inv) = (&self.table.giant, &self.table.giant_inv);
+            for &s in &keep {
+                up.push(group.op(&prev_up[s], giant_inv));
+                up_inv.push(group.op(&prev_up_inv[s], giant));
+                // At k = 1 the down walkers start from h itself.
+                let (d, d_inv) = if k == 1 {
+                    (&prev_up[s], &prev_up_inv[s])
+                } else {
+                    (&prev_down[s], &prev_down_inv[s])
+                };
+                down.push(group.op(d, giant));
+                down_inv.push(group.op(d_inv, giant_inv));
+            }
         }
         out.into_iter()
             .map(|z| match z {
