@@ -5,6 +5,7 @@
 //! - [`feip`]: inner-product functional encryption (Abdalla–Bourse–De Caro–Pointcheval, DDH).
 //! - [`febo`]: CryptoNN's element-wise scheme with ciphertext-bound keys for `+ - * /`.
 //! - [`dlog`]: the bounded discrete logarithm that ends every decryption.
+//! - [`serialize`]: the versioned binary format of keys and ciphertexts (and serde).
 //! - [`encoding`]: fixed-point encoding of real numbers as bounded integers.
 //! - [`error`]: the error types of this module.
 
@@ -14,3 +15,4 @@ pub mod error;
 pub mod febo;
 pub mod feip;
 pub mod group;
+pub mod serialize;

@@ -390,6 +390,59 @@ fn febo_ops<G: PrimeOrderGroup>(g: &G) {
     assert!(FeboParams::new(1 << 40, 1 << 40).is_err());
 }
 
+/// Aggregated (pooled) ciphertext components decrypt to the pooled inner product, with a key
+/// from the aggregated master key that equals the key of the expanded vector.
+fn feip_aggregation<G: PrimeOrderGroup>(g: &G) {
+    let mut r = rng(8);
+    let n = 16; // a 4×4 image, pooled 2×2 into 4 cells
+    let feip = Feip::new(g.clone(), FeipParams::new(n, 255, 127).unwrap());
+    let (msk, mpk) = feip.setup(&mut r);
+    let x: Vec<i64> = (0..n as i64).map(|i| (i * 37) % 511 - 255).collect();
+    let ct = feip.encrypt(&mpk, &x, &mut r).unwrap();
+    let sets: Vec<Vec<usize>> = (0..4)
+        .map(|c| {
+            let (r0, c0) = (2 * (c / 2), 2 * (c % 2));
+            vec![
+                4 * r0 + c0,
+                4 * r0 + c0 + 1,
+                4 * (r0 + 1) + c0,
+                4 * (r0 + 1) + c0 + 1,
+            ]
+        })
+        .collect();
+    let pooled = feip.aggregated(&sets).unwrap();
+    assert_eq!(pooled.params().x_bound(), 4 * 255);
+    let act = feip.aggregate_ciphertext(&ct, &sets).unwrap();
+    let amsk = feip.aggregate_secret_key(&msk, &sets).unwrap();
+    let apk = feip.aggregate_public_key(&mpk, &sets).unwrap();
+    let y2 = [3i64, -127, 0, 90];
+    let key = pooled.derive_key(&amsk, &y2).unwrap();
+    let mut expanded = vec![0i64; n];
+    let mut want = 0;
+    for (set, &yv) in sets.iter().zip(&y2) {
+        for &i in set {
+            expanded[i] = yv;
+            want += x[i] * yv;
+        }
+    }
+    assert_eq!(key, feip.derive_key(&msk, &expanded).unwrap());
+    let table = Arc::new(BabyStepTable::new(g.clone(), 1 << 10).unwrap());
+    let dlog = DlogSolver::new(table, pooled.params().inner_product_bound()).unwrap();
+    assert_eq!(
+        pooled.vartime_decrypt(&act, &key, &y2, &dlog).unwrap(),
+        want
+    );
+    // Fresh encryptions under the aggregated public key decrypt with the same key.
+    let ct2 = pooled.encrypt(&apk, &[1, 2, 3, 4], &mut r).unwrap();
+    assert_eq!(
+        pooled.vartime_decrypt(&ct2, &key, &y2, &dlog).unwrap(),
+        3 - 254 + 360
+    );
+    assert!(feip.aggregate_ciphertext(&ct, &[vec![16]]).is_err());
+    assert!(feip.aggregate_ciphertext(&ct, &[vec![]]).is_err());
+    assert!(feip.aggregated(&[]).is_err());
+}
+
 /// Random 64-bit seed helper so each backend's proptest stream differs.
 fn seed_of(name: &str) -> u64 {
     let mut r = rng(name.len() as u64);
@@ -420,6 +473,10 @@ macro_rules! conformance_suite {
             #[test]
             fn feip_bounds() {
                 super::feip_bounds(&$group);
+            }
+            #[test]
+            fn feip_aggregation() {
+                super::feip_aggregation(&$group);
             }
             #[test]
             fn febo_ops() {

@@ -183,6 +183,12 @@ pub enum SerializationError {
     /// A length field is zero or implausibly large.
     #[error("invalid length field {0}")]
     InvalidLength(u64),
+    /// The trailing CRC-32 does not match: the bytes were damaged.
+    #[error("checksum mismatch (damaged bytes)")]
+    ChecksumMismatch,
+    /// A field holds a value outside its domain (e.g. an unknown FEBO operation).
+    #[error("invalid field: {0}")]
+    InvalidField(&'static str),
     /// Bytes remain after the structure.
     #[error("{0} trailing bytes after the structure")]
     TrailingBytes(usize),

@@ -610,8 +610,8 @@ impl<G: PrimeOrderGroup> Feip<G> {
         Ok(self.group.div(&num, &den))
     }
 
-    /// Decrypts one prepared ciphertext under many keys, solving all discrete logs in one
-    /// batch. The `i`-th result belongs to `keys[i]`.
+    /// Decrypts one prepared ciphertext under many keys (in parallel with rayon for `n >= 256`), solving all
+    /// discrete logs in one batch. The `i`-th result belongs to `keys[i]`.
     #[must_use]
     pub fn vartime_decrypt_many(
         &self,
@@ -619,10 +619,15 @@ impl<G: PrimeOrderGroup> Feip<G> {
         keys: &[(&FunctionKey<G>, KeyVector<'_>)],
         dlog: &DlogSolver<G>,
     ) -> Vec<Result<i64, FeError>> {
-        let elems: Vec<Result<G::Element, FeError>> = keys
-            .iter()
-            .map(|(k, y)| self.vartime_decrypt_prepared_element(prepared, k, *y))
-            .collect();
+        let one = |(k, y): &(&FunctionKey<G>, KeyVector<'_>)| {
+            self.vartime_decrypt_prepared_element(prepared, k, *y)
+        };
+        // Parallelism pays only for long vectors; short ones stay on the calling thread.
+        let elems: Vec<Result<G::Element, FeError>> = if self.params.n >= PARALLEL_ENCRYPT_MIN * 4 {
+            keys.par_iter().map(one).collect()
+        } else {
+            keys.iter().map(one).collect()
+        };
         let ok: Vec<G::Element> = elems
             .iter()
             .filter_map(|e| e.as_ref().ok().cloned())
@@ -638,6 +643,124 @@ impl<G: PrimeOrderGroup> Feip<G> {
                 Err(err) => Err(err),
             })
             .collect()
+    }
+}
+
+/// Homomorphic aggregation of ciphertext components.
+///
+/// For index sets `S_0, …, S_{m-1} ⊆ [0, n)`, the product `∏_{i∈S_v} ct_i = (∏ h_i)^r · g^{Σ x_i}`
+/// is a component of a valid ciphertext of `x'_v = Σ_{i∈S_v} x_i` under the *aggregated* master
+/// key `s'_v = Σ_{i∈S_v} s_i` (public key `h'_v = ∏_{i∈S_v} h_i`), with the same `ct0`. So a server
+/// can, e.g., multiply 4 neighbouring pixels' components (a fused 2×2 sum-pooling) and decrypt
+/// `<x', y'>` with a key the authority derives from the aggregated master key — which equals the
+/// ordinary key for the expanded vector `y_i = Σ_{v : i ∈ S_v} y'_v`.
+impl<G: PrimeOrderGroup> Feip<G> {
+    fn check_sets(&self, sets: &[Vec<usize>]) -> Result<usize, FeError> {
+        if sets.is_empty() {
+            return Err(FeError::InvalidParameters("no aggregation sets"));
+        }
+        let mut largest = 0;
+        for set in sets {
+            if set.is_empty() {
+                return Err(FeError::InvalidParameters("empty aggregation set"));
+            }
+            if let Some(&index) = set.iter().find(|&&i| i >= self.params.n) {
+                return Err(FeError::InvalidSparseIndex {
+                    index,
+                    n: self.params.n,
+                });
+            }
+            largest = largest.max(set.len());
+        }
+        Ok(largest)
+    }
+
+    /// The FEIP instance of the aggregated scheme: `m = sets.len()` coordinates, plaintext
+    /// bound `max|S_v| · X`, same `Y`.
+    ///
+    /// # Errors
+    /// [`FeError::InvalidParameters`] for no or empty sets or too large bounds;
+    /// [`FeError::InvalidSparseIndex`] for an index `>= n`.
+    pub fn aggregated(&self, sets: &[Vec<usize>]) -> Result<Feip<G>, FeError> {
+        let largest = self.check_sets(sets)? as u64;
+        let x_bound = self
+            .params
+            .x_bound
+            .checked_mul(largest)
+            .ok_or(FeError::InvalidParameters("aggregated bound overflows"))?;
+        Ok(Feip::new(
+            self.group.clone(),
+            FeipParams::new(sets.len(), x_bound, self.params.y_bound)?,
+        ))
+    }
+
+    /// `(ct0, (∏_{i∈S_v} ct_i)_v)`: a ciphertext of the aggregated plaintext.
+    ///
+    /// # Errors
+    /// As [`aggregated`](Self::aggregated), and [`FeError::DimensionMismatch`].
+    pub fn aggregate_ciphertext(
+        &self,
+        ct: &Ciphertext<G>,
+        sets: &[Vec<usize>],
+    ) -> Result<Ciphertext<G>, FeError> {
+        self.check_len(ct.len())?;
+        self.check_sets(sets)?;
+        let agg = sets
+            .iter()
+            .map(|set| {
+                set.iter().fold(self.group.identity(), |acc, &i| {
+                    self.group.op(&acc, &ct.ct[i])
+                })
+            })
+            .collect();
+        Ok(Ciphertext {
+            ct0: ct.ct0.clone(),
+            ct: agg,
+        })
+    }
+
+    /// `(∏_{i∈S_v} h_i)_v`: the aggregated public key.
+    ///
+    /// # Errors
+    /// As [`aggregate_ciphertext`](Self::aggregate_ciphertext).
+    pub fn aggregate_public_key(
+        &self,
+        mpk: &MasterPublicKey<G>,
+        sets: &[Vec<usize>],
+    ) -> Result<MasterPublicKey<G>, FeError> {
+        self.check_len(mpk.len())?;
+        self.check_sets(sets)?;
+        let h = sets
+            .iter()
+            .map(|set| {
+                set.iter().fold(self.group.identity(), |acc, &i| {
+                    self.group.op(&acc, &mpk.h[i])
+                })
+            })
+            .collect();
+        Ok(MasterPublicKey { h })
+    }
+
+    /// `(Σ_{i∈S_v} s_i)_v`: the aggregated master secret key (authority side).
+    ///
+    /// # Errors
+    /// As [`aggregate_ciphertext`](Self::aggregate_ciphertext).
+    pub fn aggregate_secret_key(
+        &self,
+        msk: &MasterSecretKey<G>,
+        sets: &[Vec<usize>],
+    ) -> Result<MasterSecretKey<G>, FeError> {
+        self.check_len(msk.len())?;
+        self.check_sets(sets)?;
+        let s = sets
+            .iter()
+            .map(|set| {
+                set.iter().fold(self.group.scalar_from_i64(0), |acc, &i| {
+                    self.group.scalar_add(&acc, &msk.s[i])
+                })
+            })
+            .collect();
+        Ok(MasterSecretKey { s })
     }
 }
 

@@ -72,7 +72,7 @@ impl GroupId {
 ///
 /// Implementations must make every method total: no method panics on any input that has the
 /// declared type. Decoding functions return [`GroupError`] for invalid bytes.
-pub trait PrimeOrderGroup: Clone + Debug + Send + Sync + 'static {
+pub trait PrimeOrderGroup: Clone + Debug + PartialEq + Eq + Send + Sync + 'static {
     /// An integer modulo the group order `q`.
     type Scalar: Clone + Debug + PartialEq + Eq + Send + Sync + Zeroize;
     /// A group element.
@@ -230,4 +230,13 @@ pub trait PrimeOrderGroup: Clone + Debug + Send + Sync + 'static {
     /// collide: the discrete-log solver verifies every hit.
     #[must_use]
     fn vartime_fingerprints(&self, elements: &[Self::Element]) -> Vec<u64>;
+}
+
+/// A group with exactly one instance, which can therefore be recreated from nothing: lets keys
+/// and ciphertexts over it implement serde's `Serialize`/`Deserialize` directly (see
+/// [`crate::fe::serialize`]). Parameterised groups use the explicit
+/// [`WireFormat`](crate::fe::serialize::WireFormat) methods instead.
+pub trait StaticGroup: PrimeOrderGroup {
+    /// The group.
+    fn instance() -> Self;
 }

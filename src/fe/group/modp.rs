@@ -144,6 +144,8 @@ impl PartialEq for ModpGroup {
     }
 }
 
+impl Eq for ModpGroup {}
+
 impl ModpGroup {
     fn from_hex(id: GroupId, security_bits: u32, hex: &str) -> Self {
         let p = arith::from_be(&hex_to_bytes(hex));

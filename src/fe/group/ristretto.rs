@@ -21,7 +21,7 @@ use rand_core::CryptoRngCore;
 use subtle::{ConditionallyNegatable, ConditionallySelectable, ConstantTimeEq};
 
 use crate::fe::error::GroupError;
-use crate::fe::group::{GroupId, PrimeOrderGroup};
+use crate::fe::group::{GroupId, PrimeOrderGroup, StaticGroup};
 
 /// The Ristretto255 group (a unit type: it has no parameters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,6 +31,12 @@ impl Ristretto255 {
     /// The group.
     #[must_use]
     pub fn new() -> Self {
+        Ristretto255
+    }
+}
+
+impl StaticGroup for Ristretto255 {
+    fn instance() -> Self {
         Ristretto255
     }
 }
@@ -209,16 +215,20 @@ impl PrimeOrderGroup for Ristretto255 {
     where
         I: IntoIterator<Item = (&'a RistrettoPoint, i64)>,
     {
-        let mut scalars = Vec::new();
-        let mut points = Vec::new();
-        for (p, e) in terms {
-            if e == 0 {
-                continue;
-            }
-            scalars.push(Scalar::from(e.unsigned_abs()));
-            points.push(if e < 0 { -p } else { *p });
+        let terms: Vec<(&RistrettoPoint, i64)> =
+            terms.into_iter().filter(|(_, e)| *e != 0).collect();
+        let bits = terms
+            .iter()
+            .map(|(_, e)| 64 - e.unsigned_abs().leading_zeros())
+            .max()
+            .unwrap_or(0);
+        // Many terms with short exponents: one bucket per magnitude beats Straus when the
+        // 2·2^bits bucket-reduction additions are small against ~bits/3 additions per term.
+        if bits <= BUCKET_MAX_BITS && terms.len() * (bits as usize) > 6 << bits {
+            vartime_bucket_sum(&terms, bits)
+        } else {
+            vartime_signed_binary_straus(terms)
         }
-        RistrettoPoint::vartime_multiscalar_mul(scalars, points)
     }
 
     fn random_scalar<R: CryptoRngCore + ?Sized>(&self, rng: &mut R) -> Scalar {
@@ -274,6 +284,82 @@ impl PrimeOrderGroup for Ristretto255 {
             .map(|c| fingerprint_of_compressed(c.as_bytes()))
             .collect()
     }
+}
+
+/// Non-adjacent form of `m`: digits in `{-1, 0, 1}`, least significant first, no two adjacent
+/// non-zero digits (about `bits/3` non-zero digits).
+fn naf(m: u64) -> Vec<i8> {
+    let mut k = u128::from(m);
+    let mut digits = Vec::with_capacity(66);
+    while k > 0 {
+        if k & 1 == 1 {
+            if k & 3 == 1 {
+                digits.push(1);
+                k -= 1;
+            } else {
+                digits.push(-1);
+                k += 1;
+            }
+        } else {
+            digits.push(0);
+        }
+        k >>= 1;
+    }
+    digits
+}
+
+/// Largest exponent bit length for which [`vartime_bucket_sum`] is considered.
+const BUCKET_MAX_BITS: u32 = 12;
+
+/// `∏ b_i^{e_i}` with one bucket per magnitude: `B_v = ∏_{|e_i| = v} b_i^{sign(e_i)}`, then
+/// `∏_v B_v^v` by running products. Cost: one addition per term plus `2·2^bits`.
+fn vartime_bucket_sum(terms: &[(&RistrettoPoint, i64)], bits: u32) -> RistrettoPoint {
+    let mut buckets: Vec<Option<RistrettoPoint>> = vec![None; 1 << bits];
+    for (p, e) in terms {
+        let term = if *e < 0 { -*p } else { **p };
+        let slot = &mut buckets[e.unsigned_abs() as usize];
+        *slot = Some(slot.map_or(term, |b| b + term));
+    }
+    let mut running: Option<RistrettoPoint> = None;
+    let mut total: Option<RistrettoPoint> = None;
+    for bucket in buckets.into_iter().skip(1).rev() {
+        if let Some(b) = bucket {
+            running = Some(running.map_or(b, |r| r + b));
+        }
+        if let Some(r) = running {
+            total = Some(total.map_or(r, |t| t + r));
+        }
+    }
+    total.unwrap_or_else(RistrettoPoint::identity)
+}
+
+/// `∏ b_i^{e_i}` for small signed exponents: Straus's method over NAF digits with one shared
+/// doubling chain. Cost: `max_i bits(|e_i|)` doublings plus one addition per non-zero NAF digit
+/// (about a third of the bits), independent of the width of the group order.
+fn vartime_signed_binary_straus<'a, I>(terms: I) -> RistrettoPoint
+where
+    I: IntoIterator<Item = (&'a RistrettoPoint, i64)>,
+{
+    let terms: Vec<(RistrettoPoint, Vec<i8>)> = terms
+        .into_iter()
+        .filter(|(_, e)| *e != 0)
+        .map(|(p, e)| (if e < 0 { -p } else { *p }, naf(e.unsigned_abs())))
+        .collect();
+    let len = terms.iter().map(|(_, d)| d.len()).max().unwrap_or(0);
+    let mut acc: Option<RistrettoPoint> = None;
+    for bit in (0..len).rev() {
+        if let Some(a) = acc.as_mut() {
+            *a = *a + *a;
+        }
+        for (p, digits) in &terms {
+            match digits.get(bit) {
+                Some(1) => acc = Some(acc.map_or(*p, |a| a + p)),
+                Some(-1) => acc = Some(acc.map_or(-p, |a| a - p)),
+                _ => {}
+            }
+        }
+    }
+    acc.unwrap_or_else(RistrettoPoint::identity)
 }
 
 /// Bytes 8..16 of a canonical encoding (byte 0's low bit is always zero, so skip the start).

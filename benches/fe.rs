@@ -1,0 +1,179 @@
+//! Benchmarks of the functional-encryption core: FEIP Setup / Encrypt / KeyDer / Decrypt for
+//! n = 25 and n = 785 on Ristretto255 and the RFC 3526 2048-bit group, and the discrete-log
+//! table (build, cache load, lookups).
+//!
+//! ```sh
+//! cargo bench --bench fe                       # everything
+//! cargo bench --bench fe -- ristretto          # one backend
+//! ```
+//! Inputs follow the LeNet first layer: |x_i| <= 255 (pixels), |y_i| <= 127 (weights).
+
+#![allow(clippy::unwrap_used, missing_docs)] // benchmark harness: panics are failures
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
+use cryptonn::fe::dlog::{BabyStepTable, DlogSolver};
+use cryptonn::fe::feip::{Feip, FeipParams, KeyVector};
+use cryptonn::fe::group::modp::ModpGroup;
+use cryptonn::fe::group::ristretto::Ristretto255;
+use cryptonn::fe::group::PrimeOrderGroup;
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const X_BOUND: u64 = 255;
+const Y_BOUND: u64 = 127;
+
+fn vectors(rng: &mut ChaCha20Rng, n: usize) -> (Vec<i64>, Vec<i64>) {
+    let x = (0..n)
+        .map(|_| rng.gen_range(-(X_BOUND as i64)..=X_BOUND as i64))
+        .collect();
+    let y = (0..n)
+        .map(|_| rng.gen_range(-(Y_BOUND as i64)..=Y_BOUND as i64))
+        .collect();
+    (x, y)
+}
+
+fn feip_suite<G: PrimeOrderGroup>(
+    c: &mut Criterion,
+    name: &str,
+    group: G,
+    sizes: &[usize],
+    dlog: &DlogSolver<G>,
+    heavy: bool,
+) {
+    let mut bg = c.benchmark_group(format!("feip/{name}"));
+    if heavy {
+        bg.sample_size(10);
+        bg.measurement_time(Duration::from_secs(3));
+    }
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    for &n in sizes {
+        let feip = Feip::new(group.clone(), FeipParams::new(n, X_BOUND, Y_BOUND).unwrap());
+        let (x, y) = vectors(&mut rng, n);
+        bg.bench_function(BenchmarkId::new("setup", n), |b| {
+            b.iter(|| black_box(feip.setup(&mut rng)))
+        });
+        let (msk, mpk) = feip.setup(&mut rng);
+        bg.bench_function(BenchmarkId::new("encrypt", n), |b| {
+            b.iter(|| black_box(feip.encrypt(&mpk, &x, &mut rng).unwrap()))
+        });
+        if !heavy {
+            let prepared_pk = feip.prepare_public_key(&mpk).unwrap();
+            bg.bench_function(BenchmarkId::new("encrypt_prepared", n), |b| {
+                b.iter(|| black_box(feip.encrypt_prepared(&prepared_pk, &x, &mut rng).unwrap()))
+            });
+        }
+        bg.bench_function(BenchmarkId::new("keyder", n), |b| {
+            b.iter(|| black_box(feip.derive_key(&msk, &y).unwrap()))
+        });
+        let ct = feip.encrypt(&mpk, &x, &mut rng).unwrap();
+        let key = feip.derive_key(&msk, &y).unwrap();
+        let want: i64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+        assert_eq!(feip.vartime_decrypt(&ct, &key, &y, dlog).unwrap(), want);
+        bg.bench_function(BenchmarkId::new("decrypt", n), |b| {
+            b.iter(|| black_box(feip.vartime_decrypt(&ct, &key, &y, dlog).unwrap()))
+        });
+        // One ciphertext meets 6 keys (6 output channels of a convolution): per-ciphertext
+        // precomputation + one batched discrete log. Reported time is for all 6.
+        let ys: Vec<Vec<i64>> = (0..6).map(|_| vectors(&mut rng, n).1).collect();
+        let keys: Vec<_> = ys
+            .iter()
+            .map(|y| feip.derive_key(&msk, y).unwrap())
+            .collect();
+        bg.bench_function(BenchmarkId::new("decrypt_6_keys_total", n), |b| {
+            b.iter(|| {
+                let prep = feip.prepare_ciphertext(&ct).unwrap();
+                let pairs: Vec<_> = keys
+                    .iter()
+                    .zip(&ys)
+                    .map(|(k, y)| (k, KeyVector::Dense(y)))
+                    .collect();
+                let out = feip.vartime_decrypt_many(&prep, &pairs, dlog);
+                black_box(out)
+            })
+        });
+    }
+    bg.finish();
+}
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cache")
+}
+
+fn bench_ristretto(c: &mut Criterion) {
+    // Covers |<x,y>| <= 785·255·127 ≈ 2^24.6 with a 2^22 table and a few giant steps.
+    let table =
+        Arc::new(BabyStepTable::load_or_build(Ristretto255, 1 << 22, &cache_dir()).unwrap());
+    let dlog = DlogSolver::new(table, 785 * X_BOUND * Y_BOUND).unwrap();
+    feip_suite(c, "ristretto255", Ristretto255, &[25, 785], &dlog, false);
+}
+
+fn bench_modp2048(c: &mut Criterion) {
+    let g = ModpGroup::rfc3526_2048();
+    let table = Arc::new(BabyStepTable::load_or_build(g.clone(), 1 << 16, &cache_dir()).unwrap());
+    let dlog = DlogSolver::new(table, 785 * X_BOUND * Y_BOUND).unwrap();
+    feip_suite(c, "modp2048", g, &[25, 785], &dlog, true);
+}
+
+fn bench_dlog(c: &mut Criterion) {
+    let mut bg = c.benchmark_group("dlog/ristretto255");
+    bg.sample_size(10);
+    bg.measurement_time(Duration::from_secs(10));
+    let half = 1u64 << 22;
+    bg.bench_function("table_build_2^22", |b| {
+        b.iter(|| black_box(BabyStepTable::new(Ristretto255, half).unwrap()))
+    });
+    let path = cache_dir().join(BabyStepTable::cache_file_name(&Ristretto255, half));
+    BabyStepTable::new(Ristretto255, half)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    bg.bench_function("table_load_2^22", |b| {
+        b.iter(|| black_box(BabyStepTable::load(Ristretto255, half, &path).unwrap()))
+    });
+    bg.finish();
+
+    let mut bg = c.benchmark_group("dlog/ristretto255");
+    let table = Arc::new(BabyStepTable::load(Ristretto255, half, &path).unwrap());
+    let solver = DlogSolver::new(table, 1 << 26).unwrap();
+    let g = Ristretto255;
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let small: Vec<_> = (0..64)
+        .map(|_| g.vartime_exp_generator_i64(rng.gen_range(-(1i64 << 22)..(1 << 22))))
+        .collect();
+    let far: Vec<_> = (0..64)
+        .map(|_| g.vartime_exp_generator_i64(rng.gen_range(-(1i64 << 26)..(1 << 26))))
+        .collect();
+    bg.bench_function("lookup_one_|z|<=2^22", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % small.len();
+            black_box(solver.vartime_solve(&small[i]).unwrap())
+        })
+    });
+    bg.bench_function("lookup_batch64_|z|<=2^22", |b| {
+        b.iter(|| black_box(solver.vartime_solve_batch(&small)))
+    });
+    bg.bench_function("lookup_batch64_|z|<=2^26_giant_steps", |b| {
+        b.iter_batched(
+            || far.clone(),
+            |v| black_box(solver.vartime_solve_batch(&v)),
+            BatchSize::SmallInput,
+        )
+    });
+    bg.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench_ristretto, bench_dlog, bench_modp2048
+}
+criterion_main!(benches);
