@@ -3,6 +3,8 @@
 //! Every secure result is compared with the same product computed in the clear with ndarray
 //! (`w.dot(&x)` over `i64`), which is exact for these bounds.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptonn::coordinator::{

@@ -1,6 +1,8 @@
 //! The key-request policy (weight filter, rank cap, rotation), the audit log and domain
 //! lifecycle, exercised through the server's key service as a server would meet them.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -122,7 +124,7 @@ fn rank_cap_is_enforced_and_combinations_stay_free() {
     s.request_keys(domain, &w).unwrap();
     assert_eq!(auth.lock().unwrap().issued_rank(domain).unwrap(), Some(8));
     // ... integer combinations of them add no rank and are served too ...
-    let combo = (&w.row(0) + &w.row(1) * 2 - &w.row(5)).insert_axis(ndarray::Axis(0));
+    let combo = (&w.row(0) + &w.row(1) * 2 - w.row(5)).insert_axis(ndarray::Axis(0));
     s.request_keys(domain, &combo).unwrap();
     // ... a ninth direction is refused, in a batch with admissible rows: nothing is issued.
     let before = auth.lock().unwrap().audit_log().issued_in(domain).count();
