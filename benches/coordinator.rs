@@ -64,7 +64,9 @@ fn paper(c: &mut Criterion) {
     let mut w = world(10, 100);
     let mut g = c.benchmark_group("paper_100x10_times_10x100");
     g.sample_size(10).measurement_time(Duration::from_secs(8));
-    g.bench_function("encrypt", |b| b.iter(|| w.client.encrypt_matrix(&xt).unwrap()));
+    g.bench_function("encrypt", |b| {
+        b.iter(|| w.client.encrypt_matrix(&xt).unwrap())
+    });
     g.bench_function("keys", |b| {
         b.iter(|| w.server.request_keys(w.domain, &yt).unwrap())
     });

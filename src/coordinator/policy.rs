@@ -14,9 +14,13 @@
 //!    server decrypts every ciphertext of the domain entirely. More generally, if the issued
 //!    vectors span a subspace `V` of rank `r`, the server learns exactly the projection of `x`
 //!    onto `V`, and at most `r` coordinates of `x` can be determined (a subspace of dimension `r`
-//!    contains at most `r` unit vectors). The policy tracks `r` per domain (exact Gaussian
-//!    elimination over a secret random prime field, see [`crate::coordinator::linalg`] for why
-//!    that is sound) and refuses any batch that would take it above a cap
+//!    contains at most `r` unit vectors). The policy tracks `r` per domain by exact Gaussian
+//!    elimination modulo a secret random prime `p ∈ [2^60, 2^61)`. That is sound: the rank mod
+//!    `p` never exceeds the rank over `Q`, and falls short only if `p` divides a particular
+//!    non-zero minor, which has at most `log2|minor| / 60` such prime factors out of ~2^54
+//!    candidates — negligible, and a server cannot aim at a prime it does not know (a fixed
+//!    public prime such as `2^61 − 1` could be targeted). It refuses any batch that would take
+//!    the rank above a cap
 //!    ([`PolicyRefusal::RankCapReached`]). The default cap is `⌊n/2⌋`: whatever keys a server
 //!    chooses, at least half of the coordinates of every input stay undetermined.
 //!
@@ -171,13 +175,24 @@ pub trait KeyPolicy: Send + std::fmt::Debug {
     }
 }
 
-/// The default policy: the weight filter and the rank cap of [`PolicyConfig`].
-#[derive(Debug, Clone)]
+/// The default policy: the weight filter and the rank cap of [`PolicyConfig`]. Its `Debug`
+/// output omits the tracker's secret prime.
+#[derive(Clone)]
 pub struct DefaultPolicy {
     config: PolicyConfig,
     n: usize,
     field: PrimeField,
     basis: Option<EchelonBasis>,
+}
+
+impl std::fmt::Debug for DefaultPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultPolicy")
+            .field("config", &self.config)
+            .field("n", &self.n)
+            .field("issued_rank", &self.issued_rank())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DefaultPolicy {
