@@ -262,3 +262,60 @@ fn min_norm_solutions(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array2};
+
+    #[test]
+    fn contradictory_observations_are_an_error() {
+        let keys = [
+            KeyVectorData::Dense(vec![1, 1]),
+            KeyVectorData::Dense(vec![2, 2]),
+        ];
+        // <(1,1), x> = 3 and <(2,2), x> = 7 cannot both hold.
+        assert!(matches!(
+            reconstruct(2, &keys, array![[3], [7]].view()),
+            Err(CoordinatorError::InconsistentObservations)
+        ));
+        assert!(matches!(
+            reconstruct(2, &keys, array![[3]].view()),
+            Err(CoordinatorError::ShapeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn no_keys_no_knowledge_and_min_norm_estimate() {
+        let none = reconstruct(3, &[], Array2::<i64>::zeros((0, 1)).view()).unwrap();
+        assert_eq!(none[0].rank(), 0);
+        assert_eq!(none[0].recovered_fraction(), 0.0);
+        assert_eq!(none[0].estimate(), &[0.0, 0.0, 0.0]);
+        assert_eq!(none[0].relative_error(&[3, 4, 0]), 1.0);
+        // One key (1, 1, 0) with <y, x> = 8: the min-norm estimate is (4, 4, 0).
+        let one = reconstruct(
+            3,
+            &[KeyVectorData::Dense(vec![1, 1, 0])],
+            array![[8]].view(),
+        )
+        .unwrap();
+        for (e, want) in one[0].estimate().iter().zip([4.0, 4.0, 0.0]) {
+            assert!((e - want).abs() < 1e-12);
+        }
+        assert_eq!(one[0].recovered_count(), 0);
+    }
+
+    #[test]
+    fn large_negative_values_are_recovered_exactly() {
+        let x = [-(1i64 << 40), 1 << 35, -7];
+        let keys = [
+            KeyVectorData::Dense(vec![1, 0, 0]),
+            KeyVectorData::Dense(vec![0, 1, 1]),
+            KeyVectorData::Dense(vec![0, 1, -1]),
+        ];
+        let b = array![[x[0]], [x[1] + x[2]], [x[1] - x[2]]];
+        let rec = &reconstruct(3, &keys, b.view()).unwrap()[0];
+        assert_eq!(rec.exact(), &[Some(x[0]), Some(x[1]), Some(x[2])]);
+        assert_eq!(rec.relative_error(&x), 0.0);
+    }
+}
