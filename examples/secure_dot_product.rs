@@ -43,7 +43,20 @@ const MAX_VALUE: i64 = 100;
 /// Baby-step half-width: covers |<x, y>| <= 10 · 100 · 100 = 100,000 without giant steps.
 const TABLE_HALF_WIDTH: u64 = 1 << 17;
 
+/// CPU time of this process (all threads, user + system) in seconds, from `/proc/self/stat`
+/// (clock ticks of 10 ms); `None` where that file does not exist.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 struct Timings {
+    cpu: Option<f64>,
     setup: f64,
     encrypt: f64,
     keys: f64,
@@ -81,6 +94,7 @@ fn run<G: PrimeOrderGroup>(group: G, serial_too: bool) -> Result<Timings> {
 
     // Client: encrypt the 100 samples (columns of Xᵀ).
     let xt = x.t();
+    let cpu0 = process_cpu_seconds();
     let t = Instant::now();
     let enc = client.encrypt_matrix(xt)?;
     let encrypt = t.elapsed().as_secs_f64();
@@ -95,6 +109,7 @@ fn run<G: PrimeOrderGroup>(group: G, serial_too: bool) -> Result<Timings> {
     let t = Instant::now();
     let product = server.secure_matmul_with_keys(&batch, &enc)?;
     let decrypt = t.elapsed().as_secs_f64();
+    let cpu = cpu0.zip(process_cpu_seconds()).map(|(a, b)| b - a);
     ensure!(product == yt.dot(&xt), "secure product differs from X·Y");
 
     let decrypt_serial = if serial_too {
@@ -107,6 +122,7 @@ fn run<G: PrimeOrderGroup>(group: G, serial_too: bool) -> Result<Timings> {
         None
     };
     Ok(Timings {
+        cpu,
         setup,
         encrypt,
         keys: keys_time,
@@ -117,7 +133,7 @@ fn run<G: PrimeOrderGroup>(group: G, serial_too: bool) -> Result<Timings> {
 
 fn report(name: &str, t: &Timings) {
     println!(
-        "{name:<14} encrypt {:>8.4} s | keys {:>8.4} s | decrypt {:>8.4} s | total {:>8.4} s{}   (setup + dlog table {:.2} s)",
+        "{name:<14} encrypt {:>8.4} s | keys {:>8.4} s | decrypt {:>8.4} s | total {:>8.4} s{}   (CPU time of the total, all threads: {}; setup + dlog table {:.2} s)",
         t.encrypt,
         t.keys,
         t.decrypt,
@@ -125,6 +141,9 @@ fn report(name: &str, t: &Timings) {
         t.decrypt_serial
             .map(|s| format!(" | serial decrypt {s:.4} s"))
             .unwrap_or_default(),
+        t.cpu
+            .map(|c| format!("{c:.2} s"))
+            .unwrap_or_else(|| "n/a".into()),
         t.setup,
     );
 }
@@ -139,6 +158,10 @@ fn main() -> Result<()> {
     println!(
         "paper (Python/Charm): encrypt 3.0 s | keys 0.56 s | decrypt 93 min serial, 7.7 s parallel"
     );
+    // The machine may be shared: print its load so the wall-clock figures can be read in context.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average: {}", load.trim());
+    }
     // Warm-up run (first-use tables), then the measured one.
     run(Ristretto255, false)?;
     let r = run(Ristretto255, true)?;
