@@ -1,2 +1,49 @@
-//! The three parties of CryptoNN — authority, clients and server — and the key service between
-//! them.
+//! The three parties of CryptoNN — authority, clients and server — the key service between
+//! them, and what a server can learn.
+//!
+//! ```text
+//!              public key                      function keys (policy, audit)
+//!  Authority ─────────────▶ Client     Server ◀────────────────────────────── Authority
+//!   (msk)                  encrypts X ───────▶ W·X = dlog(∏ ct^w / ct0^sk)     (KeyService)
+//! ```
+//!
+//! - [`Authority`] ([`authority`]): Setup of independent key domains, key derivation, the
+//!   [`AuditLog`] ([`audit`]) and a pluggable [`KeyPolicy`] ([`policy`]) whose default refuses
+//!   low-weight key vectors and caps the rank of the issued vectors (refuse or rotate).
+//! - [`Client`] ([`client`]): encodes and encrypts; sees only a [`DomainPublicKey`].
+//! - [`Server`] ([`server`]): holds ciphertexts, public keys and function keys; computes
+//!   [`secure matrix products`](matmul) and [`element-wise operations`](elementwise).
+//! - [`KeyService`] ([`key_service`]): how the server reaches the authority;
+//!   [`InProcessKeyService`] is the embedded default.
+//! - [`leakage`]: reconstructs as much of an input as the keys a server holds determine.
+//!
+//! Messages ([`messages`]) are plain data and never carry a master secret key. There is no path
+//! from an [`EncryptedMatrix`] to plaintext other than function keys issued by the authority.
+
+pub mod audit;
+pub mod authority;
+pub mod client;
+pub mod elementwise;
+pub mod error;
+pub mod key_service;
+pub mod leakage;
+mod linalg;
+pub mod matmul;
+pub mod messages;
+pub mod policy;
+pub mod server;
+
+pub use audit::{AuditConfig, AuditLog, AuditOutcome, AuditRecord, AuditedKey};
+pub use authority::{Authority, DomainConfig};
+pub use client::Client;
+pub use elementwise::FeboEncryptedMatrix;
+pub use error::{CoordinatorError, PolicyRefusal};
+pub use key_service::{InProcessKeyService, KeyService, SharedAuthority};
+pub use leakage::{reconstruct, Reconstruction};
+pub use matmul::{EncryptedMatrix, FeipKeyBatch};
+pub use messages::{
+    DomainId, DomainPublicKey, DomainStatus, FeboKeyItem, FeboKeyRequest, FeboKeyResponse,
+    FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId, SparseKeyVector,
+};
+pub use policy::{DefaultPolicy, KeyPolicy, PolicyConfig, RankCap, RankCapAction, Verdict};
+pub use server::Server;

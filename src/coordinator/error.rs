@@ -1,0 +1,129 @@
+//! Error types of the coordinator: what a party is told when a request cannot be served.
+
+use thiserror::Error;
+
+use crate::coordinator::messages::DomainId;
+use crate::fe::error::{DlogError, EncodingError, FeError};
+
+/// Why the key-request policy refused to issue a function key.
+///
+/// Carried inside [`CoordinatorError::Refused`], so the requesting server learns the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum PolicyRefusal {
+    /// The key vector has fewer non-zero entries than the policy's minimum `t`. Low-weight
+    /// vectors (one-hot probes above all) reveal single inputs.
+    #[error("key vector has {got} non-zero entries, the policy requires at least {min}")]
+    TooFewNonZero {
+        /// Non-zero entries of the refused vector.
+        got: usize,
+        /// The policy's minimum `t`.
+        min: usize,
+    },
+    /// Issuing the key would raise the rank of the domain's issued key vectors above the cap.
+    #[error(
+        "issuing would raise the rank of the domain's key vectors to {rank}, above the cap {cap}"
+    )]
+    RankCapReached {
+        /// The rank the domain would reach.
+        rank: usize,
+        /// The policy's cap.
+        cap: usize,
+    },
+    /// A custom policy's reason.
+    #[error("refused by policy: {0}")]
+    Custom(String),
+}
+
+/// Why a coordinator operation (key request, encryption, secure product) failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    /// No key domain with this id exists.
+    #[error("unknown key domain {0}")]
+    UnknownDomain(DomainId),
+    /// The domain was rotated: its master secret key no longer issues function keys. Clients
+    /// must re-encrypt under the successor domain's public key, and the server must request
+    /// keys there.
+    #[error("key domain {retired} was rotated; re-encrypt under its successor {successor}")]
+    DomainRotated {
+        /// The domain that no longer issues keys.
+        retired: DomainId,
+        /// The fresh domain that replaced it.
+        successor: DomainId,
+    },
+    /// The domain was closed by the operator (its master secret key is erased).
+    #[error("key domain {0} is closed")]
+    DomainClosed(DomainId),
+    /// The policy refused the request. No key of the batch was issued.
+    #[error("key request refused (vector {index} of the batch, domain {domain}): {reason}")]
+    Refused {
+        /// The domain the request was for.
+        domain: DomainId,
+        /// Position of the refused vector in the request's batch.
+        index: usize,
+        /// Why.
+        reason: PolicyRefusal,
+    },
+    /// The domain has no FEBO key (it was created without FEBO parameters).
+    #[error("key domain {0} has no FEBO key")]
+    FeboDisabled(DomainId),
+    /// Keys and ciphertexts belong to different domains.
+    #[error("domain mismatch: expected {expected}, got {got}")]
+    DomainMismatch {
+        /// The domain of the ciphertexts.
+        expected: DomainId,
+        /// The domain of the keys or parameters.
+        got: DomainId,
+    },
+    /// Two shapes that must agree do not.
+    #[error("shape mismatch ({what}): expected {expected}, got {got}")]
+    ShapeMismatch {
+        /// Which dimension.
+        what: &'static str,
+        /// The size required.
+        expected: usize,
+        /// The size given.
+        got: usize,
+    },
+    /// A request carries no key vector, or a matrix has no entries.
+    #[error("empty input: {0}")]
+    Empty(&'static str),
+    /// A decrypted product lies outside the range the server's discrete-log solver searches.
+    #[error("product at ({row}, {column}) lies outside the discrete-log range |z| <= {bound}")]
+    ProductOutOfRange {
+        /// Row of the output entry.
+        row: usize,
+        /// Column of the output entry.
+        column: usize,
+        /// The bound searched.
+        bound: u64,
+    },
+    /// A FEBO key or result concerns another element than the one it was applied to.
+    #[error("invalid FEBO element request at index {index}: {reason}")]
+    InvalidFeboRequest {
+        /// Position in the request.
+        index: usize,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The authority behind an in-process key service panicked while holding its lock.
+    #[error("the authority is unavailable (its lock is poisoned)")]
+    AuthorityUnavailable,
+    /// A policy or analysis configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// The observations given to the leakage analysis contradict each other (no `x` satisfies
+    /// them all).
+    #[error("inconsistent observations: no input satisfies all inner products")]
+    InconsistentObservations,
+    /// A functional-encryption failure (bounds, dimensions, encodings).
+    #[error(transparent)]
+    Fe(#[from] FeError),
+    /// A fixed-point encoding failure (NaN, infinity, out of range).
+    #[error(transparent)]
+    Encoding(#[from] EncodingError),
+    /// A discrete-log configuration failure.
+    #[error(transparent)]
+    Dlog(#[from] DlogError),
+}

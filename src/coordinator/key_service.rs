@@ -1,0 +1,109 @@
+//! The key service: how a server reaches the authority.
+//!
+//! [`KeyService`] is the server's only door to key material: public keys of domains, batched
+//! FEIP function keys (dense or sparse vectors), and ciphertext-bound FEBO keys. The requester's
+//! identity is a property of the channel (the in-process service is bound to one identity when it
+//! is created; a networked service will take it from the authenticated connection), not a field
+//! a caller fills in.
+//!
+//! [`InProcessKeyService`] is the embedded default: a handle to an [`Authority`] behind a mutex.
+//! It gives no access to the authority itself, so code that holds only the service (such as a
+//! [`Server`](crate::coordinator::Server)) cannot reach a master secret key.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::coordinator::authority::Authority;
+use crate::coordinator::error::CoordinatorError;
+use crate::coordinator::messages::{
+    DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse,
+    RequesterId,
+};
+use crate::fe::group::PrimeOrderGroup;
+
+/// The requests a server can make of the authority.
+pub trait KeyService<G: PrimeOrderGroup>: Send + Sync {
+    /// The identity under which this service's requests are made (and audited).
+    fn requester(&self) -> &RequesterId;
+
+    /// The public key of an active domain.
+    ///
+    /// # Errors
+    /// As [`Authority::public_key`], plus transport errors of the implementation.
+    fn public_key(&self, domain: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError>;
+
+    /// One FEIP function key per vector of the request (all or none).
+    ///
+    /// # Errors
+    /// As [`Authority::issue_feip_keys`], plus transport errors of the implementation.
+    fn feip_keys(&self, request: &FeipKeyRequest) -> Result<FeipKeyResponse<G>, CoordinatorError>;
+
+    /// One FEBO key per item of the request.
+    ///
+    /// # Errors
+    /// As [`Authority::issue_febo_keys`], plus transport errors of the implementation.
+    fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError>;
+}
+
+impl<G: PrimeOrderGroup, K: KeyService<G> + ?Sized> KeyService<G> for Arc<K> {
+    fn requester(&self) -> &RequesterId {
+        (**self).requester()
+    }
+    fn public_key(&self, domain: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError> {
+        (**self).public_key(domain)
+    }
+    fn feip_keys(&self, request: &FeipKeyRequest) -> Result<FeipKeyResponse<G>, CoordinatorError> {
+        (**self).feip_keys(request)
+    }
+    fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError> {
+        (**self).febo_keys(request)
+    }
+}
+
+/// An authority shared between the operator and in-process key services.
+pub type SharedAuthority<G> = Arc<Mutex<Authority<G>>>;
+
+/// The embedded key service: calls an [`Authority`] in the same process.
+pub struct InProcessKeyService<G: PrimeOrderGroup> {
+    authority: SharedAuthority<G>,
+    requester: RequesterId,
+}
+
+impl<G: PrimeOrderGroup> std::fmt::Debug for InProcessKeyService<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessKeyService")
+            .field("requester", &self.requester)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<G: PrimeOrderGroup> InProcessKeyService<G> {
+    /// A service that makes requests to `authority` as `requester`.
+    #[must_use]
+    pub fn new(authority: SharedAuthority<G>, requester: RequesterId) -> Self {
+        Self {
+            authority,
+            requester,
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Authority<G>>, CoordinatorError> {
+        self.authority
+            .lock()
+            .map_err(|_| CoordinatorError::AuthorityUnavailable)
+    }
+}
+
+impl<G: PrimeOrderGroup> KeyService<G> for InProcessKeyService<G> {
+    fn requester(&self) -> &RequesterId {
+        &self.requester
+    }
+    fn public_key(&self, domain: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError> {
+        self.lock()?.public_key(domain)
+    }
+    fn feip_keys(&self, request: &FeipKeyRequest) -> Result<FeipKeyResponse<G>, CoordinatorError> {
+        self.lock()?.issue_feip_keys(&self.requester, request)
+    }
+    fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError> {
+        self.lock()?.issue_febo_keys(&self.requester, request)
+    }
+}

@@ -1,0 +1,282 @@
+//! The plain-data messages exchanged between the roles: identifiers, key-vector requests and
+//! the responses that carry public keys and function keys.
+//!
+//! No message carries a master secret key. Requests are serde-serialisable as they stand (a
+//! networked key service sends them as they are); responses carry group elements and scalars,
+//! which a transport encodes with the group's canonical byte encodings.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fe::error::FeError;
+use crate::fe::febo::{FeboFunctionKey, FeboOp, FeboParams, FeboPublicKey};
+use crate::fe::feip::{FeipParams, FunctionKey, KeyVector, MasterPublicKey};
+use crate::fe::group::PrimeOrderGroup;
+
+/// The identifier of a key domain: one FEIP (and optionally FEBO) master key pair with its own
+/// bounds, policy state and audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DomainId(pub u64);
+
+impl fmt::Display for DomainId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "domain-{}", self.0)
+    }
+}
+
+/// Who asks for keys (a server's name), as recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequesterId(pub String);
+
+impl RequesterId {
+    /// A requester id from a name.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+}
+
+impl fmt::Display for RequesterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A key vector `y` as sent in a request: dense (all `n` entries) or sparse (`(index, value)`
+/// pairs with strictly increasing indices, absent entries zero). Convolution keys have a few
+/// dozen non-zeros out of ~1000 entries, so sparse is the compact form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyVectorData {
+    /// All `n` entries.
+    Dense(Vec<i64>),
+    /// The non-zero entries as `(index, value)`, indices strictly increasing.
+    Sparse(Vec<(usize, i64)>),
+}
+
+impl KeyVectorData {
+    /// The dense or sparse form of `y`, whichever is smaller.
+    #[must_use]
+    pub fn from_dense_compact(y: &[i64]) -> Self {
+        let nnz = y.iter().filter(|&&v| v != 0).count();
+        if 2 * nnz < y.len() {
+            Self::Sparse(
+                y.iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v != 0)
+                    .map(|(i, &v)| (i, v))
+                    .collect(),
+            )
+        } else {
+            Self::Dense(y.to_vec())
+        }
+    }
+
+    /// The borrowed form used by [`crate::fe::feip`].
+    #[must_use]
+    pub fn as_key_vector(&self) -> KeyVector<'_> {
+        match self {
+            Self::Dense(y) => KeyVector::Dense(y),
+            Self::Sparse(t) => KeyVector::Sparse(t),
+        }
+    }
+}
+
+/// A validated key vector in canonical sparse form: indices strictly increasing and `< n`,
+/// values non-zero and within the domain's bound `Y`. This is what policies and the audit log
+/// see; dense and sparse requests for the same `y` give the same `SparseKeyVector`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SparseKeyVector {
+    n: usize,
+    terms: Vec<(usize, i64)>,
+}
+
+impl SparseKeyVector {
+    /// Validates `data` against the dimension `n` and bound `y_bound`.
+    ///
+    /// # Errors
+    /// [`FeError::DimensionMismatch`] for a dense vector of the wrong length,
+    /// [`FeError::InvalidSparseIndex`] for an index `>= n` or out of order,
+    /// [`FeError::KeyOutOfBound`] for an entry with `|y_i| > y_bound`.
+    pub fn from_data(data: &KeyVectorData, n: usize, y_bound: u64) -> Result<Self, FeError> {
+        let check = |index: usize, value: i64| {
+            if value.unsigned_abs() > y_bound {
+                Err(FeError::KeyOutOfBound {
+                    index,
+                    value,
+                    bound: y_bound,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let terms = match data {
+            KeyVectorData::Dense(y) => {
+                if y.len() != n {
+                    return Err(FeError::DimensionMismatch {
+                        expected: n,
+                        got: y.len(),
+                    });
+                }
+                let mut terms = Vec::new();
+                for (i, &v) in y.iter().enumerate() {
+                    check(i, v)?;
+                    if v != 0 {
+                        terms.push((i, v));
+                    }
+                }
+                terms
+            }
+            KeyVectorData::Sparse(t) => {
+                let mut prev: Option<usize> = None;
+                let mut terms = Vec::with_capacity(t.len());
+                for &(i, v) in t {
+                    if i >= n || prev.is_some_and(|p| i <= p) {
+                        return Err(FeError::InvalidSparseIndex { index: i, n });
+                    }
+                    prev = Some(i);
+                    check(i, v)?;
+                    if v != 0 {
+                        terms.push((i, v));
+                    }
+                }
+                terms
+            }
+        };
+        Ok(Self { n, terms })
+    }
+
+    /// The dimension `n`.
+    #[must_use]
+    pub fn dim(&self) -> usize {
+        self.n
+    }
+    /// The non-zero entries `(index, value)`, indices strictly increasing.
+    #[must_use]
+    pub fn terms(&self) -> &[(usize, i64)] {
+        &self.terms
+    }
+    /// The number of non-zero entries.
+    #[must_use]
+    pub fn nnz(&self) -> usize {
+        self.terms.len()
+    }
+    /// The dense vector.
+    #[must_use]
+    pub fn to_dense(&self) -> Vec<i64> {
+        let mut y = vec![0; self.n];
+        for &(i, v) in &self.terms {
+            y[i] = v;
+        }
+        y
+    }
+    /// SHA-256 of the canonical encoding
+    /// `"cryptonn/keyvec/v1" ‖ n ‖ (index ‖ value)*` (integers as 8-byte little-endian).
+    #[must_use]
+    pub fn sha256(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"cryptonn/keyvec/v1");
+        h.update((self.n as u64).to_le_bytes());
+        for &(i, v) in &self.terms {
+            h.update((i as u64).to_le_bytes());
+            h.update(v.to_le_bytes());
+        }
+        h.finalize().into()
+    }
+}
+
+/// A batch of FEIP function-key requests for one domain (one key per vector).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeipKeyRequest {
+    /// The key domain.
+    pub domain: DomainId,
+    /// The key vectors `y`, one key each.
+    pub vectors: Vec<KeyVectorData>,
+}
+
+/// The function keys for a [`FeipKeyRequest`], in the order of its vectors.
+#[derive(Debug, Clone)]
+pub struct FeipKeyResponse<G: PrimeOrderGroup> {
+    /// The key domain.
+    pub domain: DomainId,
+    /// The domain's FEIP parameters (so the decryptor knows the bounds).
+    pub params: FeipParams,
+    /// `sk_y` for each requested `y`.
+    pub keys: Vec<FunctionKey<G>>,
+}
+
+/// Serde for [`FeboOp`] as its one-byte code.
+mod febo_op_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::fe::febo::FeboOp;
+
+    pub(super) fn serialize<S: Serializer>(op: &FeboOp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(op.to_byte())
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FeboOp, D::Error> {
+        let b = u8::deserialize(d)?;
+        FeboOp::from_byte(b).ok_or_else(|| serde::de::Error::custom("unknown FEBO operation"))
+    }
+}
+
+/// One ciphertext-bound FEBO key request: the ciphertext's commitment (canonical bytes), the
+/// operation and its public operand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeboKeyItem {
+    /// The canonical encoding of the ciphertext's commitment `g^r`.
+    pub commitment: Vec<u8>,
+    /// The operation.
+    #[serde(with = "febo_op_serde")]
+    pub op: FeboOp,
+    /// The public operand `y`.
+    pub operand: i64,
+}
+
+/// A batch of FEBO key requests for one domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeboKeyRequest {
+    /// The key domain.
+    pub domain: DomainId,
+    /// One key per item.
+    pub items: Vec<FeboKeyItem>,
+}
+
+/// The FEBO keys for a [`FeboKeyRequest`], in order.
+#[derive(Debug, Clone)]
+pub struct FeboKeyResponse<G: PrimeOrderGroup> {
+    /// The key domain.
+    pub domain: DomainId,
+    /// The domain's FEBO bounds.
+    pub params: FeboParams,
+    /// One key per requested item.
+    pub keys: Vec<FeboFunctionKey<G>>,
+}
+
+/// Everything public about a key domain: what a client needs to encrypt.
+#[derive(Debug, Clone)]
+pub struct DomainPublicKey<G: PrimeOrderGroup> {
+    /// The domain.
+    pub domain: DomainId,
+    /// FEIP parameters `(n, X, Y)`.
+    pub feip_params: FeipParams,
+    /// The FEIP master public key.
+    pub feip: MasterPublicKey<G>,
+    /// FEBO bounds and public key, if the domain has FEBO.
+    pub febo: Option<(FeboParams, FeboPublicKey<G>)>,
+}
+
+/// The state of a key domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DomainStatus {
+    /// Issues keys.
+    Active,
+    /// Replaced by `successor`; issues no more keys.
+    Rotated {
+        /// The fresh domain.
+        successor: DomainId,
+    },
+    /// Closed by the operator; its master secret key is erased.
+    Closed,
+}
