@@ -21,10 +21,15 @@ pub fn softmax_rows_inplace(mut z: ArrayViewMut2<'_, f32>) {
 }
 
 /// `-ln p[y]` for one row of probabilities (clamped below at `1e-12` so that a confident wrong
-/// prediction gives a large finite loss).
+/// prediction gives a large finite loss). A NaN probability gives NaN (never hidden by the
+/// clamp).
 #[must_use]
 pub fn cross_entropy(p: &[f32], label: usize) -> f32 {
-    -p[label].max(1e-12).ln()
+    let q = p[label];
+    if q.is_nan() {
+        return f32::NAN;
+    }
+    -q.max(1e-12).ln()
 }
 
 /// The softmax cross-entropy gradient `p - onehot(y)`, `[n, K]`.
@@ -80,5 +85,6 @@ mod tests {
         softmax_rows_inplace(z.view_mut());
         assert!((z[[0, 0]] - 0.5).abs() < 1e-6 && z[[0, 2]] == 0.0);
         assert!(cross_entropy(&[0.0, 1.0], 0).is_finite());
+        assert!(cross_entropy(&[f32::NAN, 1.0], 0).is_nan());
     }
 }

@@ -228,11 +228,13 @@ pub struct TrainReport {
     pub weights_sha256: String,
 }
 
-/// Loss sum and correct count of one batch.
-#[derive(Debug, Clone, Copy, Default)]
-struct BatchOutcome {
-    loss_sum: f64,
-    correct: usize,
+/// Summed loss and correct count of one SGD step's mini-batch (on the permuted labels).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepOutcome {
+    /// Sum of the per-sample cross-entropies.
+    pub loss_sum: f64,
+    /// Samples whose argmax prediction equals their (permuted) label.
+    pub correct: usize,
 }
 
 /// Trains a fresh LeNet-5 (weights from `cfg.seed`) on `train` and evaluates on `test` after
@@ -300,7 +302,7 @@ pub fn train_with_backend<B: FirstLayerBackend + ?Sized>(
     }
     let n = backend.len();
     let step = |m: &mut LeNet5, sgd: &mut Sgd, batch: &[usize]| {
-        backend_step(m, sgd, cfg.chunk_size, &quant, &mut *backend, batch)
+        backend_step(m, sgd, cfg, &mut *backend, batch)
     };
     run_epochs(cfg, model, n, test, labels, Some(quant), observer, step)
 }
@@ -317,7 +319,7 @@ fn run_epochs<S>(
     mut step: S,
 ) -> Result<(LeNet5, TrainReport), NnError>
 where
-    S: FnMut(&mut LeNet5, &mut Sgd, &[usize]) -> Result<BatchOutcome, NnError>,
+    S: FnMut(&mut LeNet5, &mut Sgd, &[usize]) -> Result<StepOutcome, NnError>,
 {
     if train_len == 0 {
         return Err(NnError::InvalidConfig("the training set is empty".into()));
@@ -356,7 +358,14 @@ where
         let (mut loss_sum, mut correct, mut done) = (0.0f64, 0usize, 0usize);
         for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
             sgd.schedule(epoch * steps_per_epoch + b, total_steps);
-            let out = step(&mut model, &mut sgd, batch)?;
+            let out = step(&mut model, &mut sgd, batch).map_err(|e| match e {
+                NnError::NonFinite { what, .. } => NnError::NonFinite {
+                    what,
+                    epoch,
+                    batch: b,
+                },
+                e => e,
+            })?;
             if !out.loss_sum.is_finite() {
                 return Err(NnError::NonFinite {
                     what: "training loss",
@@ -405,8 +414,8 @@ where
 }
 
 /// Summed cross-entropy and number of correct argmax predictions of `probs` against `labels`.
-fn loss_and_correct(probs: ArrayView2<'_, f32>, labels: &[u8]) -> BatchOutcome {
-    let mut out = BatchOutcome::default();
+fn loss_and_correct(probs: ArrayView2<'_, f32>, labels: &[u8]) -> StepOutcome {
+    let mut out = StepOutcome::default();
     for (row, &y) in probs.rows().into_iter().zip(labels) {
         let row = row.to_vec();
         out.loss_sum += f64::from(cross_entropy(&row, usize::from(y)));
@@ -428,9 +437,26 @@ fn argmax(row: &[f32]) -> usize {
     best
 }
 
-/// Divides the summed gradients by `n` and takes an SGD step.
-fn apply(model: &mut LeNet5, sgd: &mut Sgd, mut grads: LeNetGrads, n: usize) {
+/// Divides the summed gradients by `n` and takes an SGD step, unless a gradient is not finite.
+fn apply(
+    model: &mut LeNet5,
+    sgd: &mut Sgd,
+    mut grads: LeNetGrads,
+    n: usize,
+) -> Result<(), NnError> {
     grads.scale(1.0 / n as f32);
+    if !grads
+        .tensors()
+        .iter()
+        .all(|t| t.iter().all(|v| v.is_finite()))
+    {
+        // The epoch and batch are filled in by the epoch loop.
+        return Err(NnError::NonFinite {
+            what: "gradient",
+            epoch: 0,
+            batch: 0,
+        });
+    }
     for (i, (p, g)) in model
         .parameters_mut()
         .into_iter()
@@ -439,6 +465,7 @@ fn apply(model: &mut LeNet5, sgd: &mut Sgd, mut grads: LeNetGrads, n: usize) {
     {
         sgd.step(i, p, g);
     }
+    Ok(())
 }
 
 /// Adds per-chunk results in chunk order.
@@ -451,14 +478,21 @@ fn reduce_in_order<T>(parts: Vec<T>, mut add: impl FnMut(&mut T, &T)) -> Option<
     Some(acc)
 }
 
-fn plain_step(
+/// One plain SGD step on the examples `batch` of `data` (labels through `labels`), in chunks of
+/// `cfg.chunk_size`; `sgd` holds the learning rate to use.
+///
+/// # Errors
+/// [`NnError::IndexOutOfRange`] for a bad index; [`NnError::InvalidConfig`] for an empty batch;
+/// [`NnError::NonFinite`] (epoch and batch 0) if a gradient is NaN or infinite — the
+/// parameters are then left unchanged.
+pub fn plain_step(
     model: &mut LeNet5,
     sgd: &mut Sgd,
     cfg: &TrainConfig,
     data: &Dataset,
     labels: &LabelPermutation,
     batch: &[usize],
-) -> Result<BatchOutcome, NnError> {
+) -> Result<StepOutcome, NnError> {
     if let Some(&index) = batch.iter().find(|&&i| i >= data.len()) {
         return Err(NnError::IndexOutOfRange {
             index,
@@ -466,7 +500,7 @@ fn plain_step(
         });
     }
     let m: &LeNet5 = model;
-    let parts: Vec<(LeNetGrads, BatchOutcome)> = batch
+    let parts: Vec<(LeNetGrads, StepOutcome)> = batch
         .par_chunks(cfg.chunk_size)
         .map(|idx| {
             let x = LeNet5::input(data, idx, &cfg.normalization);
@@ -488,7 +522,7 @@ fn plain_step(
         a.1.correct += b.1.correct;
     })
     .ok_or_else(|| NnError::InvalidConfig("empty batch".into()))?;
-    apply(model, sgd, grads, batch.len());
+    apply(model, sgd, grads, batch.len())?;
     Ok(outcome)
 }
 
@@ -510,14 +544,31 @@ fn implied_labels(pq: &Array2<i64>, eq: &Array2<i64>, one: i64) -> Result<Vec<u8
         .collect()
 }
 
-fn backend_step<B: FirstLayerBackend + ?Sized>(
+/// One SGD step on the examples `batch` held by `backend` (see the module docs), in chunks of
+/// `cfg.chunk_size`; `sgd` holds the learning rate to use. The model must use the 1998 layer
+/// order (checked by [`train_with_backend`], asserted here).
+///
+/// # Errors
+/// Errors of the backend and of fixed-point encoding; [`NnError::Shape`] if the backend
+/// returns wrongly shaped integers; [`NnError::InvalidConfig`] for an empty batch;
+/// [`NnError::NonFinite`] as in [`plain_step`].
+pub fn backend_step<B: FirstLayerBackend + ?Sized>(
     model: &mut LeNet5,
     sgd: &mut Sgd,
-    chunk_size: usize,
-    q: &QuantConfig,
+    cfg: &TrainConfig,
     backend: &mut B,
     batch: &[usize],
-) -> Result<BatchOutcome, NnError> {
+) -> Result<StepOutcome, NnError> {
+    if model.config.order != LayerOrder::LeCun1998 {
+        return Err(NnError::InvalidConfig(
+            "backend-driven training needs the LeCun 1998 layer order".into(),
+        ));
+    }
+    if batch.is_empty() {
+        return Err(NnError::InvalidConfig("empty batch".into()));
+    }
+    let q = *backend.quant_config();
+    let chunk_size = cfg.chunk_size.max(1);
     let n = batch.len();
     let wq = q.encode_weights(model.conv1.weight.view())?;
     let z = backend.forward(batch, wq.view())?;
@@ -582,7 +633,7 @@ fn backend_step<B: FirstLayerBackend + ?Sized>(
         conv1: ConvGrads { weight, bias },
         trunk,
     };
-    apply(model, sgd, grads, n);
+    apply(model, sgd, grads, n)?;
     Ok(outcome)
 }
 
