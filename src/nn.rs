@@ -30,6 +30,27 @@
 //! is processed by one rayon task, and the per-chunk gradients are added in chunk order. The
 //! result is therefore bit-for-bit the same whatever the size of the thread pool.
 
+//! # Example
+//!
+//! Train for one epoch on 1,000 images in quantised mode and look at the summary:
+//!
+//! ```
+//! use cryptonn::nn::data::Mnist;
+//! use cryptonn::nn::train::{train, Mode, TrainConfig};
+//!
+//! let mnist = Mnist::load_default()?;
+//! let cfg = TrainConfig { mode: Mode::Quantized, epochs: 1, ..TrainConfig::default() };
+//! let (model, report) = train(
+//!     &cfg,
+//!     &mnist.train.take(1000, "training")?,
+//!     &mnist.test.take(500, "test")?,
+//!     &mut (), // no progress display
+//! )?;
+//! assert!(report.test_accuracy[0] > 0.5);
+//! assert_eq!(report.weights_sha256, model.weights_sha256());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
 pub mod activation;
 pub mod conv;
 pub mod data;

@@ -295,6 +295,31 @@ pub fn check_bound(
 /// [`weight_gradient`](Self::weight_gradient) with the same indices. All quantities are the
 /// exact integers defined in the module docs, so two correct backends return identical
 /// values and training with either gives bit-identical weights.
+///
+/// ```
+/// use cryptonn::nn::data::{Dataset, LabelPermutation, PixelNormalization};
+/// use cryptonn::nn::first_layer::{FirstLayerBackend, QuantConfig, QuantizedFirstLayer};
+/// use ndarray::Array2;
+///
+/// // Two blank images labelled 3 and 5.
+/// let data = Dataset::new(vec![0; 2 * 784], vec![3, 5])?;
+/// let q = QuantConfig::default();
+/// let labels = LabelPermutation::identity();
+/// let mut backend = QuantizedFirstLayer::new(&data, labels, q, PixelNormalization::default())?;
+///
+/// // Every filter weight 1/128 (wq = 1): z = Σ B over a 5x5 window = 25 · 4 · (0 - 33).
+/// let wq = Array2::from_elem((6, 25), 1i64);
+/// let z = backend.forward(&[0, 1], wq.view())?;
+/// assert_eq!(z.dim(), (2, 6, 14, 14));
+/// assert_eq!(z[[1, 2, 7, 7]], -3300);
+///
+/// // A uniform softmax output of 0.1 per class: eq = pq - onehot · S_p.
+/// let pq = Array2::from_elem((1, 10), 410i64);
+/// let eq = backend.output_error(&[1], pq.view())?;
+/// assert_eq!(eq[[0, 5]], 410 - 4096);
+/// assert_eq!(eq[[0, 4]], 410);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait FirstLayerBackend {
     /// Number of training examples.
     fn len(&self) -> usize;

@@ -51,6 +51,7 @@ pub fn seeded_rng(seed: u64, stream: RngStream) -> ChaCha8Rng {
 
 /// A weight initialisation scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Init {
     /// `U(-sqrt(6 / fan_in), +sqrt(6 / fan_in))`.

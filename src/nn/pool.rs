@@ -13,7 +13,7 @@
 //! The box mean (stride 1) `A[u, v] = (x[u, v] + x[u+1, v] + x[u, v+1] + x[u+1, v+1]) / 4` has
 //! shape `[n, C, H-1, W-1]`; its adjoint adds `dA[u, v] / 4` onto the four pixels. It turns
 //! "convolution then 2x2 average pooling" into a single stride-2 convolution
-//! (see [`crate::nn::conv::AvgPooledConv2d`]).
+//! (see [`crate::nn::conv::avg_pooled_forward`]).
 
 use ndarray::{Array4, ArrayView4};
 
