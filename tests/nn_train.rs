@@ -151,6 +151,9 @@ impl FirstLayerBackend for Counting<'_> {
     fn len(&self) -> usize {
         self.inner.len()
     }
+    fn mode(&self) -> &'static str {
+        "counting"
+    }
     fn quant_config(&self) -> &QuantConfig {
         self.inner.quant_config()
     }
@@ -202,7 +205,7 @@ fn a_custom_backend_plugs_in_and_gives_the_quantized_weights() {
     let (got, report) =
         train_with_backend(&cfg, model, &mut backend, &te, &labels, &mut ()).unwrap();
     assert_eq!(got, want);
-    assert_eq!(report.mode, "quantized");
+    assert_eq!(report.mode, "counting");
     assert_eq!(backend.calls, [10, 10, 10]); // 160 / 16 batches
 
     backend.corrupt_error = true;

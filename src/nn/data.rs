@@ -116,10 +116,19 @@ impl PixelNormalization {
 }
 
 /// A set of 28x28 greyscale images with labels 0..=9, stored as bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Dataset {
     images: Vec<u8>,
     labels: Vec<u8>,
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the 784 bytes per image: a summary.
+        f.debug_struct("Dataset")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Dataset {
@@ -499,5 +508,6 @@ mod tests {
         d.write_padded_f32(0, &mut out, &PixelNormalization::default());
         assert_eq!(out[0], -33.0 / 80.0);
         assert_eq!(out[PADDING * PADDED_SIDE + PADDING], (255.0 - 33.0) / 80.0);
+        assert_eq!(format!("{d:?}"), "Dataset { len: 1, .. }");
     }
 }

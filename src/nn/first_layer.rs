@@ -324,6 +324,10 @@ pub trait FirstLayerBackend {
     /// Number of training examples.
     fn len(&self) -> usize;
 
+    /// The training mode this backend implements, as recorded in
+    /// [`TrainReport::mode`](crate::nn::train::TrainReport::mode): `"quantized"`, `"secure"`.
+    fn mode(&self) -> &'static str;
+
     /// Whether there are no training examples.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -566,6 +570,10 @@ fn max_abs<'b>(values: impl IntoIterator<Item = &'b i64>) -> i128 {
 impl FirstLayerBackend for QuantizedFirstLayer<'_> {
     fn len(&self) -> usize {
         self.data.len()
+    }
+
+    fn mode(&self) -> &'static str {
+        "quantized"
     }
 
     fn quant_config(&self) -> &QuantConfig {

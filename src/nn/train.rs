@@ -270,7 +270,8 @@ pub fn train(
 /// Trains `model` with its first layer computed through `backend` (see the module docs), and
 /// evaluates on `test` after each epoch in the same integer arithmetic, mapping predictions
 /// back through `labels` (the data owner's permutation). The backend's [`QuantConfig`] is
-/// used (`cfg.quant` is ignored); `cfg.mode` only labels the report.
+/// used (`cfg.quant` and `cfg.mode` are ignored; the report's `mode` is
+/// [`FirstLayerBackend::mode`]).
 ///
 /// # Errors
 /// [`NnError::InvalidConfig`] unless the model uses the 1998 layer order; errors of the
@@ -301,10 +302,13 @@ pub fn train_with_backend<B: FirstLayerBackend + ?Sized>(
         )));
     }
     let n = backend.len();
+    let mode = backend.mode().to_string();
     let step = |m: &mut LeNet5, sgd: &mut Sgd, batch: &[usize]| {
         backend_step(m, sgd, cfg, &mut *backend, batch)
     };
-    run_epochs(cfg, model, n, test, labels, Some(quant), observer, step)
+    let (model, mut report) = run_epochs(cfg, model, n, test, labels, Some(quant), observer, step)?;
+    report.mode = mode;
+    Ok((model, report))
 }
 
 #[allow(clippy::too_many_arguments)]
