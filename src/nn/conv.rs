@@ -269,6 +269,18 @@ pub fn im2col(x: ArrayView4<'_, f32>, k: usize, stride: usize, pad: usize) -> Ar
                     let img = &xs[(m * c + ci) * h * w..][..h * w];
                     for i in 0..oh {
                         let dst = &mut row[m * l + i * ow..][..ow];
+                        if pad == 0 {
+                            // No padding: every index is in range.
+                            let src = &img[(i * stride + a) * w + b..];
+                            if stride == 1 {
+                                dst.copy_from_slice(&src[..ow]);
+                            } else {
+                                for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                                    *d = *s;
+                                }
+                            }
+                            continue;
+                        }
                         let u = (i * stride + a) as isize - pad as isize;
                         if u < 0 || u >= h as isize {
                             continue; // zero padding: already zero
@@ -319,6 +331,19 @@ pub fn col2im(
                     let img = &mut xs[(m * c + ci) * h * w..][..h * w];
                     for i in 0..oh {
                         let src = &row[m * l + i * ow..][..ow];
+                        if pad == 0 {
+                            let dst = &mut img[(i * stride + a) * w + b..];
+                            if stride == 1 {
+                                for (d, s) in dst[..ow].iter_mut().zip(src) {
+                                    *d += *s;
+                                }
+                            } else {
+                                for (d, s) in dst.iter_mut().step_by(stride).zip(src) {
+                                    *d += *s;
+                                }
+                            }
+                            continue;
+                        }
                         let u = (i * stride + a) as isize - pad as isize;
                         if u < 0 || u >= h as isize {
                             continue;

@@ -17,6 +17,28 @@
 
 use ndarray::{Array4, ArrayView4};
 
+/// Applies `f(window, out_index)` to every 2x2 window (stride 2) of every plane of `x`, where
+/// `window = [x[2i, 2j], x[2i, 2j+1], x[2i+1, 2j], x[2i+1, 2j+1]]` (row-major in the window).
+fn for_each_window(x: ArrayView4<'_, f32>, mut f: impl FnMut([f32; 4], usize)) {
+    let (n, c, h, w) = x.dim();
+    assert!(h % 2 == 0 && w % 2 == 0, "2x2 pooling needs even sides");
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let (oh, ow) = (h / 2, w / 2);
+    for (p, plane) in xs.chunks_exact(h * w).enumerate().take(n * c) {
+        for i in 0..oh {
+            let r0 = &plane[2 * i * w..][..w];
+            let r1 = &plane[(2 * i + 1) * w..][..w];
+            for j in 0..ow {
+                f(
+                    [r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]],
+                    (p * oh + i) * ow + j,
+                );
+            }
+        }
+    }
+}
+
 /// 2x2 average pooling with stride 2.
 ///
 /// # Panics
@@ -24,13 +46,10 @@ use ndarray::{Array4, ArrayView4};
 #[must_use]
 pub fn avg_pool2x2(x: ArrayView4<'_, f32>) -> Array4<f32> {
     let (n, c, h, w) = x.dim();
-    assert!(h % 2 == 0 && w % 2 == 0, "2x2 pooling needs even sides");
-    Array4::from_shape_fn((n, c, h / 2, w / 2), |(m, ch, i, j)| {
-        0.25 * (x[[m, ch, 2 * i, 2 * j]]
-            + x[[m, ch, 2 * i + 1, 2 * j]]
-            + x[[m, ch, 2 * i, 2 * j + 1]]
-            + x[[m, ch, 2 * i + 1, 2 * j + 1]])
-    })
+    let mut y = Array4::<f32>::zeros((n, c, h / 2, w / 2));
+    let ys = y.as_slice_mut().expect("fresh array is contiguous");
+    for_each_window(x, |v, o| ys[o] = 0.25 * ((v[0] + v[2]) + (v[1] + v[3])));
+    y
 }
 
 /// Backward of [`avg_pool2x2`]: `dx[2i + a, 2j + b] = dy[i, j] / 4`.
@@ -43,32 +62,26 @@ pub fn avg_pool2x2_backward(dy: ArrayView4<'_, f32>) -> Array4<f32> {
 }
 
 /// 2x2 max pooling with stride 2. Returns the output and, per output element, the offset
-/// (0..4, row-major in the window) of the maximum, for the backward pass.
+/// (0..4, row-major in the window) of the first maximum, for the backward pass.
 ///
 /// # Panics
 /// If `H` or `W` is odd.
 #[must_use]
 pub fn max_pool2x2(x: ArrayView4<'_, f32>) -> (Array4<f32>, Array4<u8>) {
     let (n, c, h, w) = x.dim();
-    assert!(h % 2 == 0 && w % 2 == 0, "2x2 pooling needs even sides");
+    let mut y = Array4::<f32>::zeros((n, c, h / 2, w / 2));
     let mut arg = Array4::<u8>::zeros((n, c, h / 2, w / 2));
-    let y = Array4::from_shape_fn((n, c, h / 2, w / 2), |(m, ch, i, j)| {
-        let mut best = x[[m, ch, 2 * i, 2 * j]];
+    let ys = y.as_slice_mut().expect("fresh array is contiguous");
+    let args = arg.as_slice_mut().expect("fresh array is contiguous");
+    for_each_window(x, |v, o| {
         let mut at = 0u8;
         for k in 1..4u8 {
-            let v = x[[
-                m,
-                ch,
-                2 * i + usize::from(k / 2),
-                2 * j + usize::from(k % 2),
-            ]];
-            if v > best {
-                best = v;
+            if v[usize::from(k)] > v[usize::from(at)] {
                 at = k;
             }
         }
-        arg[[m, ch, i, j]] = at;
-        best
+        ys[o] = v[usize::from(at)];
+        args[o] = at;
     });
     (y, arg)
 }
@@ -77,15 +90,18 @@ pub fn max_pool2x2(x: ArrayView4<'_, f32>) -> (Array4<f32>, Array4<u8>) {
 #[must_use]
 pub fn max_pool2x2_backward(dy: ArrayView4<'_, f32>, arg: ArrayView4<'_, u8>) -> Array4<f32> {
     let (n, c, h, w) = dy.dim();
+    let (ow, iw) = (w, 2 * w);
+    let dy = dy.as_standard_layout();
+    let arg = arg.as_standard_layout();
+    let dys = dy.as_slice().expect("standard layout");
+    let args = arg.as_slice().expect("standard layout");
     let mut dx = Array4::<f32>::zeros((n, c, 2 * h, 2 * w));
-    for ((m, ch, i, j), &g) in dy.indexed_iter() {
-        let k = arg[[m, ch, i, j]];
-        dx[[
-            m,
-            ch,
-            2 * i + usize::from(k / 2),
-            2 * j + usize::from(k % 2),
-        ]] = g;
+    let xs = dx.as_slice_mut().expect("fresh array is contiguous");
+    for (o, (&g, &k)) in dys.iter().zip(args).enumerate() {
+        let (p, rest) = (o / (h * ow), o % (h * ow));
+        let (i, j) = (rest / ow, rest % ow);
+        let (a, b) = (usize::from(k / 2), usize::from(k % 2));
+        xs[p * 4 * h * ow + (2 * i + a) * iw + 2 * j + b] = g;
     }
     dx
 }

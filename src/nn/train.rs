@@ -46,7 +46,7 @@ use crate::nn::first_layer::{
 use crate::nn::init::{seeded_rng, RngStream};
 use crate::nn::lenet::{LayerOrder, LeNet5, LeNetConfig, LeNetGrads, TrunkCache, TrunkGrads};
 use crate::nn::loss::{cross_entropy, softmax_cross_entropy_grad};
-use crate::nn::optim::{Sgd, SgdConfig};
+use crate::nn::optim::{LrSchedule, Sgd, SgdConfig};
 
 /// How the first layer is computed during training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -208,6 +208,10 @@ pub struct TrainReport {
     pub lr: f32,
     /// Momentum.
     pub momentum: f32,
+    /// Learning-rate schedule.
+    pub schedule: LrSchedule,
+    /// Input normalisation.
+    pub normalization: PixelNormalization,
     /// Architecture.
     pub lenet: LeNetConfig,
     /// Quantisation (absent in plain mode).
@@ -341,6 +345,8 @@ where
         threads: rayon::current_num_threads(),
         lr: cfg.sgd.lr,
         momentum: cfg.sgd.momentum,
+        schedule: cfg.sgd.schedule,
+        normalization: cfg.normalization,
         lenet: model.config,
         quant,
         test_accuracy: vec![],
