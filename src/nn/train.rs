@@ -614,23 +614,23 @@ pub fn backend_step<B: FirstLayerBackend + ?Sized>(
     let outcome = loss_and_correct(probs.view(), &y);
     let dlogits = q.decode_output_error(eq.view());
     // 3. backward through the trunk, per chunk.
-    let parts: Vec<(TrunkGrads, Array4<f32>, Array1<f32>)> = ranges
+    // The server encodes dq = round(dP · S_g) per chunk, in parallel (exact, order-free).
+    let parts: Vec<(TrunkGrads, Array4<i64>, Array1<f32>)> = ranges
         .par_iter()
         .zip(caches.par_iter())
         .map(|(&(a, b), cache)| {
             let (grads, dp) =
                 m.trunk_backward(cache, dlogits.slice_axis(Axis(0), Slice::from(a..b)));
             let db = dp.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
-            (grads, dp, db)
+            Ok((grads, q.encode_output_gradient(dp.view())?, db))
         })
-        .collect();
-    let dp = concatenate(
+        .collect::<Result<_, NnError>>()?;
+    let dq = concatenate(
         Axis(0),
         &parts.iter().map(|p| p.1.view()).collect::<Vec<_>>(),
     )
     .map_err(|e| NnError::InvalidConfig(e.to_string()))?;
     // 4. the first layer's weight gradient through the backend.
-    let dq = q.encode_output_gradient(dp.view())?;
     let g = backend.weight_gradient(batch, dq.view())?;
     check_shape("backend weight gradient G", &[FILTERS, PATCH], g.shape())?;
     let weight = q.decode_weight_gradient(g.view());
