@@ -131,10 +131,7 @@ impl TrainConfig {
         if self.mode != Mode::Plain {
             self.quant.validate()?;
         }
-        self.normalization
-            .validate()
-            .map_err(NnError::InvalidConfig)?;
-        Ok(())
+        self.normalization.validate()
     }
 }
 
