@@ -258,6 +258,7 @@ fn run() -> anyhow::Result<ExitCode> {
             forward_bound: args.forward_bound,
             gradient_bound: args.gradient_bound,
         },
+        schedule: cryptonn::nn::train::BatchSchedule::Shuffled,
     };
     let mnist = Mnist::load(&args.data)?;
     let train_set = mnist.train.take(args.train_size, "training")?;
