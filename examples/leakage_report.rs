@@ -42,6 +42,8 @@ use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 
 type G = Ristretto255;
+/// A key vector (sparse) with its function key.
+type Attempt = (Vec<(usize, i64)>, FunctionKey<G>);
 type Recorded = Vec<(DomainId, Vec<KeyVectorData>, Vec<FunctionKey<G>>)>;
 
 /// A key service that keeps every FEIP key the server receives.
@@ -134,7 +136,7 @@ fn main() -> anyhow::Result<()> {
         let a = shard_of(*domain).context("unknown domain")?;
         // A sample of keys and one random combination of them.
         let picks: Vec<usize> = (0..8).map(|_| rng.gen_range(0..keys.len())).collect();
-        let mut tries: Vec<(Vec<(usize, i64)>, FunctionKey<G>)> = Vec::new();
+        let mut tries: Vec<Attempt> = Vec::new();
         for &k in &picks {
             if let KeyVectorData::Sparse(t) = &vectors[k] {
                 tries.push((t.clone(), keys[k].clone()));
