@@ -53,6 +53,7 @@ pub mod backend;
 pub mod encrypted_dataset;
 pub mod error;
 pub mod geometry;
+pub mod multiexp;
 
 pub use backend::{SecureFirstLayer, SecureStats};
 pub use encrypted_dataset::{

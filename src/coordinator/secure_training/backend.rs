@@ -45,6 +45,7 @@ use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::coordinator::secure_training::geometry::{
     self, box_members, LinearOutput, BOXES, GRADIENT_OUTPUTS,
 };
+use crate::coordinator::secure_training::multiexp::{multi_exp, Ct0Table, OddMultiples, Wnaf};
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
 use crate::fe::febo::{Febo, FeboOp};
 use crate::fe::feip::FunctionKey;
@@ -75,10 +76,11 @@ pub struct SecureStats {
     pub key_seconds: f64,
 }
 
-/// One image's precomputation: the box products `Bct` and a fixed-base table of `ct0`.
+/// One image's precomputation: odd-multiple tables of the box products `Bct` and a fixed-base
+/// table of `ct0`.
 struct PreparedImage<G: PrimeOrderGroup> {
-    boxes: Vec<G::Element>,
-    ct0: G::VartimePrecomputedBase,
+    boxes: Vec<OddMultiples<G>>,
+    ct0: Ct0Table<G>,
 }
 
 /// The secure first-layer backend (see the [module docs](self)).
@@ -210,13 +212,15 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
                 let boxes = members
                     .iter()
                     .map(|m| {
-                        m.iter()
-                            .fold(group.identity(), |acc, &p| group.op(&acc, &comps[p]))
+                        let b = m
+                            .iter()
+                            .fold(group.identity(), |acc, &p| group.op(&acc, &comps[p]));
+                        OddMultiples::new(group, &b)
                     })
                     .collect();
                 Ok(PreparedImage {
                     boxes,
-                    ct0: group.vartime_precompute_base(ct.ct0()),
+                    ct0: Ct0Table::new(group, ct.ct0()),
                 })
             })
             .collect::<Result<Vec<_>, SecureTrainingError>>()?;
@@ -288,10 +292,15 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
                     .zip(keys(n))
                     .filter_map(|(o, k)| k.as_ref().map(|k| (o, k)))
                     .map(|(o, k)| {
-                        let num = group.vartime_multi_exp_i64(
-                            o.box_terms.iter().map(|&(b, c)| (&img.boxes[b], c)),
-                        );
-                        let den = group.vartime_exp_precomputed(&img.ct0, k.scalar());
+                        let wnafs: Vec<(usize, Wnaf)> = o
+                            .box_terms
+                            .iter()
+                            .map(|&(b, c)| (b, Wnaf::new(c)))
+                            .collect();
+                        let terms: Vec<(usize, &Wnaf)> =
+                            wnafs.iter().map(|(b, w)| (*b, w)).collect();
+                        let num = multi_exp(group, &img.boxes, &terms);
+                        let den = img.ct0.exp(group, k.scalar());
                         group.div(&num, &den)
                     })
                     .collect()

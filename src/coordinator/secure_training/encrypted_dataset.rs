@@ -308,14 +308,15 @@ impl<W: Write> HashingWriter<W> {
 fn encrypt_record<G: PrimeOrderGroup>(
     feip: &Feip<G>,
     febo: &Febo<G>,
-    prepared: &crate::fe::feip::PreparedPublicKey<G>,
     pk: &DomainPublicKey<G>,
     xq: &[i64],
     class: u8,
     one: i64,
 ) -> Result<Vec<u8>, SecureTrainingError> {
     let group = feip.group();
-    let ct = feip.encrypt_prepared(prepared, xq, &mut OsRng)?;
+    // Plain (not prepared) encryption: every shard has its own public key, and building 784
+    // fixed-base tables (~1 ms each) costs more than it saves for shards of tens of images.
+    let ct = feip.encrypt(&pk.feip, xq, &mut OsRng)?;
     let febo_pk = pk
         .febo
         .as_ref()
@@ -406,7 +407,6 @@ pub fn encrypt_to_file<G: PrimeOrderGroup>(
         let one = params.scale_p as i64;
         let mut done = 0;
         for (s, pk) in pks.iter().enumerate() {
-            let prepared = feip.prepare_public_key(&pk.feip)?;
             let first = s * params.shard_size;
             let last = (first + params.shard_size).min(data.len());
             let records = (first..last)
@@ -414,7 +414,7 @@ pub fn encrypt_to_file<G: PrimeOrderGroup>(
                 .map(|i| {
                     let xq: Vec<i64> = data.image(i).iter().map(|&p| enc.encode(p)).collect();
                     let class = labels.apply(data.label(i));
-                    encrypt_record(&feip, &febo, &prepared, pk, &xq, class, one)
+                    encrypt_record(&feip, &febo, pk, &xq, class, one)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             for r in &records {
