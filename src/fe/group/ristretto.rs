@@ -156,6 +156,12 @@ impl PrimeOrderGroup for Ristretto255 {
     fn div(&self, a: &RistrettoPoint, b: &RistrettoPoint) -> RistrettoPoint {
         a - b
     }
+    fn op_assign(&self, a: &mut RistrettoPoint, b: &RistrettoPoint) {
+        *a += b;
+    }
+    fn div_assign(&self, a: &mut RistrettoPoint, b: &RistrettoPoint) {
+        *a -= b;
+    }
 
     fn exp(&self, base: &RistrettoPoint, e: &Scalar) -> RistrettoPoint {
         base * e
