@@ -323,14 +323,11 @@ fn per_batch_domains_and_closing() {
     // No rank cap: a full-rank batch is served ...
     s.request_keys(d, &dense_rows(&mut rng, 2 * n, n)).unwrap();
     assert_eq!(auth.lock().unwrap().issued_rank(d).unwrap(), None);
-    // ... the weight filter still applies.
-    assert!(matches!(
-        s.request_keys(d, &array![[0, 0, 0, 0, 0, 0, 1, 1]]),
-        Err(CoordinatorError::Refused {
-            reason: PolicyRefusal::TooFewNonZero { .. },
-            ..
-        })
-    ));
+    // ... and low-weight vectors are served (the filter only refuses all-zero vectors, which
+    // the server API never sends: see the next test).
+    s.request_keys(d, &array![[0, 0, 0, 0, 0, 0, 1, 1]])
+        .unwrap();
+    assert_eq!(PolicyConfig::per_batch().min_nonzero_for(n), 1);
     // Closing erases the key: nothing more is issued.
     auth.lock().unwrap().close_domain(d).unwrap();
     assert!(matches!(
@@ -377,4 +374,133 @@ fn custom_policy() {
         .request_keys(d, &array![[1, 0, 2], [1, -1, 0]])
         .unwrap_err();
     assert!(err.to_string().contains("negative weights"));
+}
+
+/// The same requests against an in-memory log and a file-backed one: the file holds every
+/// record (issued and refused), with contiguous sequence numbers, and reads back identical.
+#[test]
+fn audit_file_sink_records_every_key_and_reads_back() {
+    use cryptonn::coordinator::{read_audit_file, AuditFileOptions, AuditFileSink, AuditLog};
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-audit.cnnaudit");
+    let sink = AuditFileSink::create(&path, AuditFileOptions { fsync: true }).unwrap();
+    let make = |log: Option<AuditLog>| -> Auth {
+        let mut a = Authority::from_seed(Ristretto255, [9; 32]).with_clock(|| 1_700_000_000);
+        if let Some(log) = log {
+            a = a.with_audit_log(log);
+        }
+        Arc::new(Mutex::new(a))
+    };
+    let memory = make(None);
+    let file = make(Some(AuditLog::with_sink(
+        AuditConfig::default(),
+        Box::new(sink),
+    )));
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    // Five distinct rows, repeated: the rank stays under the default cap n/2.
+    let w = dense_rows(&mut rng, 5, 12);
+    let mut probe = Array2::zeros((1, 12));
+    probe[[0, 3]] = 1;
+    for auth in [&memory, &file] {
+        let d = auth
+            .lock()
+            .unwrap()
+            .create_domain(DomainConfig::new(params(12)))
+            .unwrap();
+        let s = server(auth, "trainer");
+        for chunk in 0..4 {
+            let rows: Vec<usize> = (0..10).map(|i| (chunk + i) % 5).collect();
+            s.request_keys(d, &w.select(ndarray::Axis(0), &rows))
+                .unwrap_or_else(|e| panic!("chunk {chunk}: {e}"));
+        }
+        assert!(matches!(
+            s.request_keys(d, &probe),
+            Err(CoordinatorError::Refused { .. })
+        ));
+    }
+    let memory = memory.lock().unwrap();
+    let file = file.lock().unwrap();
+    assert!(file.audit_log().is_streamed());
+    assert!(file.audit_log().records().is_empty());
+    assert_eq!(file.audit_log().len(), memory.audit_log().len());
+    let back: Vec<_> = read_audit_file(&path)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(back.len(), memory.audit_log().len());
+    for (i, r) in back.iter().enumerate() {
+        assert_eq!(r.seq, i as u64);
+    }
+    assert_eq!(back.as_slice(), memory.audit_log().records());
+    assert!(matches!(
+        back.last().unwrap().outcome,
+        AuditOutcome::Refused(PolicyRefusal::TooFewNonZero { got: 1, .. })
+    ));
+    // A truncated file is an error, not a shorter log.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = path.with_extension("cut");
+    std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+    let read: Result<Vec<_>, _> = read_audit_file(&cut).unwrap().collect();
+    assert!(read.is_err());
+}
+
+/// In a shard domain (`per_batch`), a legitimate weight-gradient key with one non-zero pixel
+/// coefficient — a border block for a one-hot `dq` — is issued; in a default-policy domain a
+/// one-hot probe is still refused; the all-zero vector is refused everywhere.
+#[test]
+fn shard_domain_issues_sparse_gradient_keys_default_refuses_probes() {
+    use cryptonn::coordinator::secure_training::geometry::gradient_outputs;
+    let auth = authority(12);
+    let n = 784;
+    let p = FeipParams::new(n, 255, 1 << 20).unwrap();
+    // dq one-hot at (f=0, i=0, j=0): output G[0, a=1, b=1] reads box (1, 1) of the padded image,
+    // which holds a single real pixel (0, 0).
+    let mut dq = vec![0i64; 1176];
+    dq[0] = 3;
+    let outputs = gradient_outputs(&dq, -1);
+    let g = &outputs[5 + 1];
+    assert_eq!(g.pixel_terms, vec![(0, 3)]);
+    let mut row = Array2::<i64>::zeros((1, n));
+    row[[0, 0]] = 3;
+    let (shard, ordinary) = {
+        let mut a = auth.lock().unwrap();
+        (
+            a.create_domain(DomainConfig::new(p).with_policy(PolicyConfig::per_batch()))
+                .unwrap(),
+            a.create_domain(DomainConfig::new(p)).unwrap(),
+        )
+    };
+    let s = server(&auth, "trainer");
+    let keys = s.request_keys(shard, &row).unwrap();
+    assert_eq!(keys.len(), 1);
+    // The same vector is a one-hot probe to an ordinary domain: refused, with the reason.
+    assert!(matches!(
+        s.request_keys(ordinary, &row),
+        Err(CoordinatorError::Refused {
+            reason: PolicyRefusal::TooFewNonZero { got: 1, min: 4 },
+            ..
+        })
+    ));
+    // The all-zero vector is refused in the shard domain too.
+    let zero = KeyVectorData::Sparse(vec![]);
+    let err = auth
+        .lock()
+        .unwrap()
+        .issue_feip_keys(
+            &RequesterId::new("trainer"),
+            &FeipKeyRequest {
+                domain: shard,
+                vectors: vec![zero],
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoordinatorError::Refused {
+                reason: PolicyRefusal::TooFewNonZero { got: 0, min: 1 },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
