@@ -1,1 +1,67 @@
 //! A from-scratch LeNet-5 on `ndarray` and `rayon`.
+//!
+//! # Layout
+//!
+//! | module | contents |
+//! |---|---|
+//! | [`data`] | MNIST IDX loading, the [`data::Dataset`] type, the random label permutation |
+//! | [`conv`] | 2-D convolution by im2col + GEMM |
+//! | [`pool`] | 2x2 average and max pooling, the 2x2 box sum used by the fused first layer |
+//! | [`activation`] | ReLU, tanh, sigmoid |
+//! | [`linear`] | fully connected layers |
+//! | [`loss`] | softmax cross-entropy |
+//! | [`optim`] | SGD with optional momentum |
+//! | [`init`] | seeded weight initialisation |
+//! | [`first_layer`] | the fused conv1 + average pool as integer arithmetic, and the [`first_layer::FirstLayerBackend`] trait secure training plugs into |
+//! | [`lenet`] | LeNet-5 (both layer orders), forward and backward over a chunk of samples |
+//! | [`train`] | the training loop, evaluation, and the run summary |
+//! | [`error`] | the error types |
+//!
+//! # Conventions
+//!
+//! Tensors are `f32`, laid out `[n, channels, height, width]` (NCHW). Layers take views and
+//! return owned outputs; a layer's backward pass takes the upstream gradient of the **summed**
+//! loss over the samples it sees and returns gradients summed over those samples. The training
+//! loop divides parameter gradients by the mini-batch size once, at the end (so the loss is the
+//! batch mean, as usual).
+//!
+//! Parallelism is over samples: a mini-batch is cut into chunks of a fixed size
+//! ([`train::TrainConfig::chunk_size`]) that does not depend on the number of threads, each chunk
+//! is processed by one rayon task, and the per-chunk gradients are added in chunk order. The
+//! result is therefore bit-for-bit the same whatever the size of the thread pool.
+
+//! # Example
+//!
+//! Train for one epoch on 1,000 images in quantised mode and look at the summary:
+//!
+//! ```
+//! use cryptonn::nn::data::Mnist;
+//! use cryptonn::nn::train::{train, Mode, TrainConfig};
+//!
+//! let mnist = Mnist::load_default()?;
+//! let cfg = TrainConfig { mode: Mode::Quantized, epochs: 1, ..TrainConfig::default() };
+//! let (model, report) = train(
+//!     &cfg,
+//!     &mnist.train.take(1000, "training")?,
+//!     &mnist.test.take(500, "test")?,
+//!     &mut (), // no progress display
+//! )?;
+//! assert!(report.test_accuracy[0] > 0.5);
+//! assert_eq!(report.weights_sha256, model.weights_sha256());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod activation;
+pub mod conv;
+pub mod data;
+pub mod error;
+pub mod first_layer;
+pub mod init;
+pub mod lenet;
+pub mod linear;
+pub mod loss;
+pub mod optim;
+pub mod pool;
+pub mod train;
+
+pub use error::{DataError, NnError};

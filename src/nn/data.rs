@@ -1,0 +1,513 @@
+//! MNIST: IDX file loading, the in-memory [`Dataset`], and CryptoNN's random label mapping.
+//!
+//! # IDX format
+//!
+//! An IDX file is a big-endian header followed by raw bytes:
+//!
+//! ```text
+//! magic: 0x00 0x00 <type = 0x08 (u8)> <ndim>      images: ndim = 3, labels: ndim = 1
+//! ndim big-endian u32 dimensions                  images: count, 28, 28; labels: count
+//! prod(dimensions) unsigned bytes                 pixels 0..=255 row-major; labels 0..=9
+//! ```
+//!
+//! The files in `data/` are gzipped (`*.gz`); an uncompressed file with the name minus `.gz` is
+//! accepted too. A missing, corrupt or truncated file is a [`DataError`] that names the file and
+//! says how to restore it. The images are 28x28; the network sees them zero-padded to 32x32
+//! ([`PADDED_SIDE`]) and normalised by [`PixelNormalization`]: `X = (p - offset) / divisor` for a
+//! pixel byte `p`, with the default `offset = 33`, `divisor = 80` (MNIST's mean pixel is
+//! 0.1307 · 255 ≈ 33.3 and its standard deviation 0.3081 · 255 ≈ 78.6, so `X` has mean ≈ 0 and
+//! standard deviation ≈ 0.98). Padding pixels are black bytes (`p = 0`, so `X = -0.4125`). Integer
+//! constants keep the quantised encoding exact: at scale `S_x = 80`, `round(X · S_x) = p - 33`.
+//!
+//! # Random label mapping
+//!
+//! CryptoNN hides the meaning of the labels from the server: the data owner draws a secret
+//! permutation `π` of the ten classes, and every training label `y` is presented as `π(y)`.
+//! The network therefore learns to predict `π(y)`; test accuracy maps a prediction `k` back to
+//! `π⁻¹(k)`. [`LabelPermutation::from_seed`] draws `π` from the run's seed, so plain, quantised
+//! and secure training all use the same mapping.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+
+use crate::nn::error::DataError;
+use crate::nn::init::{seeded_rng, RngStream};
+
+/// Side of an MNIST image.
+pub const IMAGE_SIDE: usize = 28;
+/// Pixels in an MNIST image.
+pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+/// Side of the zero-padded image LeNet-5 sees.
+pub const PADDED_SIDE: usize = 32;
+/// Zero padding on each side: (32 - 28) / 2.
+pub const PADDING: usize = (PADDED_SIDE - IMAGE_SIDE) / 2;
+/// Number of classes.
+pub const CLASSES: usize = 10;
+
+/// File names (without `.gz`) of the four MNIST files.
+pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+/// Training labels.
+pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+/// Test images.
+pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+/// Test labels.
+pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// The directory holding the committed MNIST files: `<crate root>/data`.
+#[must_use]
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+/// The input normalisation `X = (p - offset) / divisor` of a pixel byte `p`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PixelNormalization {
+    /// Subtracted from the byte.
+    pub offset: f32,
+    /// Divides the difference.
+    pub divisor: f32,
+}
+
+impl Default for PixelNormalization {
+    /// `offset = 33`, `divisor = 80` (see the module docs).
+    fn default() -> Self {
+        Self {
+            offset: 33.0,
+            divisor: 80.0,
+        }
+    }
+}
+
+impl PixelNormalization {
+    /// `p / 255`: pixels in `[0, 1]`, no centring.
+    #[must_use]
+    pub fn unit() -> Self {
+        Self {
+            offset: 0.0,
+            divisor: 255.0,
+        }
+    }
+
+    /// `(p - offset) / divisor` in `f32`.
+    #[must_use]
+    pub fn apply(&self, p: u8) -> f32 {
+        (f32::from(p) - self.offset) / self.divisor
+    }
+
+    /// `(p - offset) / divisor` in `f64` (for fixed-point encoding).
+    #[must_use]
+    pub fn apply_f64(&self, p: u8) -> f64 {
+        (f64::from(p) - f64::from(self.offset)) / f64::from(self.divisor)
+    }
+
+    /// Checks that the divisor is finite and non-zero and the offset finite.
+    ///
+    /// # Errors
+    /// [`DataError::Corrupt`]-free: a plain message for [`crate::nn::NnError::InvalidConfig`].
+    pub fn validate(&self) -> Result<(), String> {
+        if self.offset.is_finite() && self.divisor.is_finite() && self.divisor != 0.0 {
+            Ok(())
+        } else {
+            Err(format!("invalid pixel normalisation {self:?}"))
+        }
+    }
+}
+
+/// A set of 28x28 greyscale images with labels 0..=9, stored as bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Dataset {
+    images: Vec<u8>,
+    labels: Vec<u8>,
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the 784 bytes per image: a summary.
+        f.debug_struct("Dataset")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dataset {
+    /// Builds a dataset from `n * 784` pixel bytes and `n` labels.
+    ///
+    /// # Errors
+    /// [`DataError::Corrupt`] (with an empty path) if the lengths disagree or a label exceeds 9.
+    pub fn new(images: Vec<u8>, labels: Vec<u8>) -> Result<Self, DataError> {
+        let bad = |reason: String| DataError::Corrupt {
+            path: PathBuf::new(),
+            reason,
+        };
+        if images.len() != labels.len() * IMAGE_PIXELS {
+            return Err(bad(format!(
+                "{} pixel bytes for {} labels (expected {} per image)",
+                images.len(),
+                labels.len(),
+                IMAGE_PIXELS
+            )));
+        }
+        if let Some(&l) = labels.iter().find(|&&l| usize::from(l) >= CLASSES) {
+            return Err(bad(format!("label {l} is not a digit")));
+        }
+        Ok(Self { images, labels })
+    }
+
+    /// Number of examples.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the set is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The 784 pixels of example `i`, row-major.
+    ///
+    /// # Panics
+    /// If `i >= len()`; callers inside the crate check indices first.
+    #[must_use]
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]
+    }
+
+    /// The label of example `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[must_use]
+    pub fn label(&self, i: usize) -> u8 {
+        self.labels[i]
+    }
+
+    /// All labels.
+    #[must_use]
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    /// The first `n` examples.
+    ///
+    /// # Errors
+    /// [`DataError::TooFewExamples`] if `n > len()`; `set` names the set in the message.
+    pub fn take(&self, n: usize, set: &'static str) -> Result<Self, DataError> {
+        if n > self.len() {
+            return Err(DataError::TooFewExamples {
+                set,
+                requested: n,
+                available: self.len(),
+            });
+        }
+        Ok(Self {
+            images: self.images[..n * IMAGE_PIXELS].to_vec(),
+            labels: self.labels[..n].to_vec(),
+        })
+    }
+
+    /// Writes example `i`, padded to 32x32 with black pixels and normalised by `norm`, into
+    /// `out` (length 1024).
+    ///
+    /// # Panics
+    /// If `i >= len()` or `out.len() != 1024`.
+    pub fn write_padded_f32(&self, i: usize, out: &mut [f32], norm: &PixelNormalization) {
+        assert_eq!(out.len(), PADDED_SIDE * PADDED_SIDE);
+        let table: [f32; 256] = std::array::from_fn(|p| norm.apply(p as u8));
+        out.fill(table[0]);
+        for (r, row) in self.image(i).chunks_exact(IMAGE_SIDE).enumerate() {
+            let start = (r + PADDING) * PADDED_SIDE + PADDING;
+            for (o, &p) in out[start..start + IMAGE_SIDE].iter_mut().zip(row) {
+                *o = table[usize::from(p)];
+            }
+        }
+    }
+}
+
+/// MNIST's training and test sets.
+#[derive(Debug, Clone)]
+pub struct Mnist {
+    /// 60,000 training examples.
+    pub train: Dataset,
+    /// 10,000 test examples.
+    pub test: Dataset,
+}
+
+impl Mnist {
+    /// Loads the four IDX files from `dir` (see the module docs for names and format).
+    ///
+    /// # Errors
+    /// A [`DataError`] naming the first file that is missing, unreadable, corrupt or truncated.
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        Ok(Self {
+            train: load_pair(dir, TRAIN_IMAGES, TRAIN_LABELS)?,
+            test: load_pair(dir, TEST_IMAGES, TEST_LABELS)?,
+        })
+    }
+
+    /// [`Mnist::load`] from [`default_data_dir`].
+    ///
+    /// # Errors
+    /// As [`Mnist::load`].
+    pub fn load_default() -> Result<Self, DataError> {
+        Self::load(&default_data_dir())
+    }
+}
+
+/// Loads one image file and its label file from `dir`.
+///
+/// # Errors
+/// A [`DataError`] naming the offending file.
+pub fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataError> {
+    let (img_path, img_dims, pixels) = read_idx(dir, images, 3)?;
+    if img_dims[1] != IMAGE_SIDE || img_dims[2] != IMAGE_SIDE {
+        return Err(DataError::Corrupt {
+            path: img_path,
+            reason: format!(
+                "images are {}x{}, expected {IMAGE_SIDE}x{IMAGE_SIDE}",
+                img_dims[1], img_dims[2]
+            ),
+        });
+    }
+    let (lab_path, lab_dims, labs) = read_idx(dir, labels, 1)?;
+    if lab_dims[0] != img_dims[0] {
+        return Err(DataError::CountMismatch {
+            images: img_path,
+            n_images: img_dims[0],
+            labels: lab_path,
+            n_labels: lab_dims[0],
+        });
+    }
+    if let Some(&l) = labs.iter().find(|&&l| usize::from(l) >= CLASSES) {
+        return Err(DataError::Corrupt {
+            path: lab_path,
+            reason: format!("label {l} is not a digit 0..=9"),
+        });
+    }
+    Ok(Dataset {
+        images: pixels,
+        labels: labs,
+    })
+}
+
+/// Reads `dir/name.gz` (or `dir/name`) as an IDX file of unsigned bytes with `ndim` dimensions.
+/// Returns the path read, the dimensions and the data.
+///
+/// # Errors
+/// [`DataError::Missing`], [`DataError::Io`], [`DataError::Corrupt`] or [`DataError::Truncated`].
+pub fn read_idx(
+    dir: &Path,
+    name: &str,
+    ndim: u8,
+) -> Result<(PathBuf, Vec<usize>, Vec<u8>), DataError> {
+    let gz = dir.join(format!("{name}.gz"));
+    let raw = dir.join(name);
+    let (path, compressed) = if gz.exists() {
+        (gz, true)
+    } else if raw.exists() {
+        (raw, false)
+    } else {
+        return Err(DataError::Missing { path: gz });
+    };
+    let bytes = std::fs::read(&path).map_err(|source| DataError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let bytes = if compressed {
+        gunzip(&path, &bytes)?
+    } else {
+        bytes
+    };
+    let (dims, data) = parse_idx(&path, &bytes, ndim)?;
+    Ok((path, dims, data))
+}
+
+fn gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
+    if bytes.len() < 2 || bytes[..2] != [0x1f, 0x8b] {
+        return Err(DataError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "not a gzip file (bad magic bytes)".into(),
+        });
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 8);
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::Corrupt {
+            path: path.to_path_buf(),
+            reason: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "gzip stream ends early (the file is truncated)".into()
+            } else {
+                format!("gzip stream: {e}")
+            },
+        })?;
+    Ok(out)
+}
+
+/// Parses the bytes of an IDX file of unsigned bytes with `ndim` dimensions.
+///
+/// # Errors
+/// [`DataError::Corrupt`] on a bad header or trailing bytes, [`DataError::Truncated`] if the
+/// data is shorter than the header announces.
+pub fn parse_idx(path: &Path, bytes: &[u8], ndim: u8) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let corrupt = |reason: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let header_len = 4 + 4 * usize::from(ndim);
+    if bytes.len() < header_len {
+        return Err(corrupt(format!(
+            "{} bytes, shorter than the {header_len}-byte IDX header",
+            bytes.len()
+        )));
+    }
+    if bytes[..4] != [0, 0, 0x08, ndim] {
+        return Err(corrupt(format!(
+            "IDX magic {:02x?}, expected [00, 00, 08, {ndim:02x}] (unsigned bytes, {ndim} dimensions)",
+            &bytes[..4]
+        )));
+    }
+    let dims: Vec<usize> = bytes[4..header_len]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| corrupt(format!("dimensions {dims:?} overflow")))?;
+    let found = bytes.len() - header_len;
+    if found < expected {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected: expected as u64,
+            found: found as u64,
+        });
+    }
+    if found > expected {
+        return Err(corrupt(format!(
+            "{} trailing bytes after the {expected} announced by the header",
+            found - expected
+        )));
+    }
+    Ok((dims, bytes[header_len..].to_vec()))
+}
+
+/// A secret permutation `π` of the ten classes (CryptoNN's random label mapping).
+#[derive(Clone, PartialEq, Eq)]
+pub struct LabelPermutation {
+    forward: [u8; CLASSES],
+    inverse: [u8; CLASSES],
+}
+
+impl std::fmt::Debug for LabelPermutation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The mapping is the data owner's secret.
+        f.write_str("LabelPermutation { .. }")
+    }
+}
+
+impl LabelPermutation {
+    /// The identity mapping.
+    #[must_use]
+    pub fn identity() -> Self {
+        let id = std::array::from_fn(|i| i as u8);
+        Self {
+            forward: id,
+            inverse: id,
+        }
+    }
+
+    /// A uniformly random permutation drawn from `seed` (ChaCha8, its own stream).
+    #[must_use]
+    pub fn from_seed(seed: u64) -> Self {
+        let mut forward: [u8; CLASSES] = std::array::from_fn(|i| i as u8);
+        forward.shuffle(&mut seeded_rng(seed, RngStream::LabelPermutation));
+        let mut inverse = [0u8; CLASSES];
+        for (y, &k) in forward.iter().enumerate() {
+            inverse[usize::from(k)] = y as u8;
+        }
+        Self { forward, inverse }
+    }
+
+    /// `π(label)`: the class the network is trained to predict for a true label.
+    ///
+    /// # Panics
+    /// If `label >= 10`.
+    #[must_use]
+    pub fn apply(&self, label: u8) -> u8 {
+        self.forward[usize::from(label)]
+    }
+
+    /// `π⁻¹(class)`: the true label of a predicted class.
+    ///
+    /// # Panics
+    /// If `class >= 10`.
+    #[must_use]
+    pub fn invert(&self, class: u8) -> u8 {
+        self.inverse[usize::from(class)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutation_round_trips_and_is_a_bijection() {
+        let p = LabelPermutation::from_seed(7);
+        let mut seen = [false; CLASSES];
+        for y in 0..CLASSES as u8 {
+            assert_eq!(p.invert(p.apply(y)), y);
+            seen[usize::from(p.apply(y))] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+        assert_ne!(
+            p,
+            LabelPermutation::identity(),
+            "seed 7 should not give the identity"
+        );
+        assert_eq!(format!("{p:?}"), "LabelPermutation { .. }");
+    }
+
+    #[test]
+    fn parse_rejects_bad_headers() {
+        let p = Path::new("x");
+        assert!(matches!(
+            parse_idx(p, &[0, 0, 8, 1, 0, 0, 0, 2, 5], 1),
+            Err(DataError::Truncated {
+                expected: 2,
+                found: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_idx(p, &[0, 0, 9, 1, 0, 0, 0, 1, 5], 1),
+            Err(DataError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            parse_idx(p, &[0, 0, 8, 1, 0, 0, 0, 1, 5, 6], 1),
+            Err(DataError::Corrupt { .. })
+        ));
+        let (dims, data) = parse_idx(p, &[0, 0, 8, 1, 0, 0, 0, 2, 5, 6], 1).unwrap();
+        assert_eq!((dims, data), (vec![2], vec![5, 6]));
+    }
+
+    #[test]
+    fn padding_places_the_image_in_the_centre() {
+        let mut img = vec![0u8; IMAGE_PIXELS];
+        img[0] = 255;
+        img[IMAGE_PIXELS - 1] = 51;
+        let d = Dataset::new(img, vec![3]).unwrap();
+        let mut out = vec![1.0f32; PADDED_SIDE * PADDED_SIDE];
+        d.write_padded_f32(0, &mut out, &PixelNormalization::unit());
+        assert_eq!(out[PADDING * PADDED_SIDE + PADDING], 1.0);
+        assert_eq!(out[(PADDING + 27) * PADDED_SIDE + PADDING + 27], 0.2);
+        assert_eq!(out.iter().filter(|&&v| v != 0.0).count(), 2);
+        d.write_padded_f32(0, &mut out, &PixelNormalization::default());
+        assert_eq!(out[0], -33.0 / 80.0);
+        assert_eq!(out[PADDING * PADDED_SIDE + PADDING], (255.0 - 33.0) / 80.0);
+        assert_eq!(format!("{d:?}"), "Dataset { len: 1, .. }");
+    }
+}

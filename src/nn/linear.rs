@@ -1,0 +1,69 @@
+//! Fully connected (dense) layers.
+//!
+//! For `x: [n, in]`, `w: [out, in]`, `b: [out]`:
+//!
+//! ```text
+//! y  = x · wᵀ + b           [n, out]
+//! dW = dyᵀ · x              [out, in]   (summed over the n samples)
+//! db = Σ_n dy               [out]
+//! dx = dy · w               [n, in]
+//! ```
+
+use ndarray::{Array1, Array2, ArrayView2, Axis, Ix2};
+
+use crate::nn::init::Init;
+
+/// Gradients of a dense layer's parameters, summed over the samples seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearGrads {
+    /// `dL/dw`, `[out, in]`.
+    pub weight: Array2<f32>,
+    /// `dL/db`, `[out]`.
+    pub bias: Array1<f32>,
+}
+
+/// A dense layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    /// Weights, `[out, in]`.
+    pub weight: Array2<f32>,
+    /// Biases, `[out]`.
+    pub bias: Array1<f32>,
+}
+
+impl Linear {
+    /// A layer `inputs → outputs` with weights from `init` and zero biases.
+    #[must_use]
+    pub fn new<R: rand::Rng>(inputs: usize, outputs: usize, init: Init, rng: &mut R) -> Self {
+        Self {
+            weight: init.sample(Ix2(outputs, inputs), inputs, outputs, rng),
+            bias: Array1::zeros(outputs),
+        }
+    }
+
+    /// `y = x · wᵀ + b`.
+    ///
+    /// # Panics
+    /// If `x` has the wrong number of columns.
+    #[must_use]
+    pub fn forward(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let mut y = x.dot(&self.weight.t());
+        y += &self.bias;
+        y
+    }
+
+    /// Parameter gradients and, if `need_input_grad`, `dx`.
+    #[must_use]
+    pub fn backward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        dy: ArrayView2<'_, f32>,
+        need_input_grad: bool,
+    ) -> (LinearGrads, Option<Array2<f32>>) {
+        let grads = LinearGrads {
+            weight: dy.t().dot(&x),
+            bias: dy.sum_axis(Axis(0)),
+        };
+        (grads, need_input_grad.then(|| dy.dot(&self.weight)))
+    }
+}
