@@ -1,30 +1,47 @@
 //! Train LeNet-5 on MNIST: cryptonn's main job.
 //!
 //! ```sh
-//! cargo run --example train_lenet                                   # defaults: a few minutes
-//! cargo run --release --example train_lenet -- --mode plain --epochs 2 --train-size 60000
+//! cargo run --example train_lenet                  # secure mode on 2,048 images: a few minutes
+//! cargo run --release --example train_lenet -- --mode secure --epochs 2 --train-size 60000
 //! cargo run --release --example train_lenet -- --mode quantized --json run.json
+//! cargo run --release --example train_lenet -- --mode plain --epochs 2 --train-size 60000
 //! ```
 //!
-//! `--mode plain` trains in float; `--mode quantized` computes the first layer (conv1 + average
-//! pooling) in the integer arithmetic secure training performs under encryption; `--mode secure`
-//! is not available yet. Progress bars show loss, running accuracy, images/s and ETA; the test
+//! `--mode secure` (the default) trains from ciphertexts: an in-process authority creates one
+//! key domain per mini-batch shard, the data owner FEIP/FEBO-encrypts the training subset once
+//! into `--cache-dir` (reused by later runs unless `--reencrypt` or the parameters change), and
+//! the server computes conv1 + pooling forward, its weight gradient and the output error through
+//! function keys that are fresh after every step (see `cryptonn::coordinator::secure_training`).
+//! `--mode quantized` computes the first layer in the same integer arithmetic on plaintext, so
+//! for the same seed, scales, data and batch schedule both give the same `weights_sha256`.
+//! `--mode plain` trains in float. Progress bars show loss, running accuracy, images/s and ETA; the test
 //! accuracy is printed after every epoch; the last line gives the final test accuracy and the
 //! total wall time. `--json PATH` writes the run summary ([`cryptonn::nn::train::TrainReport`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use cryptonn::coordinator::secure_training::{
+    create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
+};
+use cryptonn::coordinator::{Authority, InProcessKeyService, RequesterId};
+use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::fe::group::modp::ModpGroup;
+use cryptonn::fe::group::ristretto::Ristretto255;
+use cryptonn::fe::group::{GroupId, PrimeOrderGroup};
 use cryptonn::nn::activation::Activation;
-use cryptonn::nn::data::{default_data_dir, Mnist, PixelNormalization};
+use cryptonn::nn::data::{default_data_dir, Dataset, LabelPermutation, Mnist, PixelNormalization};
 use cryptonn::nn::first_layer::QuantConfig;
+use cryptonn::nn::lenet::LeNet5;
 use cryptonn::nn::lenet::{LayerOrder, LeNetConfig, PoolKind};
 use cryptonn::nn::optim::{LrSchedule, SgdConfig};
 use cryptonn::nn::train::{
-    train, BatchProgress, EpochStats, Mode, TrainConfig, TrainObserver, TrainReport,
+    train, train_with_backend, BatchProgress, BatchSchedule, EpochStats, Mode, TrainConfig,
+    TrainObserver, TrainReport,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -34,8 +51,26 @@ enum CliMode {
     Plain,
     /// First layer in integers, exactly as secure training computes it, on plaintext data.
     Quantized,
-    /// First layer over encrypted data (not available yet).
+    /// First layer over encrypted data (FEIP + FEBO).
     Secure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CliGroup {
+    /// Ristretto255 (~126-bit security, fast).
+    Ristretto,
+    /// RFC 3526 2048-bit MODP group (~112-bit, paper-faithful, slow).
+    Modp2048,
+    /// RFC 3526 3072-bit MODP group (~128-bit, slower).
+    Modp3072,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CliBatches {
+    /// Reshuffle all indices each epoch.
+    Shuffled,
+    /// Fixed shards, shard order and order within shards shuffled each epoch.
+    FixedShards,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,19 +102,34 @@ enum CliPool {
     Average,
 }
 
-/// Train LeNet-5 on MNIST (plain, quantised, or — later — over encrypted data).
+/// Train LeNet-5 on MNIST: over encrypted data (secure), or in plaintext (quantised, plain).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// Training mode.
-    #[arg(long, value_enum, default_value = "plain")]
+    #[arg(long, value_enum, default_value = "secure")]
     mode: CliMode,
     /// Passes over the training set.
     #[arg(long, default_value_t = 2)]
     epochs: usize,
-    /// Training examples (the first N of the 60,000).
-    #[arg(long, default_value_t = 10_000)]
-    train_size: usize,
+    /// Training examples (the first N of the 60,000) [default: 2048 in secure mode, else 10000].
+    #[arg(long)]
+    train_size: Option<usize>,
+    /// Group of the functional encryption (secure mode).
+    #[arg(long, value_enum, default_value = "ristretto")]
+    group: CliGroup,
+    /// Where the encrypted dataset, the authority's seed and the discrete-log table are kept.
+    #[arg(long, default_value = "cache")]
+    cache_dir: PathBuf,
+    /// Encrypt the training set again even if the cache holds a current copy.
+    #[arg(long)]
+    reencrypt: bool,
+    /// Half-width of the baby-step table of the discrete logs (secure mode).
+    #[arg(long, default_value_t = 1 << 20)]
+    dlog_half_width: u64,
+    /// How epochs are cut into batches [default: fixed-shards in quantized and secure mode].
+    #[arg(long, value_enum)]
+    batches: Option<CliBatches>,
     /// Test examples (the first N of the 10,000).
     #[arg(long, default_value_t = 10_000)]
     test_size: usize,
@@ -116,16 +166,16 @@ struct Args {
     /// Samples per parallel task (fixes the reduction order).
     #[arg(long, default_value_t = TrainConfig::default().chunk_size)]
     chunk_size: usize,
-    /// Fixed-point scale of pixels in [0, 1] (quantised mode).
+    /// Fixed-point scale of normalised pixels (quantised and secure mode).
     #[arg(long, default_value_t = QuantConfig::default().scale_x)]
     scale_x: f64,
-    /// Fixed-point scale of conv1's weights (quantised mode).
+    /// Fixed-point scale of conv1's weights (quantised and secure mode).
     #[arg(long, default_value_t = QuantConfig::default().scale_w)]
     scale_w: f64,
-    /// Fixed-point scale of conv1's output gradient (quantised mode).
+    /// Fixed-point scale of conv1's output gradient (quantised and secure mode).
     #[arg(long, default_value_t = QuantConfig::default().scale_grad)]
     scale_grad: f64,
-    /// Fixed-point scale of softmax outputs and one-hot labels (quantised mode).
+    /// Fixed-point scale of softmax outputs and one-hot labels (quantised and secure mode).
     #[arg(long, default_value_t = QuantConfig::default().scale_p)]
     scale_p: f64,
     /// Largest allowed |z| of conv1's integer forward pass.
@@ -206,14 +256,16 @@ fn run() -> anyhow::Result<ExitCode> {
     let mode = match args.mode {
         CliMode::Plain => Mode::Plain,
         CliMode::Quantized => Mode::Quantized,
-        CliMode::Secure => {
-            eprintln!(
-                "error: --mode secure is not available yet; it arrives with the secure-training \
-                 issue. --mode quantized runs exactly the integer arithmetic secure training \
-                 will perform, on plaintext data."
-            );
-            return Ok(ExitCode::from(2));
-        }
+        CliMode::Secure => Mode::Secure,
+    };
+    let train_size = args
+        .train_size
+        .unwrap_or(if mode == Mode::Secure { 2048 } else { 10_000 });
+    let schedule = match args.batches {
+        Some(CliBatches::Shuffled) => BatchSchedule::Shuffled,
+        Some(CliBatches::FixedShards) => BatchSchedule::FixedShards,
+        None if mode == Mode::Plain => BatchSchedule::Shuffled,
+        None => BatchSchedule::FixedShards,
     };
     rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
@@ -258,9 +310,10 @@ fn run() -> anyhow::Result<ExitCode> {
             forward_bound: args.forward_bound,
             gradient_bound: args.gradient_bound,
         },
+        schedule,
     };
     let mnist = Mnist::load(&args.data)?;
-    let train_set = mnist.train.take(args.train_size, "training")?;
+    let train_set = mnist.train.take(train_size, "training")?;
     let test_set = mnist.test.take(args.test_size, "test")?;
     println!(
         "LeNet-5 on MNIST: mode {mode}, {} training / {} test images, {} epochs, batch {}, lr {}, \
@@ -284,9 +337,25 @@ fn run() -> anyhow::Result<ExitCode> {
         bar: None,
         epoch_start: Instant::now(),
     };
-    let (_model, report) = train(&cfg, &train_set, &test_set, &mut bars)?;
+    let (report, extra) = if mode == Mode::Secure {
+        let secure = SecureRun {
+            cfg: &cfg,
+            train: &train_set,
+            test: &test_set,
+            cache_dir: &args.cache_dir,
+            reencrypt: args.reencrypt,
+            half_width: args.dlog_half_width,
+        };
+        match args.group {
+            CliGroup::Ristretto => secure.run(Ristretto255, &mut bars)?,
+            CliGroup::Modp2048 => secure.run(ModpGroup::rfc3526_2048(), &mut bars)?,
+            CliGroup::Modp3072 => secure.run(ModpGroup::rfc3526_3072(), &mut bars)?,
+        }
+    } else {
+        (train(&cfg, &train_set, &test_set, &mut bars)?.1, None)
+    };
     if let Some(path) = &args.json {
-        write_json(path, &report)?;
+        write_json(path, &report, extra.as_ref())?;
         println!("wrote {}", path.display());
     }
     println!("weights sha256 {}", report.weights_sha256);
@@ -301,10 +370,196 @@ fn run() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_json(path: &PathBuf, report: &TrainReport) -> anyhow::Result<()> {
+fn write_json(
+    path: &PathBuf,
+    report: &TrainReport,
+    extra: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(report)?;
+    if let (Some(obj), Some(extra)) = (value.as_object_mut(), extra) {
+        obj.extend(extra.clone());
+    }
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    serde_json::to_writer_pretty(std::io::BufWriter::new(file), report)
+    serde_json::to_writer_pretty(std::io::BufWriter::new(file), &value)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Everything secure mode needs besides the group.
+struct SecureRun<'a> {
+    cfg: &'a TrainConfig,
+    train: &'a Dataset,
+    test: &'a Dataset,
+    cache_dir: &'a Path,
+    reencrypt: bool,
+    half_width: u64,
+}
+
+impl SecureRun<'_> {
+    /// The authority's persistent secret: 32 random bytes in the cache directory, from which
+    /// its master keys are derived (so the cached encrypted dataset stays decryptable across
+    /// runs). Whoever reads this file holds every master key of the run.
+    fn authority_seed(&self, group_id: u8) -> anyhow::Result<[u8; 32]> {
+        let path = self
+            .cache_dir
+            .join(format!("authority-seed-g{group_id}.bin"));
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                return Ok(seed);
+            }
+        }
+        std::fs::create_dir_all(self.cache_dir)
+            .with_context(|| format!("creating {}", self.cache_dir.display()))?;
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        let tmp = path.with_extension("tmp");
+        {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts
+                .open(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            std::io::Write::write_all(&mut f, &seed)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        Ok(seed)
+    }
+
+    fn run<G: PrimeOrderGroup>(
+        &self,
+        group: G,
+        observer: &mut dyn TrainObserver,
+    ) -> anyhow::Result<(
+        TrainReport,
+        Option<serde_json::Map<String, serde_json::Value>>,
+    )> {
+        let cfg = self.cfg;
+        if cfg.schedule != BatchSchedule::FixedShards {
+            anyhow::bail!("secure mode needs --batches fixed-shards (one key domain per shard)");
+        }
+        let gid = group.id().to_byte();
+        let t_setup = Instant::now();
+        // Authority: one key domain per shard (= mini-batch); the test set is never keyed.
+        let mut authority = Authority::from_seed(group.clone(), self.authority_seed(gid)?);
+        let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
+        let domains = create_shard_domains(&mut authority, self.train.len(), &params)?;
+        let pks = domains
+            .iter()
+            .map(|&d| authority.public_key(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let authority = Arc::new(Mutex::new(authority));
+        let setup_seconds = t_setup.elapsed().as_secs_f64();
+        println!(
+            "authority: {} shard key domains of {} images ({:.1} s)",
+            domains.len(),
+            cfg.batch_size,
+            setup_seconds
+        );
+        // Data owner: encrypt once, or reuse the cached file.
+        let labels = LabelPermutation::from_seed(cfg.seed);
+        let bar = ProgressBar::new(self.train.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "encrypting [{bar:30.cyan/blue}] {pos:>6}/{len} {per_sec} ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        let t_enc = Instant::now();
+        let (path, reused) = encrypt_or_reuse(
+            &group,
+            self.cache_dir,
+            self.train,
+            &labels,
+            &pks,
+            &params,
+            self.reencrypt,
+            &|done| bar.set_position(done as u64),
+        )?;
+        bar.finish_and_clear();
+        let encrypt_seconds = if reused {
+            0.0
+        } else {
+            t_enc.elapsed().as_secs_f64()
+        };
+        // Server: ciphertexts, key service, discrete-log table.
+        let t_load = Instant::now();
+        let data = EncryptedDataset::load(group.clone(), &path)?;
+        let ciphertext_bytes = data.ciphertext_bytes();
+        println!(
+            "encrypted dataset {} ({} images, {:.1} MB, {}; load {:.1} s)",
+            path.display(),
+            data.len(),
+            ciphertext_bytes as f64 / 1e6,
+            if reused {
+                "reused from the cache".to_string()
+            } else {
+                format!("encrypted in {encrypt_seconds:.1} s")
+            },
+            t_load.elapsed().as_secs_f64()
+        );
+        let t_table = Instant::now();
+        let table = Arc::new(BabyStepTable::load_or_build(
+            group.clone(),
+            self.half_width,
+            self.cache_dir,
+        )?);
+        println!(
+            "discrete-log table: half-width {} ({:.1} s)",
+            self.half_width,
+            t_table.elapsed().as_secs_f64()
+        );
+        let keys = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("server"));
+        let mut backend = SecureFirstLayer::new(data, keys, table, cfg.quant)?;
+        let model = LeNet5::new(cfg.lenet, cfg.seed);
+        let (_model, report) =
+            train_with_backend(cfg, model, &mut backend, self.test, &labels, observer)?;
+        let s = *backend.stats();
+        let audit_records = authority
+            .lock()
+            .map_err(|_| anyhow::anyhow!("authority poisoned"))?
+            .audit_log()
+            .len();
+        println!(
+            "secure: {} key requests ({} FEIP + {} FEBO keys, {} audit records), {} decryptions; \
+             group ops {:.1} s, discrete logs {:.1} s, key service {:.1} s",
+            s.key_requests,
+            s.feip_keys,
+            s.febo_keys,
+            audit_records,
+            s.decryptions,
+            s.fe_seconds,
+            s.dlog_seconds,
+            s.key_seconds
+        );
+        let mut extra = serde_json::Map::new();
+        let group_name = match group.id() {
+            GroupId::Ristretto255 => "ristretto",
+            GroupId::Modp2048 => "modp2048",
+            GroupId::Modp3072 => "modp3072",
+            _ => "other",
+        };
+        for (k, v) in [
+            ("group", serde_json::json!(group_name)),
+            ("encrypt_seconds", serde_json::json!(encrypt_seconds)),
+            ("encrypted_dataset_reused", serde_json::json!(reused)),
+            ("ciphertext_bytes", serde_json::json!(ciphertext_bytes)),
+            ("key_requests", serde_json::json!(s.key_requests)),
+            ("feip_keys", serde_json::json!(s.feip_keys)),
+            ("febo_keys", serde_json::json!(s.febo_keys)),
+            ("decryptions", serde_json::json!(s.decryptions)),
+            ("dlog_seconds", serde_json::json!(s.dlog_seconds)),
+            ("fe_seconds", serde_json::json!(s.fe_seconds)),
+            ("key_seconds", serde_json::json!(s.key_seconds)),
+            ("authority_setup_seconds", serde_json::json!(setup_seconds)),
+            ("audit_records", serde_json::json!(audit_records)),
+        ] {
+            extra.insert(k.to_string(), v);
+        }
+        Ok((report, Some(extra)))
+    }
 }

@@ -16,6 +16,8 @@
 //! - [`KeyService`] ([`key_service`]): how the server reaches the authority;
 //!   [`InProcessKeyService`] is the embedded default.
 //! - [`leakage`]: reconstructs as much of an input as the keys a server holds determine.
+//! - [`secure_training`]: LeNet-5's first layer trained over encrypted MNIST (per-shard key
+//!   domains, the encrypted dataset, the secure first-layer backend).
 //!
 //! Messages ([`messages`]) are plain data and never carry a master secret key. There is no path
 //! from an [`EncryptedMatrix`] to plaintext other than function keys issued by the authority.
@@ -31,6 +33,7 @@ mod linalg;
 pub mod matmul;
 pub mod messages;
 pub mod policy;
+pub mod secure_training;
 pub mod server;
 
 pub use audit::{AuditConfig, AuditLog, AuditOutcome, AuditRecord, AuditedKey};

@@ -58,6 +58,24 @@ pub enum Mode {
     Plain,
     /// The first layer in the integer arithmetic of secure training, on plaintext data.
     Quantized,
+    /// The first layer over encrypted data (a secure [`FirstLayerBackend`] passed to
+    /// [`train_with_backend`]; [`train`] itself has no ciphertexts and refuses this mode).
+    Secure,
+}
+
+/// How an epoch is cut into mini-batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BatchSchedule {
+    /// Shuffle all sample indices each epoch and cut the order into batches of `batch_size`.
+    #[default]
+    Shuffled,
+    /// Fixed batches ("shards"): shard `k` holds samples `k·batch_size .. (k+1)·batch_size`
+    /// (the last may be shorter). Each epoch shuffles the order of the shards and the order
+    /// within each shard (both from the seed); a batch is always exactly one shard. Secure
+    /// training needs this, because every shard is encrypted under its own key domain.
+    FixedShards,
 }
 
 impl std::fmt::Display for Mode {
@@ -65,6 +83,7 @@ impl std::fmt::Display for Mode {
         f.write_str(match self {
             Self::Plain => "plain",
             Self::Quantized => "quantized",
+            Self::Secure => "secure",
         })
     }
 }
@@ -91,6 +110,9 @@ pub struct TrainConfig {
     pub lenet: LeNetConfig,
     /// Scales and bounds of the quantised first layer (unused in plain mode).
     pub quant: QuantConfig,
+    /// How epochs are cut into batches.
+    #[serde(default)]
+    pub schedule: BatchSchedule,
 }
 
 impl Default for TrainConfig {
@@ -105,6 +127,7 @@ impl Default for TrainConfig {
             normalization: PixelNormalization::default(),
             lenet: LeNetConfig::default(),
             quant: QuantConfig::default(),
+            schedule: BatchSchedule::Shuffled,
         }
     }
 }
@@ -268,6 +291,11 @@ pub fn train(
                 QuantizedFirstLayer::new(train, labels.clone(), cfg.quant, cfg.normalization)?;
             train_with_backend(cfg, model, &mut backend, test, &labels, observer)
         }
+        Mode::Secure => Err(NnError::InvalidConfig(
+            "secure mode trains from ciphertexts: build a secure first-layer backend \
+             (cryptonn::coordinator::secure_training) and call train_with_backend"
+                .into(),
+        )),
     }
 }
 
@@ -360,13 +388,11 @@ where
     let steps_per_epoch = train_len.div_ceil(cfg.batch_size);
     let total_steps = steps_per_epoch * cfg.epochs;
     for epoch in 0..cfg.epochs {
-        let mut order: Vec<usize> = (0..train_len).collect();
-        let stream = RngStream::Shuffle(u32::try_from(epoch).unwrap_or(u32::MAX));
-        order.shuffle(&mut seeded_rng(cfg.seed, stream));
+        let batches = epoch_batches(cfg.schedule, train_len, cfg.batch_size, cfg.seed, epoch);
         observer.epoch_started(epoch, cfg.epochs, train_len);
         let t0 = Instant::now();
         let (mut loss_sum, mut correct, mut done) = (0.0f64, 0usize, 0usize);
-        for (b, batch) in order.chunks(cfg.batch_size).enumerate() {
+        for (b, batch) in batches.iter().enumerate() {
             sgd.schedule(epoch * steps_per_epoch + b, total_steps);
             let out = step(&mut model, &mut sgd, batch).map_err(|e| match e {
                 NnError::NonFinite { what, .. } => NnError::NonFinite {
@@ -421,6 +447,39 @@ where
     report.total_seconds = start.elapsed().as_secs_f64();
     report.weights_sha256 = model.weights_sha256();
     Ok((model, report))
+}
+
+/// The mini-batches (sample indices) of epoch `epoch` under `schedule` (see
+/// [`BatchSchedule`]), deterministic in `seed`.
+#[must_use]
+pub fn epoch_batches(
+    schedule: BatchSchedule,
+    len: usize,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let batch_size = batch_size.max(1);
+    let stream = RngStream::Shuffle(u32::try_from(epoch).unwrap_or(u32::MAX));
+    let mut rng = seeded_rng(seed, stream);
+    match schedule {
+        BatchSchedule::Shuffled => {
+            let mut order: Vec<usize> = (0..len).collect();
+            order.shuffle(&mut rng);
+            order.chunks(batch_size).map(<[usize]>::to_vec).collect()
+        }
+        BatchSchedule::FixedShards => {
+            let mut shards: Vec<Vec<usize>> = (0..len)
+                .step_by(batch_size)
+                .map(|a| (a..(a + batch_size).min(len)).collect())
+                .collect();
+            shards.shuffle(&mut rng);
+            for shard in &mut shards {
+                shard.shuffle(&mut rng);
+            }
+            shards
+        }
+    }
 }
 
 /// Summed cross-entropy and number of correct argmax predictions of `probs` against `labels`.

@@ -1,0 +1,63 @@
+//! Secure training of LeNet-5's first layer over encrypted MNIST (CryptoNN's CryptoCNN).
+//!
+//! The roles:
+//!
+//! ```text
+//!  Authority ── shard domains (one per mini-batch) ──▶ data owner: encrypts each image once
+//!      ▲                                                 (FEIP, 784 pixels) and its label
+//!      │ key requests (fresh every step, audited)        (FEBO, 10 one-hot entries) → file
+//!      │                                                            │
+//!  SecureFirstLayer (server) ◀── EncryptedDataset (ciphertexts only) ┘
+//! ```
+//!
+//! - [`geometry`]: the linear algebra of conv1 + 2x2 average pooling in pixel space: the key
+//!   vectors of the forward outputs and of the weight gradient, and the public padding terms.
+//! - [`encrypted_dataset`]: the data owner's encryption, the versioned on-disk format, the
+//!   cache logic and the load-time checks.
+//! - [`backend`]: [`SecureFirstLayer`], the server's
+//!   [`FirstLayerBackend`](crate::nn::first_layer::FirstLayerBackend) over ciphertexts,
+//!   function keys and a discrete-log table.
+//! - [`error`]: the error type, [`SecureTrainingError`].
+//!
+//! # Layout: one FEIP ciphertext per image
+//!
+//! Each image's 784 real pixels `xq` (the nn module's integer encoding) form one FEIP
+//! plaintext vector: `ct0` plus 784 components, 785 · 32 bytes ≈ 25 KB on Ristretto255, so all
+//! 60,000 training images take ≈ 1.5 GB. Per-patch (im2col) encryption would repeat every
+//! pixel in 25 patches (and 4,704 patch ciphertexts per image): ≈ 25x the size. The padding
+//! pixels are the public constant `xq(0)` and are not encrypted: the server adds their known
+//! contribution to every decrypted value.
+//!
+//! The server multiplies the four components of each 2x2 box homomorphically
+//! (`Bct[u][v] = ∏ ct_p` over the real pixels `p` of the box: a ciphertext component of the
+//! box sum `B[u][v]` under the aggregated key), so that each pooled conv1 output is a
+//! 25-term product `∏ Bct^{wq}` and each weight-gradient entry a 196-term product
+//! `∏ Bct^{dq}`; dividing by `ct0^{sk_y}` with the key for the equivalent pixel-space vector
+//! `y` leaves `g^{<xq, y>}`.
+//!
+//! # Key domains and policy
+//!
+//! The authority creates one key domain per *shard* — a fixed mini-batch of the training set —
+//! at encryption time. A shard's keys are useless on every other shard's ciphertexts (another
+//! master secret key), and the held-out test set is never keyed. Within a shard the rank cap
+//! of the default policy is off ([`PolicyConfig::per_batch`](crate::coordinator::PolicyConfig::per_batch)):
+//! conv1's 1,176 pooled outputs per image already determine the image (1,176 equations in 784
+//! unknowns), so a cap could not hold and would not help. The low-weight filter stays. The
+//! training loop must therefore use fixed batches ([`BatchSchedule::FixedShards`](crate::nn::train::BatchSchedule::FixedShards)).
+//!
+//! # Timing
+//! Everything the server computes is on public values (ciphertexts, key vectors, function keys
+//! and the results it is entitled to): the decryption paths are variable time (`vartime_`).
+
+pub mod backend;
+pub mod encrypted_dataset;
+pub mod error;
+pub mod geometry;
+pub mod multiexp;
+
+pub use backend::{SecureFirstLayer, SecureStats};
+pub use encrypted_dataset::{
+    create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptedDatasetHeader,
+    EncryptionParams,
+};
+pub use error::SecureTrainingError;

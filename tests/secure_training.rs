@@ -1,0 +1,289 @@
+//! Secure training of LeNet-5's first layer over encrypted MNIST: bit-identical to the
+//! quantised mode step by step (Ristretto255, the insecure test group of Z_p*, and a tiny
+//! RFC 3526 2048-bit case), plus the encrypted dataset's load-time checks and the key domains.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cryptonn::coordinator::secure_training::encrypted_dataset::encrypt_to_file;
+use cryptonn::coordinator::secure_training::{
+    create_shard_domains, EncryptedDataset, EncryptionParams, SecureFirstLayer, SecureTrainingError,
+};
+use cryptonn::coordinator::{Authority, InProcessKeyService, RequesterId};
+use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::fe::group::modp::ModpGroup;
+use cryptonn::fe::group::ristretto::Ristretto255;
+use cryptonn::fe::group::PrimeOrderGroup;
+use cryptonn::nn::data::{Dataset, LabelPermutation, Mnist};
+use cryptonn::nn::first_layer::QuantizedFirstLayer;
+use cryptonn::nn::lenet::LeNet5;
+use cryptonn::nn::optim::Sgd;
+use cryptonn::nn::train::{backend_step, epoch_batches, BatchSchedule, Mode, TrainConfig};
+
+fn mnist() -> &'static Mnist {
+    static DATA: OnceLock<Mnist> = OnceLock::new();
+    DATA.get_or_init(|| Mnist::load_default().expect("the committed MNIST files load"))
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cryptonn-secure-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+struct Setup<G: PrimeOrderGroup> {
+    authority: Arc<Mutex<Authority<G>>>,
+    path: PathBuf,
+}
+
+/// The authority creates the shard domains, the data owner encrypts to a file.
+fn encrypt<G: PrimeOrderGroup>(
+    group: G,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    name: &str,
+) -> Setup<G> {
+    let mut authority = Authority::from_seed(group.clone(), [7; 32]);
+    let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
+    let domains = create_shard_domains(&mut authority, data.len(), &params).expect("domains");
+    let pks: Vec<_> = domains
+        .iter()
+        .map(|&d| authority.public_key(d).expect("public key"))
+        .collect();
+    let path = temp_path(name);
+    let labels = LabelPermutation::from_seed(cfg.seed);
+    encrypt_to_file(&group, data, &labels, &pks, &params, &path, &|_| {}).expect("encrypt");
+    Setup {
+        authority: Arc::new(Mutex::new(authority)),
+        path,
+    }
+}
+
+fn server<G: PrimeOrderGroup>(
+    group: G,
+    setup: &Setup<G>,
+    cfg: &TrainConfig,
+    half_width: u64,
+) -> SecureFirstLayer<G, InProcessKeyService<G>> {
+    let data = EncryptedDataset::load(group.clone(), &setup.path).expect("load");
+    let keys = InProcessKeyService::new(Arc::clone(&setup.authority), RequesterId::new("server"));
+    let table = Arc::new(BabyStepTable::new(group, half_width).expect("table"));
+    SecureFirstLayer::new(data, keys, table, cfg.quant).expect("backend")
+}
+
+/// Trains with both backends on the same batches and compares all parameters after each step.
+fn assert_bit_identical<G: PrimeOrderGroup>(
+    group: G,
+    images: usize,
+    batch: usize,
+    epochs: usize,
+    half_width: u64,
+) {
+    let data = mnist().train.take(images, "training").expect("subset");
+    let cfg = TrainConfig {
+        mode: Mode::Secure,
+        epochs,
+        batch_size: batch,
+        schedule: BatchSchedule::FixedShards,
+        ..TrainConfig::default()
+    };
+    let setup = encrypt(
+        group.clone(),
+        &data,
+        &cfg,
+        &format!("exact-{:?}-{images}.cnnenc", group.id()),
+    );
+    let mut secure = server(group, &setup, &cfg, half_width);
+    let labels = LabelPermutation::from_seed(cfg.seed);
+    let mut quantized =
+        QuantizedFirstLayer::new(&data, labels, cfg.quant, cfg.normalization).expect("quantized");
+    let mut m_s = LeNet5::new(cfg.lenet, cfg.seed);
+    let mut m_q = LeNet5::new(cfg.lenet, cfg.seed);
+    let (mut sgd_s, mut sgd_q) = (Sgd::new(cfg.sgd), Sgd::new(cfg.sgd));
+    let steps_per_epoch = images.div_ceil(batch);
+    let mut steps = 0;
+    for epoch in 0..epochs {
+        for (b, idx) in epoch_batches(cfg.schedule, images, batch, cfg.seed, epoch)
+            .iter()
+            .enumerate()
+        {
+            let step = epoch * steps_per_epoch + b;
+            sgd_s.schedule(step, steps_per_epoch * epochs);
+            sgd_q.schedule(step, steps_per_epoch * epochs);
+            let out_s = backend_step(&mut m_s, &mut sgd_s, &cfg, &mut secure, idx).expect("secure");
+            let out_q =
+                backend_step(&mut m_q, &mut sgd_q, &cfg, &mut quantized, idx).expect("quantized");
+            assert_eq!(out_s, out_q, "step {step}: loss and accuracy");
+            assert_eq!(
+                m_s.parameter_bytes(),
+                m_q.parameter_bytes(),
+                "step {step}: weights differ"
+            );
+            steps += 1;
+        }
+    }
+    assert_eq!(m_s.weights_sha256(), m_q.weights_sha256());
+    assert!(steps >= 2);
+    let stats = secure.stats();
+    // One FEIP request for the forward pass, one FEBO, one FEIP for the gradient per step.
+    assert_eq!(stats.key_requests, 3 * steps as u64);
+    assert!(stats.decryptions >= (steps * batch * (1176 + 10)) as u64 / 2);
+    std::fs::remove_file(&setup.path).ok();
+}
+
+#[test]
+fn secure_equals_quantized_on_ristretto() {
+    // 128 images, 2 mini-batches of 64.
+    assert_bit_identical(Ristretto255, 128, 64, 1, 1 << 16);
+}
+
+#[test]
+fn secure_equals_quantized_on_the_zp_test_group() {
+    assert_bit_identical(ModpGroup::insecure_test_group(), 16, 8, 1, 1 << 14);
+}
+
+#[test]
+#[ignore = "about a minute: RFC 3526 2048-bit group, 4 images (run with --ignored)"]
+fn secure_equals_quantized_on_modp2048() {
+    assert_bit_identical(ModpGroup::rfc3526_2048(), 4, 2, 1, 1 << 14);
+}
+
+fn small_setup(name: &str) -> (Dataset, TrainConfig, Setup<Ristretto255>) {
+    let data = mnist().train.take(8, "training").expect("subset");
+    let cfg = TrainConfig {
+        mode: Mode::Secure,
+        batch_size: 4,
+        schedule: BatchSchedule::FixedShards,
+        ..TrainConfig::default()
+    };
+    let setup = encrypt(Ristretto255, &data, &cfg, name);
+    (data, cfg, setup)
+}
+
+#[test]
+fn damaged_files_are_rejected_at_load() {
+    let (_, _, setup) = small_setup("damage.cnnenc");
+    let bytes = std::fs::read(&setup.path).expect("read");
+    let corrupt = |b: &[u8], what: &str| {
+        let p = temp_path(&format!("damage-{what}.cnnenc"));
+        std::fs::write(&p, b).expect("write");
+        let r = EncryptedDataset::load(Ristretto255, &p);
+        std::fs::remove_file(&p).ok();
+        match r {
+            Err(SecureTrainingError::Corrupt { reason, .. }) => reason,
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+    };
+    // A flipped bit in a ciphertext.
+    let mut t = bytes.clone();
+    let mid = t.len() / 2;
+    t[mid] ^= 1;
+    assert!(corrupt(&t, "flip").contains("SHA-256"));
+    // Truncated (e.g. an interrupted copy).
+    assert!(corrupt(&bytes[..bytes.len() - 100], "trunc").contains("announces"));
+    assert!(corrupt(&bytes[..10], "short").contains("truncated"));
+    // Bad magic.
+    let mut m = bytes.clone();
+    m[0] = b'X';
+    assert!(corrupt(&m, "magic").contains("magic"));
+    // Wrong group.
+    assert!(matches!(
+        EncryptedDataset::load(ModpGroup::insecure_test_group(), &setup.path),
+        Err(SecureTrainingError::GroupMismatch { .. })
+    ));
+    // A missing file.
+    assert!(matches!(
+        EncryptedDataset::load(Ristretto255, &temp_path("absent.cnnenc")),
+        Err(SecureTrainingError::Io { .. })
+    ));
+    std::fs::remove_file(&setup.path).ok();
+}
+
+#[test]
+fn a_dataset_of_another_authority_is_rejected() {
+    let (_, cfg, setup) = small_setup("other-key.cnnenc");
+    // Another authority (another seed) with the same domain ids.
+    let mut other = Authority::from_seed(Ristretto255, [9; 32]);
+    let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
+    create_shard_domains(&mut other, 8, &params).expect("domains");
+    let keys = InProcessKeyService::new(Arc::new(Mutex::new(other)), RequesterId::new("server"));
+    let data = EncryptedDataset::load(Ristretto255, &setup.path).expect("load");
+    let table = Arc::new(BabyStepTable::new(Ristretto255, 1 << 10).expect("table"));
+    let err = SecureFirstLayer::new(data, keys, table, cfg.quant).unwrap_err();
+    assert!(
+        matches!(err, SecureTrainingError::WrongKey { shard: 0, .. }),
+        "{err}"
+    );
+    std::fs::remove_file(&setup.path).ok();
+}
+
+#[test]
+fn a_batch_across_shards_is_an_error() {
+    use cryptonn::nn::first_layer::FirstLayerBackend;
+    let (_, cfg, setup) = small_setup("spans.cnnenc");
+    let mut backend = server(Ristretto255, &setup, &cfg, 1 << 12);
+    let wq = ndarray::Array2::<i64>::ones((6, 25));
+    let err = backend.forward(&[0, 5], wq.view()).unwrap_err();
+    assert!(err.to_string().contains("one shard"), "{err}");
+    let err = backend.forward(&[8], wq.view()).unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+    std::fs::remove_file(&setup.path).ok();
+}
+
+#[test]
+fn an_overflowing_product_names_the_layer_and_a_scale() {
+    use cryptonn::nn::first_layer::FirstLayerBackend;
+    let (_, mut cfg, setup) = small_setup("overflow.cnnenc");
+    // A forward bound far below the values: the decryption must fail, not wrap.
+    cfg.quant.forward_bound = 1000;
+    let mut backend = server(Ristretto255, &setup, &cfg, 1 << 10);
+    let wq = ndarray::Array2::<i64>::from_elem((6, 25), 100);
+    let err = backend.forward(&[0, 1], wq.view()).unwrap_err().to_string();
+    assert!(err.contains("conv1 forward"), "{err}");
+    assert!(err.contains("scale-w"), "{err}");
+    std::fs::remove_file(&setup.path).ok();
+}
+
+#[test]
+fn keys_of_one_shard_open_nothing_of_another() {
+    use cryptonn::coordinator::{FeipKeyRequest, KeyService, KeyVectorData};
+    use cryptonn::fe::dlog::DlogSolver;
+    use cryptonn::fe::feip::{Feip, KeyVector};
+    let (data, cfg, setup) = small_setup("domains.cnnenc");
+    let ds = EncryptedDataset::load(Ristretto255, &setup.path).expect("load");
+    let domains = ds.header().domains.clone();
+    assert_eq!(domains.len(), 2);
+    let keys = InProcessKeyService::new(Arc::clone(&setup.authority), RequesterId::new("server"));
+    // A dense key for the sum of all pixels, issued in shard 0's domain.
+    let y: Vec<(usize, i64)> = (0..784).map(|p| (p, 1)).collect();
+    let resp = keys
+        .feip_keys(&FeipKeyRequest {
+            domain: domains[0],
+            vectors: vec![KeyVectorData::Sparse(y.clone())],
+        })
+        .expect("key");
+    let params = EncryptionParams::new(&cfg.quant, cfg.normalization, 4);
+    let feip = Feip::new(Ristretto255, params.feip_params().expect("params"));
+    let table = Arc::new(BabyStepTable::new(Ristretto255, 1 << 16).expect("table"));
+    let dlog = DlogSolver::new(table, 784 * 222).expect("solver");
+    let enc = params.pixel_encoding().expect("encoding");
+    let truth = |i: usize| data.image(i).iter().map(|&p| enc.encode(p)).sum::<i64>();
+    // In its own shard the key opens the sum ...
+    let own = ds.image_ciphertext(1).expect("ct");
+    let prepared = feip.prepare_ciphertext(&own).expect("prepare");
+    let got =
+        feip.vartime_decrypt_many(&prepared, &[(&resp.keys[0], KeyVector::Sparse(&y))], &dlog);
+    assert_eq!(*got[0].as_ref().expect("decrypts"), truth(1));
+    // ... on every image of shard 1 it yields no value in range.
+    for i in 4..8 {
+        let other = ds.image_ciphertext(i).expect("ct");
+        let prepared = feip.prepare_ciphertext(&other).expect("prepare");
+        let got =
+            feip.vartime_decrypt_many(&prepared, &[(&resp.keys[0], KeyVector::Sparse(&y))], &dlog);
+        assert!(
+            got[0].is_err(),
+            "image {i} of shard 1 opened by a shard-0 key"
+        );
+    }
+    std::fs::remove_file(&setup.path).ok();
+}
