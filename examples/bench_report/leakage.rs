@@ -147,13 +147,7 @@ pub fn run(
 
     let pb = bar("leakage", 2 * keys.nrows() as u64 + 2);
     pb.set_message("permissive policy: all keys in one request");
-    let (server, ct, domain) = world(
-        params,
-        PolicyConfig::permissive(),
-        &x,
-        &table,
-        dlog_bound,
-    )?;
+    let (server, ct, domain) = world(params, PolicyConfig::permissive(), &x, &table, dlog_bound)?;
     let batch = server.request_keys(domain, &keys)?;
     let values = server.secure_matmul_with_keys(&batch, &ct)?;
     ensure!(

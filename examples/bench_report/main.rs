@@ -24,6 +24,7 @@ mod paper;
 mod plots;
 mod report;
 mod schema;
+mod secure;
 mod stats;
 mod training;
 
@@ -40,12 +41,12 @@ use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{default_data_dir, Mnist};
 use cryptonn::nn::lenet::LeNet5;
-use cryptonn::nn::train::TrainConfig;
+use cryptonn::nn::train::{BatchSchedule, TrainConfig};
 
 use crate::fe_bench::FePlan;
 use crate::machine::MachineInfo;
 use crate::report::{Comparison, Fe, Report, Training};
-use crate::training::{run_mode, TrainMode};
+use crate::training::{run_mode, SecureOptions, TrainMode};
 
 /// Benchmark report: secure vs plaintext training, FE vs the CryptoNN paper, leakage.
 #[derive(Debug, Parser)]
@@ -79,6 +80,9 @@ struct Args {
     #[arg(long, default_value_os_t = default_data_dir())]
     data: PathBuf,
 }
+
+/// Baby-step half-width of secure training's discrete-log table (train_lenet's default).
+const SECURE_DLOG_HALF_WIDTH: u64 = 1 << 20;
 
 /// Sizes and repetitions of one profile.
 struct Profile {
@@ -121,7 +125,7 @@ fn profile(full: bool) -> Profile {
     } else {
         Profile {
             name: "quick",
-            train_size: 1_024,
+            train_size: 512,
             test_size: 1_000,
             epochs: 2,
             leakage_images: 2,
@@ -231,9 +235,17 @@ fn run() -> Result<ExitCode> {
     let mnist = Mnist::load(&args.data)?;
     let train_set = mnist.train.take(p.train_size, "training")?;
     let test_set = mnist.test.take(p.test_size, "test")?;
+    // Fixed mini-batch shards in every mode: secure training needs them (one key domain per
+    // shard), and the same batches make the modes comparable step for step.
     let cfg = TrainConfig {
         epochs: p.epochs,
+        schedule: BatchSchedule::FixedShards,
         ..TrainConfig::default()
+    };
+    let secure_opts = SecureOptions {
+        cache_dir: cache.clone(),
+        work_dir: cache.join("bench_report"),
+        dlog_half_width: SECURE_DLOG_HALF_WIDTH,
     };
     stats::section(
         "Training",
@@ -247,9 +259,15 @@ fn run() -> Result<ExitCode> {
             test_set.len()
         ),
     );
-    let plain = run_mode(TrainMode::Plain, &cfg, &train_set, &test_set)?;
-    let quantized = run_mode(TrainMode::Quantized, &cfg, &train_set, &test_set)?;
-    let secure = run_mode(TrainMode::Secure, &cfg, &train_set, &test_set)?;
+    let plain = run_mode(TrainMode::Plain, &cfg, &train_set, &test_set, &secure_opts)?;
+    let quantized = run_mode(
+        TrainMode::Quantized,
+        &cfg,
+        &train_set,
+        &test_set,
+        &secure_opts,
+    )?;
+    let secure = run_mode(TrainMode::Secure, &cfg, &train_set, &test_set, &secure_opts)?;
     let mut training = Training {
         train_size: train_set.len(),
         test_size: test_set.len(),

@@ -31,8 +31,11 @@ fn factor(v: Option<f64>) -> String {
 
 /// The secure-time breakdown as (component, seconds), empty when not recorded.
 pub fn breakdown_parts(r: &Report) -> Vec<(&'static str, f64)> {
-    let _ = r;
-    Vec::new()
+    r.training
+        .secure
+        .breakdown
+        .map(|b| b.parts())
+        .unwrap_or_default()
 }
 
 /// Renders the whole report.

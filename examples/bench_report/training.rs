@@ -13,6 +13,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::machine::{peak_rss_mb, reset_peak_rss};
+use crate::secure::{Breakdown, SecureExtra};
 
 /// The three ways the report trains LeNet-5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,24 +61,14 @@ pub struct ModeFigures {
     pub wall_seconds: Option<f64>,
     /// Why a figure is missing, if one is.
     pub note: Option<String>,
+    /// Secure mode only: encryption, key and decryption counters and timings.
+    #[serde(flatten)]
+    pub secure: Option<SecureExtra>,
+    /// Secure mode only: where the time goes.
+    pub breakdown: Option<Breakdown>,
 }
 
 impl ModeFigures {
-    fn unavailable(note: &str) -> Self {
-        Self {
-            epoch_seconds: None,
-            test_accuracy: None,
-            images_per_second: None,
-            epoch_seconds_each: vec![],
-            test_accuracy_per_epoch: vec![],
-            peak_rss_mb: None,
-            peak_rss_is_per_section: false,
-            weights_sha256: None,
-            wall_seconds: None,
-            note: Some(note.to_string()),
-        }
-    }
-
     fn from_report(r: &TrainReport, peak: Option<f64>, per_section: bool, wall: f64) -> Self {
         let n = r.epoch_seconds.len().max(1) as f64;
         Self {
@@ -91,6 +82,8 @@ impl ModeFigures {
             weights_sha256: Some(r.weights_sha256.clone()),
             wall_seconds: Some(wall),
             note: None,
+            secure: None,
+            breakdown: None,
         }
     }
 }
@@ -104,28 +97,32 @@ pub struct ModeRun {
     pub conv1_weight: Option<Array2<f32>>,
 }
 
-/// Note recorded for secure training in builds without it.
-pub const SECURE_UNAVAILABLE: &str =
-    "not available in this build: secure training (issue 5) has not landed on this branch";
+/// Where secure training keeps its files.
+#[derive(Debug, Clone)]
+pub struct SecureOptions {
+    /// Cache of discrete-log tables.
+    pub cache_dir: std::path::PathBuf,
+    /// Scratch directory of the encrypted dataset (removed after the run).
+    pub work_dir: std::path::PathBuf,
+    /// Baby-step half-width of the server's table.
+    pub dlog_half_width: u64,
+}
 
 /// Trains in `mode` with `cfg` (its `mode` field is overridden) on `train_set`, evaluating on
-/// `test_set` after each epoch, with a progress bar per epoch.
+/// `test_set` after each epoch, with a progress bar per epoch: [`train`] for plain and
+/// quantised mode, [`crate::secure::run`] (the library's secure-training parts) for secure
+/// mode.
 pub fn run_mode(
     mode: TrainMode,
     cfg: &TrainConfig,
     train_set: &Dataset,
     test_set: &Dataset,
+    secure: &SecureOptions,
 ) -> Result<ModeRun> {
     let lib_mode = match mode {
         TrainMode::Plain => Mode::Plain,
         TrainMode::Quantized => Mode::Quantized,
-        TrainMode::Secure => {
-            println!("secure: {SECURE_UNAVAILABLE}");
-            return Ok(ModeRun {
-                figures: ModeFigures::unavailable(SECURE_UNAVAILABLE),
-                conv1_weight: None,
-            });
-        }
+        TrainMode::Secure => Mode::Secure,
     };
     let cfg = TrainConfig {
         mode: lib_mode,
@@ -134,9 +131,27 @@ pub fn run_mode(
     let per_section = reset_peak_rss();
     let start = Instant::now();
     let mut bars = Bars::new(mode.key());
-    let (model, report) = train(&cfg, train_set, test_set, &mut bars)?;
+    let (model, report, extra) = if mode == TrainMode::Secure {
+        let (model, report, extra, breakdown) = crate::secure::run(
+            &cfg,
+            train_set,
+            test_set,
+            &secure.cache_dir,
+            &secure.work_dir,
+            secure.dlog_half_width,
+            &mut bars,
+        )?;
+        (model, report, Some((extra, breakdown)))
+    } else {
+        let (model, report) = train(&cfg, train_set, test_set, &mut bars)?;
+        (model, report, None)
+    };
     let wall = start.elapsed().as_secs_f64();
-    let figures = ModeFigures::from_report(&report, peak_rss_mb(), per_section, wall);
+    let mut figures = ModeFigures::from_report(&report, peak_rss_mb(), per_section, wall);
+    if let Some((extra, breakdown)) = extra {
+        figures.secure = Some(extra);
+        figures.breakdown = Some(breakdown);
+    }
     Ok(ModeRun {
         figures,
         conv1_weight: Some(model.conv1.weight.clone()),

@@ -373,6 +373,10 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         self.data.len()
     }
 
+    fn mode(&self) -> &'static str {
+        "secure"
+    }
+
     fn quant_config(&self) -> &QuantConfig {
         &self.quant
     }
