@@ -69,6 +69,8 @@ pub struct LeakageResults {
     /// The default policy (weight filter, rank cap n/2): keys requested one at a time, the
     /// refused ones skipped.
     pub policy: LeakageCase,
+    /// Keys collected in the secure training run, tried on other mini-batch shards.
+    pub cross_domain: Option<crate::cross_domain::CrossDomain>,
 }
 
 /// The pixel-space key vectors of the 6 x 14 x 14 pooled conv1 outputs for `wq: [6, 25]`,
@@ -231,6 +233,7 @@ pub fn run(
         unrestricted,
         one_forward_pass,
         policy,
+        cross_domain: None,
     })
 }
 

@@ -16,6 +16,7 @@
 //! paper's figures are in `paper`, the report's shape in `report`, rendering in `markdown` and
 //! `plots`, machine facts in `machine`, medians and progress bars in `stats`.
 
+mod cross_domain;
 mod fe_bench;
 mod leakage;
 mod machine;
@@ -313,7 +314,7 @@ fn run() -> Result<ExitCode> {
         p.ristretto.table_half_width,
         &cache,
     )?);
-    let leakage = leakage::run(
+    let mut leakage = leakage::run(
         &train_set,
         p.leakage_images.min(train_set.len()),
         &[initial, trained],
@@ -321,6 +322,7 @@ fn run() -> Result<ExitCode> {
         &cfg.normalization,
         table,
     )?;
+    leakage.cross_domain = secure.cross_domain;
 
     machine.load_average_end = machine::load_average();
     let fe = Fe {

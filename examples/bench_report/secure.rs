@@ -13,13 +13,18 @@ use cryptonn::coordinator::secure_training::{
     create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
 };
 use cryptonn::coordinator::{Authority, InProcessKeyService, RequesterId};
-use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::fe::dlog::{BabyStepTable, DlogSolver};
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{Dataset, LabelPermutation};
 use cryptonn::nn::lenet::LeNet5;
 use cryptonn::nn::train::{train_with_backend, TrainConfig, TrainObserver, TrainReport};
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
+
+use crate::cross_domain::{CrossDomain, SamplingKeyService};
+
+/// Sampled keys tried on other shards after the run.
+const CROSS_DOMAIN_KEYS: usize = 256;
 
 /// The secure run's own figures (the JSON keys of `train_lenet --mode secure`), serialised
 /// under `training.secure`.
@@ -95,7 +100,7 @@ pub fn run(
     work_dir: &Path,
     half_width: u64,
     observer: &mut dyn TrainObserver,
-) -> Result<(LeNet5, TrainReport, SecureExtra, Breakdown)> {
+) -> Result<(LeNet5, TrainReport, SecureExtra, Breakdown, CrossDomain)> {
     let group = Ristretto255;
     let t = Instant::now();
     let mut seed = [0u8; 32];
@@ -140,12 +145,42 @@ pub fn run(
         data.len(),
         ciphertext_bytes as f64 / 1e6
     );
-    let keys = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("server"));
-    let mut backend = SecureFirstLayer::new(data, keys, table, cfg.quant)?;
+    let keys = SamplingKeyService::new(InProcessKeyService::new(
+        Arc::clone(&authority),
+        RequesterId::new("server"),
+    ));
+    let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
     let model = LeNet5::new(cfg.lenet, cfg.seed);
     let (model, report) =
         train_with_backend(cfg, model, &mut backend, test_set, &labels, observer)?;
     let s = *backend.stats();
+
+    // Do the keys collected over the run open other shards?
+    let bar = crate::stats::bar("cross-shard", 1);
+    bar.set_message("trying sampled keys on other shards");
+    let dlog = DlogSolver::new(Arc::clone(&table), 2 * cfg.quant.gradient_bound)?;
+    let cross = crate::cross_domain::measure(
+        &backend.key_service().samples(),
+        s.feip_keys,
+        CROSS_DOMAIN_KEYS,
+        backend.dataset(),
+        params.feip_params()?,
+        &dlog,
+        train_set,
+        &params.pixel_encoding()?,
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "secure: {} sampled keys of {} tried on other shards: {} of {} decryptions in range, {} \
+         correct (own shard, control: {} of {} correct)",
+        cross.keys_tried,
+        cross.keys_received,
+        cross.other_shard_in_range,
+        cross.other_shard_attempts,
+        cross.other_shard_correct,
+        cross.own_shard_correct,
+        cross.own_shard_attempts
+    );
     drop(backend);
     std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
 
@@ -172,5 +207,5 @@ pub fn run(
         discrete_log_s: s.dlog_seconds,
         plaintext_layers_s: (training - s.key_seconds - s.fe_seconds - s.dlog_seconds).max(0.0),
     };
-    Ok((model, report, extra, breakdown))
+    Ok((model, report, extra, breakdown, cross))
 }

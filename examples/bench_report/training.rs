@@ -95,6 +95,8 @@ pub struct ModeRun {
     pub figures: ModeFigures,
     /// conv1's final weights `[6, 25]` (for the leakage section), if the run happened.
     pub conv1_weight: Option<Array2<f32>>,
+    /// Secure mode only: the cross-shard key attempts.
+    pub cross_domain: Option<crate::cross_domain::CrossDomain>,
 }
 
 /// Where secure training keeps its files.
@@ -132,7 +134,7 @@ pub fn run_mode(
     let start = Instant::now();
     let mut bars = Bars::new(mode.key());
     let (model, report, extra) = if mode == TrainMode::Secure {
-        let (model, report, extra, breakdown) = crate::secure::run(
+        let (model, report, extra, breakdown, cross) = crate::secure::run(
             &cfg,
             train_set,
             test_set,
@@ -141,20 +143,23 @@ pub fn run_mode(
             secure.dlog_half_width,
             &mut bars,
         )?;
-        (model, report, Some((extra, breakdown)))
+        (model, report, Some((extra, breakdown, cross)))
     } else {
         let (model, report) = train(&cfg, train_set, test_set, &mut bars)?;
         (model, report, None)
     };
     let wall = start.elapsed().as_secs_f64();
     let mut figures = ModeFigures::from_report(&report, peak_rss_mb(), per_section, wall);
-    if let Some((extra, breakdown)) = extra {
+    let mut cross_domain = None;
+    if let Some((extra, breakdown, cross)) = extra {
         figures.secure = Some(extra);
         figures.breakdown = Some(breakdown);
+        cross_domain = Some(cross);
     }
     Ok(ModeRun {
         figures,
         conv1_weight: Some(model.conv1.weight.clone()),
+        cross_domain,
     })
 }
 
