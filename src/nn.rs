@@ -28,7 +28,10 @@
 //! Parallelism is over samples: a mini-batch is cut into chunks of a fixed size
 //! ([`train::TrainConfig::chunk_size`]) that does not depend on the number of threads, each chunk
 //! is processed by one rayon task, and the per-chunk gradients are added in chunk order. The
-//! result is therefore bit-for-bit the same whatever the size of the thread pool.
+//! result is therefore bit-for-bit the same whatever the size of the thread pool. (It is
+//! reproducible on one machine; across CPUs it may differ in the last bits, because
+//! `matrixmultiply` picks its SIMD kernel — e.g. FMA or not — at run time. The integer first
+//! layer is exact everywhere.)
 
 //! # Example
 //!

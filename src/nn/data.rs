@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 
-use crate::nn::error::DataError;
+use crate::nn::error::{DataError, NnError};
 use crate::nn::init::{seeded_rng, RngStream};
 
 /// Side of an MNIST image.
@@ -105,12 +105,14 @@ impl PixelNormalization {
     /// Checks that the divisor is finite and non-zero and the offset finite.
     ///
     /// # Errors
-    /// [`DataError::Corrupt`]-free: a plain message for [`crate::nn::NnError::InvalidConfig`].
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`NnError::InvalidConfig`] naming the normalisation.
+    pub fn validate(&self) -> Result<(), NnError> {
         if self.offset.is_finite() && self.divisor.is_finite() && self.divisor != 0.0 {
             Ok(())
         } else {
-            Err(format!("invalid pixel normalisation {self:?}"))
+            Err(NnError::InvalidConfig(format!(
+                "pixel normalisation needs a finite offset and a finite, non-zero divisor, got {self:?}"
+            )))
         }
     }
 }

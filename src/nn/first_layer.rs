@@ -381,7 +381,7 @@ impl PixelEncoding {
     /// [`NnError::InvalidConfig`] for a bad scale or normalisation, [`NnError::Encoding`] if an
     /// encoding exceeds 2^53.
     pub fn new(scale_x: f64, norm: &PixelNormalization) -> Result<Self, NnError> {
-        norm.validate().map_err(NnError::InvalidConfig)?;
+        norm.validate()?;
         let codec = QuantConfig::codec(scale_x)?;
         let mut table = [0i64; 256];
         for (p, t) in table.iter_mut().enumerate() {

@@ -2,8 +2,10 @@
 //!
 //! # One step
 //!
-//! A shuffled epoch is cut into mini-batches of `batch_size` sample indices (the last may be
-//! shorter) and every mini-batch into chunks of `chunk_size` (fixed, independent of the thread
+//! An epoch is cut into mini-batches of `batch_size` sample indices (the last may be shorter):
+//! by default a fresh shuffle of all indices, or with [`BatchSchedule::FixedShards`] fixed
+//! shards whose order (and inner order) is shuffled per epoch — what secure training needs,
+//! since each shard has its own key domain and every mini-batch into chunks of `chunk_size` (fixed, independent of the thread
 //! count). Each chunk is one rayon task; per-chunk results are collected in chunk order and
 //! added in that order, so the run is bit-for-bit reproducible for any number of threads.
 //!
@@ -154,10 +156,7 @@ impl TrainConfig {
         if self.mode != Mode::Plain {
             self.quant.validate()?;
         }
-        self.normalization
-            .validate()
-            .map_err(NnError::InvalidConfig)?;
-        Ok(())
+        self.normalization.validate()
     }
 }
 
