@@ -69,9 +69,16 @@ pub fn render(r: &Report) -> String {
                 s,
                 "- **Secure vs plaintext, here:** secure training takes **{ratio:.1}x** the time \
                  of plaintext training per epoch ({sec:.2} s vs {pl:.2} s per epoch on {} \
-                 images; {} images/s secure).",
+                 images; {} images/s secure).{}",
                 t.train_size,
-                num(t.secure.images_per_second, 1)
+                num(t.secure.images_per_second, 1),
+                if pl < 1.0 {
+                    " A plaintext epoch this short is timed coarsely and carries fixed \
+                     per-epoch costs, so this ratio is only indicative; a `--full` report gives \
+                     the reference figure."
+                } else {
+                    ""
+                }
             );
         }
         _ => {
