@@ -23,6 +23,7 @@ mod machine;
 mod markdown;
 mod paper;
 mod plots;
+mod profile;
 mod report;
 mod schema;
 mod secure;
@@ -44,8 +45,8 @@ use cryptonn::nn::data::{default_data_dir, Mnist};
 use cryptonn::nn::lenet::LeNet5;
 use cryptonn::nn::train::{BatchSchedule, TrainConfig};
 
-use crate::fe_bench::FePlan;
 use crate::machine::MachineInfo;
+use crate::profile::{profile, SECURE_DLOG_HALF_WIDTH};
 use crate::report::{Comparison, Fe, Report, Training};
 use crate::training::{run_mode, SecureOptions, TrainMode};
 
@@ -80,76 +81,6 @@ struct Args {
     /// Directory holding the MNIST IDX files.
     #[arg(long, default_value_os_t = default_data_dir())]
     data: PathBuf,
-}
-
-/// Baby-step half-width of secure training's discrete-log table (train_lenet's default).
-const SECURE_DLOG_HALF_WIDTH: u64 = 1 << 20;
-
-/// Sizes and repetitions of one profile.
-struct Profile {
-    name: &'static str,
-    train_size: usize,
-    test_size: usize,
-    epochs: usize,
-    leakage_images: usize,
-    ristretto: FePlan,
-    modp2048: FePlan,
-}
-
-fn profile(full: bool) -> Profile {
-    if full {
-        Profile {
-            name: "full",
-            train_size: 60_000,
-            test_size: 10_000,
-            epochs: 2,
-            leakage_images: 8,
-            ristretto: FePlan {
-                reps_small: 21,
-                reps_large: 7,
-                reps_table: 3,
-                table_half_width: 1 << 22,
-                product_samples: 100,
-                reps_product: 5,
-                product_serial: true,
-            },
-            modp2048: FePlan {
-                reps_small: 7,
-                reps_large: 3,
-                reps_table: 3,
-                table_half_width: 1 << 20,
-                product_samples: 100,
-                reps_product: 3,
-                product_serial: true,
-            },
-        }
-    } else {
-        Profile {
-            name: "quick",
-            train_size: 512,
-            test_size: 1_000,
-            epochs: 2,
-            leakage_images: 2,
-            ristretto: FePlan {
-                reps_small: 7,
-                reps_large: 3,
-                reps_table: 1,
-                table_half_width: 1 << 22,
-                product_samples: 100,
-                reps_product: 3,
-                product_serial: true,
-            },
-            modp2048: FePlan {
-                reps_small: 3,
-                reps_large: 1,
-                reps_table: 1,
-                table_half_width: 1 << 16,
-                product_samples: 10,
-                reps_product: 1,
-                product_serial: false,
-            },
-        }
-    }
 }
 
 fn main() -> ExitCode {
