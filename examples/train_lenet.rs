@@ -28,7 +28,10 @@ use clap::{Parser, ValueEnum};
 use cryptonn::coordinator::secure_training::{
     create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
 };
-use cryptonn::coordinator::{Authority, InProcessKeyService, RequesterId};
+use cryptonn::coordinator::{
+    AuditConfig, AuditFileOptions, AuditFileSink, AuditLog, Authority, InProcessKeyService,
+    RequesterId,
+};
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
@@ -118,7 +121,9 @@ struct Args {
     /// Group of the functional encryption (secure mode).
     #[arg(long, value_enum, default_value = "ristretto")]
     group: CliGroup,
-    /// Where the encrypted dataset, the authority's seed and the discrete-log table are kept.
+    /// Where the encrypted dataset, the authority's seed and the discrete-log table are kept;
+    /// secure mode also writes its audit log there (`audit-g<group>.cnnaudit`, one binary record
+    /// per issued key, overwritten by each run; read it with `cryptonn::coordinator::read_audit_file`).
     #[arg(long, default_value = "cache")]
     cache_dir: PathBuf,
     /// Encrypt the training set again even if the cache holds a current copy.
@@ -444,7 +449,15 @@ impl SecureRun<'_> {
         let gid = group.id().to_byte();
         let t_setup = Instant::now();
         // Authority: one key domain per shard (= mini-batch); the test set is never keyed.
-        let mut authority = Authority::from_seed(group.clone(), self.authority_seed(gid)?);
+        let seed = self.authority_seed(gid)?;
+        // Every issued key is audited to a file (about 14 M keys per full epoch), so the
+        // authority's memory stays flat; the file is overwritten by the next run.
+        let audit_path = self.cache_dir.join(format!("audit-g{gid}.cnnaudit"));
+        let audit_sink = AuditFileSink::create(&audit_path, AuditFileOptions::default())
+            .with_context(|| format!("creating {}", audit_path.display()))?;
+        let mut authority = Authority::from_seed(group.clone(), seed).with_audit_log(
+            AuditLog::with_sink(AuditConfig::default(), Box::new(audit_sink)),
+        );
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
         let domains = create_shard_domains(&mut authority, self.train.len(), &params)?;
         let pks = domains
@@ -525,12 +538,13 @@ impl SecureRun<'_> {
             .audit_log()
             .len();
         println!(
-            "secure: {} key requests ({} FEIP + {} FEBO keys, {} audit records), {} decryptions; \
-             group ops {:.1} s, discrete logs {:.1} s, key service {:.1} s",
+            "secure: {} key requests ({} FEIP + {} FEBO keys, {} audit records in {}), {} \
+             decryptions; group ops {:.1} s, discrete logs {:.1} s, key service {:.1} s",
             s.key_requests,
             s.feip_keys,
             s.febo_keys,
             audit_records,
+            audit_path.display(),
             s.decryptions,
             s.fe_seconds,
             s.dlog_seconds,
@@ -557,6 +571,10 @@ impl SecureRun<'_> {
             ("key_seconds", serde_json::json!(s.key_seconds)),
             ("authority_setup_seconds", serde_json::json!(setup_seconds)),
             ("audit_records", serde_json::json!(audit_records)),
+            (
+                "audit_file",
+                serde_json::json!(audit_path.display().to_string()),
+            ),
         ] {
             extra.insert(k.to_string(), v);
         }

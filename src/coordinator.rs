@@ -36,7 +36,10 @@ pub mod policy;
 pub mod secure_training;
 pub mod server;
 
-pub use audit::{AuditConfig, AuditLog, AuditOutcome, AuditRecord, AuditedKey};
+pub use audit::{
+    read_audit_file, AuditConfig, AuditError, AuditFileOptions, AuditFileReader, AuditFileSink,
+    AuditLog, AuditOutcome, AuditRecord, AuditSink, AuditedKey,
+};
 pub use authority::{Authority, DomainConfig};
 pub use client::Client;
 pub use elementwise::FeboEncryptedMatrix;

@@ -378,3 +378,70 @@ fn custom_policy() {
         .unwrap_err();
     assert!(err.to_string().contains("negative weights"));
 }
+
+/// The same requests against an in-memory log and a file-backed one: the file holds every
+/// record (issued and refused), with contiguous sequence numbers, and reads back identical.
+#[test]
+fn audit_file_sink_records_every_key_and_reads_back() {
+    use cryptonn::coordinator::{read_audit_file, AuditFileOptions, AuditFileSink, AuditLog};
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-audit.cnnaudit");
+    let sink = AuditFileSink::create(&path, AuditFileOptions { fsync: true }).unwrap();
+    let make = |log: Option<AuditLog>| -> Auth {
+        let mut a = Authority::from_seed(Ristretto255, [9; 32]).with_clock(|| 1_700_000_000);
+        if let Some(log) = log {
+            a = a.with_audit_log(log);
+        }
+        Arc::new(Mutex::new(a))
+    };
+    let memory = make(None);
+    let file = make(Some(AuditLog::with_sink(
+        AuditConfig::default(),
+        Box::new(sink),
+    )));
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    // Five distinct rows, repeated: the rank stays under the default cap n/2.
+    let w = dense_rows(&mut rng, 5, 12);
+    let mut probe = Array2::zeros((1, 12));
+    probe[[0, 3]] = 1;
+    for auth in [&memory, &file] {
+        let d = auth
+            .lock()
+            .unwrap()
+            .create_domain(DomainConfig::new(params(12)))
+            .unwrap();
+        let s = server(auth, "trainer");
+        for chunk in 0..4 {
+            let rows: Vec<usize> = (0..10).map(|i| (chunk + i) % 5).collect();
+            s.request_keys(d, &w.select(ndarray::Axis(0), &rows))
+                .unwrap_or_else(|e| panic!("chunk {chunk}: {e}"));
+        }
+        assert!(matches!(
+            s.request_keys(d, &probe),
+            Err(CoordinatorError::Refused { .. })
+        ));
+    }
+    let memory = memory.lock().unwrap();
+    let file = file.lock().unwrap();
+    assert!(file.audit_log().is_streamed());
+    assert!(file.audit_log().records().is_empty());
+    assert_eq!(file.audit_log().len(), memory.audit_log().len());
+    let back: Vec<_> = read_audit_file(&path)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(back.len(), memory.audit_log().len());
+    for (i, r) in back.iter().enumerate() {
+        assert_eq!(r.seq, i as u64);
+    }
+    assert_eq!(back.as_slice(), memory.audit_log().records());
+    assert!(matches!(
+        back.last().unwrap().outcome,
+        AuditOutcome::Refused(PolicyRefusal::TooFewNonZero { got: 1, .. })
+    ));
+    // A truncated file is an error, not a shorter log.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = path.with_extension("cut");
+    std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+    let read: Result<Vec<_>, _> = read_audit_file(&cut).unwrap().collect();
+    assert!(read.is_err());
+}

@@ -195,6 +195,17 @@ impl<G: PrimeOrderGroup> Authority<G> {
         self
     }
 
+    /// Replaces the audit log, e.g. by one that streams to an
+    /// [`AuditFileSink`](crate::coordinator::audit::AuditFileSink) so that memory stays flat over
+    /// millions of keys (only before the first record; afterwards the call changes nothing).
+    #[must_use]
+    pub fn with_audit_log(mut self, log: AuditLog) -> Self {
+        if self.audit.is_empty() {
+            self.audit = log;
+        }
+        self
+    }
+
     /// The group.
     #[must_use]
     pub fn group(&self) -> &G {
@@ -394,7 +405,8 @@ impl<G: PrimeOrderGroup> Authority<G> {
                     requester,
                     key,
                     AuditOutcome::Refused(reason.clone()),
-                );
+                )?;
+                self.audit.commit()?;
                 return Err(CoordinatorError::Refused {
                     domain: id,
                     index,
@@ -405,7 +417,8 @@ impl<G: PrimeOrderGroup> Authority<G> {
                 let successor = self.rotate(id)?;
                 let key = self.audit.feip_key(&vectors[index]);
                 self.audit
-                    .append(now, id, requester, key, AuditOutcome::Rotated { successor });
+                    .append(now, id, requester, key, AuditOutcome::Rotated { successor })?;
+                self.audit.commit()?;
                 return Err(CoordinatorError::DomainRotated {
                     retired: id,
                     successor,
@@ -428,8 +441,9 @@ impl<G: PrimeOrderGroup> Authority<G> {
         for v in &vectors {
             let key = self.audit.feip_key(v);
             self.audit
-                .append(now, id, requester, key, AuditOutcome::Issued);
+                .append(now, id, requester, key, AuditOutcome::Issued)?;
         }
+        self.audit.commit()?;
         Ok(FeipKeyResponse {
             domain: id,
             params,
@@ -484,8 +498,9 @@ impl<G: PrimeOrderGroup> Authority<G> {
                 commitment_sha256: Sha256::digest(&item.commitment).into(),
             };
             self.audit
-                .append(now, id, requester, key, AuditOutcome::Issued);
+                .append(now, id, requester, key, AuditOutcome::Issued)?;
         }
+        self.audit.commit()?;
         Ok(FeboKeyResponse {
             domain: id,
             params,

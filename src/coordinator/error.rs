@@ -117,6 +117,9 @@ pub enum CoordinatorError {
     /// them all).
     #[error("inconsistent observations: no input satisfies all inner products")]
     InconsistentObservations,
+    /// The audit log could not record a key; the key was not handed out.
+    #[error(transparent)]
+    Audit(#[from] crate::coordinator::audit::AuditError),
     /// A functional-encryption failure (bounds, dimensions, encodings).
     #[error(transparent)]
     Fe(#[from] FeError),
