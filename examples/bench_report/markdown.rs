@@ -232,6 +232,26 @@ fn training_section(s: &mut String, r: &Report) {
     if let Some(note) = &t.secure.note {
         let _ = writeln!(s, "Secure training: {note}.\n");
     }
+    if let Some(x) = &t.secure.secure {
+        let _ = writeln!(
+            s,
+            "Secure run ({}): the data owner encrypted {} images in {:.1} s ({:.1} MB of \
+             ciphertext); the server made {} key requests ({} FEIP + {} FEBO function keys, \
+             each audited: {} records, {:.1} MB audit file) and {} decryptions; discrete-log \
+             table of half-width 2^{}.\n",
+            x.group,
+            t.train_size,
+            x.encrypt_seconds,
+            x.ciphertext_bytes as f64 / 1e6,
+            x.key_requests,
+            x.feip_keys,
+            x.febo_keys,
+            x.audit_records,
+            x.audit_file_bytes as f64 / 1e6,
+            x.decryptions,
+            x.dlog_table_half_width.trailing_zeros()
+        );
+    }
     let parts = breakdown_parts(r);
     if !parts.is_empty() {
         let total: f64 = parts.iter().map(|p| p.1).sum();

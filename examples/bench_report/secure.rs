@@ -12,7 +12,10 @@ use anyhow::{Context, Result};
 use cryptonn::coordinator::secure_training::{
     create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
 };
-use cryptonn::coordinator::{Authority, InProcessKeyService, RequesterId};
+use cryptonn::coordinator::{
+    AuditConfig, AuditFileOptions, AuditFileSink, AuditLog, Authority, InProcessKeyService,
+    RequesterId,
+};
 use cryptonn::fe::dlog::{BabyStepTable, DlogSolver};
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{Dataset, LabelPermutation};
@@ -56,6 +59,10 @@ pub struct SecureExtra {
     pub server_setup_seconds: f64,
     /// Baby-step half-width of the server's discrete-log table.
     pub dlog_table_half_width: u64,
+    /// Audit records the authority wrote (one per issued key).
+    pub audit_records: usize,
+    /// Size of the audit file.
+    pub audit_file_bytes: u64,
 }
 
 /// Where secure time goes, in seconds: encryption (once, by the data owner) and the training
@@ -105,7 +112,15 @@ pub fn run(
     let t = Instant::now();
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
-    let mut authority = Authority::from_seed(group, seed);
+    // Every issued key is audited, to a file (millions of keys in a full run), so that the
+    // authority's memory stays flat. The file is removed after the run.
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("creating {}", work_dir.display()))?;
+    let audit_path = work_dir.join("audit.cnnaudit");
+    let sink = AuditFileSink::create(&audit_path, AuditFileOptions::default())
+        .with_context(|| format!("creating {}", audit_path.display()))?;
+    let mut authority = Authority::from_seed(group, seed)
+        .with_audit_log(AuditLog::with_sink(AuditConfig::default(), Box::new(sink)));
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
     let domains = create_shard_domains(&mut authority, train_set.len(), &params)?;
     let pks = domains
@@ -117,8 +132,6 @@ pub fn run(
 
     let labels = LabelPermutation::from_seed(cfg.seed);
     let bar = crate::stats::bar("encrypting", train_set.len() as u64);
-    std::fs::create_dir_all(work_dir)
-        .with_context(|| format!("creating {}", work_dir.display()))?;
     let t = Instant::now();
     let (path, _reused) = encrypt_or_reuse(
         &group,
@@ -182,6 +195,14 @@ pub fn run(
         cross.own_shard_attempts
     );
     drop(backend);
+    let audit_records = authority
+        .lock()
+        .map_err(|_| anyhow::anyhow!("authority lock poisoned"))?
+        .audit_log()
+        .len();
+    let audit_file_bytes = std::fs::metadata(&audit_path).map_or(0, |m| m.len());
+    std::fs::remove_file(&audit_path)
+        .with_context(|| format!("removing {}", audit_path.display()))?;
     std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
 
     let training: f64 = report.epoch_seconds.iter().sum();
@@ -199,6 +220,8 @@ pub fn run(
         authority_setup_seconds,
         server_setup_seconds,
         dlog_table_half_width: half_width,
+        audit_records,
+        audit_file_bytes,
     };
     let breakdown = Breakdown {
         encryption_s: encrypt_seconds,
