@@ -294,14 +294,17 @@ fn write_outputs(out: &Path, mut report: Report) -> Result<()> {
         plots::Series {
             label: "plain",
             values: &t.plain.test_accuracy_per_epoch,
+            width: 2,
         },
         plots::Series {
             label: "quantized",
             values: &t.quantized.test_accuracy_per_epoch,
+            width: 6,
         },
         plots::Series {
             label: "secure",
             values: &t.secure.test_accuracy_per_epoch,
+            width: 2,
         },
     ];
     plots::accuracy_per_epoch(

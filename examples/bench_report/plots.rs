@@ -12,6 +12,8 @@ pub struct Series<'a> {
     pub label: &'a str,
     /// One value per epoch.
     pub values: &'a [f64],
+    /// Line width in pixels (a wide line under a thin one keeps identical curves visible).
+    pub width: u32,
 }
 
 const PALETTE: [RGBColor; 4] = [
@@ -62,6 +64,7 @@ pub fn accuracy_per_epoch(path: &Path, series: &[Series<'_>], caption: &str) -> 
         .filter(|(_, s)| !s.values.is_empty())
     {
         let color = PALETTE[i % PALETTE.len()];
+        let width = s.width;
         let pts: Vec<(f64, f64)> = s
             .values
             .iter()
@@ -69,14 +72,17 @@ pub fn accuracy_per_epoch(path: &Path, series: &[Series<'_>], caption: &str) -> 
             .map(|(e, v)| (e as f64 + 1.0, 100.0 * v))
             .collect();
         chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(width)))
             .map_err(err)?
             .label(s.label)
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
             });
         chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+            .draw_series(
+                pts.into_iter()
+                    .map(|p| Circle::new(p, 2 + width as i32, color.filled())),
+            )
             .map_err(err)?;
     }
     chart
@@ -149,7 +155,7 @@ pub fn bars_log(
                 chart
                     .draw_series(std::iter::once(Text::new(
                         format_value(*v),
-                        (i as f64 + 0.25, *v * 1.15),
+                        (i as f64 + 0.25, *v * 1.6),
                         ("sans-serif", 14),
                     )))
                     .map_err(err)?;
