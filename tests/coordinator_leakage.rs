@@ -278,7 +278,7 @@ fn lenet_conv1_keys_reveal_every_2x2_box_sum() {
             }
         }
     }
-    // The server in a per-batch domain (weight filter on, rank cap off) gets these keys.
+    // The server in a per-batch domain (no rank cap, only all-zero vectors refused) gets these keys.
     let (domain, enc, server) = world(n, PolicyConfig::per_batch(), &x);
     let keys = server.request_keys(domain, &w).unwrap();
     let y = server.secure_matmul_with_keys(&keys, &enc).unwrap();

@@ -323,14 +323,11 @@ fn per_batch_domains_and_closing() {
     // No rank cap: a full-rank batch is served ...
     s.request_keys(d, &dense_rows(&mut rng, 2 * n, n)).unwrap();
     assert_eq!(auth.lock().unwrap().issued_rank(d).unwrap(), None);
-    // ... the weight filter still applies.
-    assert!(matches!(
-        s.request_keys(d, &array![[0, 0, 0, 0, 0, 0, 1, 1]]),
-        Err(CoordinatorError::Refused {
-            reason: PolicyRefusal::TooFewNonZero { .. },
-            ..
-        })
-    ));
+    // ... and low-weight vectors are served (the filter only refuses all-zero vectors, which
+    // the server API never sends: see the next test).
+    s.request_keys(d, &array![[0, 0, 0, 0, 0, 0, 1, 1]])
+        .unwrap();
+    assert_eq!(PolicyConfig::per_batch().min_nonzero_for(n), 1);
     // Closing erases the key: nothing more is issued.
     auth.lock().unwrap().close_domain(d).unwrap();
     assert!(matches!(
@@ -444,4 +441,66 @@ fn audit_file_sink_records_every_key_and_reads_back() {
     std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
     let read: Result<Vec<_>, _> = read_audit_file(&cut).unwrap().collect();
     assert!(read.is_err());
+}
+
+/// In a shard domain (`per_batch`), a legitimate weight-gradient key with one non-zero pixel
+/// coefficient — a border block for a one-hot `dq` — is issued; in a default-policy domain a
+/// one-hot probe is still refused; the all-zero vector is refused everywhere.
+#[test]
+fn shard_domain_issues_sparse_gradient_keys_default_refuses_probes() {
+    use cryptonn::coordinator::secure_training::geometry::gradient_outputs;
+    let auth = authority(12);
+    let n = 784;
+    let p = FeipParams::new(n, 255, 1 << 20).unwrap();
+    // dq one-hot at (f=0, i=0, j=0): output G[0, a=1, b=1] reads box (1, 1) of the padded image,
+    // which holds a single real pixel (0, 0).
+    let mut dq = vec![0i64; 1176];
+    dq[0] = 3;
+    let outputs = gradient_outputs(&dq, -1);
+    let g = &outputs[5 + 1];
+    assert_eq!(g.pixel_terms, vec![(0, 3)]);
+    let mut row = Array2::<i64>::zeros((1, n));
+    row[[0, 0]] = 3;
+    let (shard, ordinary) = {
+        let mut a = auth.lock().unwrap();
+        (
+            a.create_domain(DomainConfig::new(p).with_policy(PolicyConfig::per_batch()))
+                .unwrap(),
+            a.create_domain(DomainConfig::new(p)).unwrap(),
+        )
+    };
+    let s = server(&auth, "trainer");
+    let keys = s.request_keys(shard, &row).unwrap();
+    assert_eq!(keys.len(), 1);
+    // The same vector is a one-hot probe to an ordinary domain: refused, with the reason.
+    assert!(matches!(
+        s.request_keys(ordinary, &row),
+        Err(CoordinatorError::Refused {
+            reason: PolicyRefusal::TooFewNonZero { got: 1, min: 4 },
+            ..
+        })
+    ));
+    // The all-zero vector is refused in the shard domain too.
+    let zero = KeyVectorData::Sparse(vec![]);
+    let err = auth
+        .lock()
+        .unwrap()
+        .issue_feip_keys(
+            &RequesterId::new("trainer"),
+            &FeipKeyRequest {
+                domain: shard,
+                vectors: vec![zero],
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoordinatorError::Refused {
+                reason: PolicyRefusal::TooFewNonZero { got: 0, min: 1 },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -31,7 +31,15 @@
 //! could serve it.
 //!
 //! Per-batch domains (one fresh domain per training mini-batch, so that its keys are useless on
-//! other batches) use [`PolicyConfig::per_batch`]: the rank cap is off, the weight filter stays.
+//! other batches) use [`PolicyConfig::per_batch`]: the rank cap is off and the weight filter
+//! refuses only the all-zero vector (`t = 1`). Inside such a domain the keys secure training
+//! must have anyway — conv1 + pooling's 1,176 forward outputs per image, full rank 784 — already
+//! determine every image of the batch exactly (measured in `docs/secure-training-leakage.md`),
+//! so a low-weight key reveals nothing the server does not hold, and a filter at `t = 4` would
+//! only refuse legitimate weight-gradient keys: late in training `dq = round(dP · S_g)` is mostly
+//! zero, and a border block touches mostly padding, so a `dW1` key vector can have 1–3 non-zero
+//! pixel coefficients — and one refusal aborts a long run. Ordinary domains keep the default
+//! `t = 4` ([`PolicyConfig::default`]), which is what stops one-hot probes there.
 //!
 //! Every review is all-or-nothing: either every vector of a batch is admitted and counted, or
 //! none is.
@@ -105,10 +113,18 @@ impl PolicyConfig {
         }
     }
 
-    /// For a short-lived per-batch domain: the weight filter of the default, no rank cap.
+    /// For a short-lived per-batch (training shard) domain: no rank cap, and a weight filter
+    /// that refuses only the all-zero vector (`t = 1`).
+    ///
+    /// Why not `t = 4`: in a shard domain the forward keys the server needs every step already
+    /// determine every image of the shard exactly (rank 784 of 784), so refusing low-weight keys
+    /// protects nothing there, while legitimate weight-gradient keys can have 1–3 non-zero
+    /// coefficients (a sparse quantised `dZ1`, blocks at the border that touch padding) and a
+    /// refusal would abort training. See the [module docs](self).
     #[must_use]
     pub fn per_batch() -> Self {
         Self {
+            min_nonzero: 1,
             rank_cap: RankCap::Disabled,
             ..Self::default()
         }

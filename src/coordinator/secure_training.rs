@@ -42,8 +42,12 @@
 //! master secret key), and the held-out test set is never keyed. Within a shard the rank cap
 //! of the default policy is off ([`PolicyConfig::per_batch`](crate::coordinator::PolicyConfig::per_batch)):
 //! conv1's 1,176 pooled outputs per image already determine the image (1,176 equations in 784
-//! unknowns), so a cap could not hold and would not help. The low-weight filter stays. The
-//! training loop must therefore use fixed batches ([`BatchSchedule::FixedShards`](crate::nn::train::BatchSchedule::FixedShards)).
+//! unknowns), so a cap could not hold and would not help. For the same reason the low-weight
+//! filter refuses only the all-zero vector there (`t = 1`): a weight-gradient key with 1–3
+//! non-zero coefficients (sparse `dZ1`, border blocks) is legitimate and reveals nothing the
+//! forward keys do not. Other domains keep the default `t = 4`. The training loop must
+//! therefore use fixed batches
+//! ([`BatchSchedule::FixedShards`](crate::nn::train::BatchSchedule::FixedShards)).
 //!
 //! # Timing
 //! Everything the server computes is on public values (ciphertexts, key vectors, function keys

@@ -113,6 +113,15 @@ pub trait PrimeOrderGroup: Clone + Debug + PartialEq + Eq + Send + Sync + 'stati
     fn div(&self, a: &Self::Element, b: &Self::Element) -> Self::Element {
         self.op(a, &self.invert(b))
     }
+    /// `a ← a · b`, in place (the same result as [`op`](Self::op); backends with large elements
+    /// override it to avoid moving them).
+    fn op_assign(&self, a: &mut Self::Element, b: &Self::Element) {
+        *a = self.op(a, b);
+    }
+    /// `a ← a · b^{-1}`, in place (the same result as [`div`](Self::div)).
+    fn div_assign(&self, a: &mut Self::Element, b: &Self::Element) {
+        *a = self.div(a, b);
+    }
 
     /// `base^e`, in time independent of `e`.
     #[must_use]

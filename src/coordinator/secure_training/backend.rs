@@ -45,7 +45,9 @@ use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::coordinator::secure_training::geometry::{
     self, box_members, LinearOutput, BOXES, GRADIENT_OUTPUTS,
 };
-use crate::coordinator::secure_training::multiexp::{multi_exp, Ct0Table, OddMultiples, Wnaf};
+use crate::coordinator::secure_training::multiexp::{
+    multi_exp, recode, Ct0Table, OddMultiples, Wnaf,
+};
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
 use crate::fe::febo::{Febo, FeboOp};
 use crate::fe::feip::FunctionKey;
@@ -212,9 +214,10 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
                 let boxes = members
                     .iter()
                     .map(|m| {
-                        let b = m
-                            .iter()
-                            .fold(group.identity(), |acc, &p| group.op(&acc, &comps[p]));
+                        let b = m.iter().fold(group.identity(), |mut acc, &p| {
+                            group.op_assign(&mut acc, &comps[p]);
+                            acc
+                        });
                         OddMultiples::new(group, &b)
                     })
                     .collect();
@@ -269,6 +272,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
     fn decrypt<'o, O, Q>(
         &mut self,
         outputs: O,
+        shared: Option<&[Vec<(usize, Wnaf)>]>,
         keys: Q,
         bound: u64,
         layer: &'static str,
@@ -287,21 +291,24 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
             .par_iter()
             .enumerate()
             .map(|(n, img)| {
-                outputs(n)
-                    .iter()
+                let outs = outputs(n);
+                let mut local = Vec::new();
+                outs.iter()
+                    .enumerate()
                     .zip(keys(n))
-                    .filter_map(|(o, k)| k.as_ref().map(|k| (o, k)))
-                    .map(|(o, k)| {
-                        let wnafs: Vec<(usize, Wnaf)> = o
-                            .box_terms
-                            .iter()
-                            .map(|&(b, c)| (b, Wnaf::new(c)))
-                            .collect();
-                        let terms: Vec<(usize, &Wnaf)> =
-                            wnafs.iter().map(|(b, w)| (*b, w)).collect();
-                        let num = multi_exp(group, &img.boxes, &terms);
+                    .filter_map(|((m, o), k)| k.as_ref().map(|k| (m, o, k)))
+                    .map(|(m, o, k)| {
+                        let terms = match shared {
+                            Some(r) => &r[m],
+                            None => {
+                                local = recode(&o.box_terms);
+                                &local
+                            }
+                        };
+                        let mut num = multi_exp(group, &img.boxes, terms);
                         let den = img.ct0.exp(group, k.scalar());
-                        group.div(&num, &den)
+                        group.div_assign(&mut num, &den);
+                        num
                     })
                     .collect()
             })
@@ -404,8 +411,12 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         let refs: Vec<&LinearOutput> = outputs.iter().collect();
         let keys = self.request_feip(domain, &refs)?;
         self.prepare(batch)?;
+        // The forward outputs are the same for every image: recode their coefficients once.
+        let recoded: Vec<Vec<(usize, Wnaf)>> =
+            outputs.iter().map(|o| recode(&o.box_terms)).collect();
         let values = self.decrypt(
             |_| &outputs,
+            Some(&recoded),
             |_| &keys,
             self.quant.forward_bound,
             FORWARD_LAYER,
@@ -524,6 +535,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         self.prepare(batch)?;
         let values = self.decrypt(
             |n| &outputs[n],
+            None,
             |n| &keys[n * GRADIENT_OUTPUTS..(n + 1) * GRADIENT_OUTPUTS],
             self.quant.gradient_bound,
             GRADIENT_LAYER,

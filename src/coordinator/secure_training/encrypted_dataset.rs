@@ -132,8 +132,8 @@ impl EncryptionParams {
         Ok(FeboParams::new(s, s)?)
     }
 
-    /// The configuration of a shard domain: FEIP and FEBO, the default policy's low-weight
-    /// filter, no rank cap ([`PolicyConfig::per_batch`]).
+    /// The configuration of a shard domain: FEIP and FEBO, no rank cap and a weight filter that
+    /// refuses only the all-zero vector ([`PolicyConfig::per_batch`]).
     ///
     /// # Errors
     /// As [`feip_params`](Self::feip_params).

@@ -40,10 +40,23 @@ impl<G: PrimeOrderGroup> OddMultiples<G> {
     }
 }
 
-/// A width-5 NAF, least significant digit first.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Most digits of the recoding of an `i64` (65 suffice: `|c| <= 2^63`).
+const MAX_DIGITS: usize = 66;
+
+/// A width-5 NAF, least significant digit first (inline: no allocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wnaf {
-    digits: Vec<i8>,
+    digits: [i8; MAX_DIGITS],
+    len: u8,
+}
+
+impl Default for Wnaf {
+    fn default() -> Self {
+        Self {
+            digits: [0; MAX_DIGITS],
+            len: 0,
+        }
+    }
 }
 
 impl Wnaf {
@@ -51,34 +64,62 @@ impl Wnaf {
     #[must_use]
     pub fn new(c: i64) -> Self {
         let mut k = i128::from(c);
-        let mut digits = Vec::with_capacity(66);
+        let mut out = Self::default();
         let modulus = 1i128 << W;
+        let mut len = 0usize;
         while k != 0 {
             if k & 1 == 1 {
                 let mut d = k.rem_euclid(modulus);
                 if d >= modulus / 2 {
                     d -= modulus;
                 }
-                digits.push(d as i8);
+                out.digits[len] = d as i8;
                 k -= d;
-            } else {
-                digits.push(0);
             }
+            len += 1;
             k >>= 1;
         }
-        Self { digits }
+        out.len = len as u8;
+        out
+    }
+
+    /// The digits, least significant first.
+    #[must_use]
+    pub fn digits(&self) -> &[i8] {
+        &self.digits[..usize::from(self.len)]
     }
 
     /// Number of digits.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.digits.len()
+        usize::from(self.len)
     }
 
     /// Whether the exponent is zero.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.digits.is_empty()
+        self.len == 0
+    }
+}
+
+/// The wNAF recodings of one output's box coefficients: `(box, wnaf(c))`.
+#[must_use]
+pub fn recode(box_terms: &[(usize, i64)]) -> Vec<(usize, Wnaf)> {
+    box_terms.iter().map(|&(b, c)| (b, Wnaf::new(c))).collect()
+}
+
+/// `acc ← acc · p^{±1}` in place, or `acc = p^{±1}` if it is still empty.
+fn accumulate<G: PrimeOrderGroup>(
+    group: &G,
+    acc: &mut Option<G::Element>,
+    p: &G::Element,
+    positive: bool,
+) {
+    match (acc.as_mut(), positive) {
+        (Some(a), true) => group.op_assign(a, p),
+        (Some(a), false) => group.div_assign(a, p),
+        (None, true) => *acc = Some(p.clone()),
+        (None, false) => *acc = Some(group.invert(p)),
     }
 }
 
@@ -87,26 +128,22 @@ impl Wnaf {
 pub fn multi_exp<G: PrimeOrderGroup>(
     group: &G,
     tables: &[OddMultiples<G>],
-    terms: &[(usize, &Wnaf)],
+    terms: &[(usize, Wnaf)],
 ) -> G::Element {
     let len = terms.iter().map(|(_, w)| w.len()).max().unwrap_or(0);
     let mut acc: Option<G::Element> = None;
     for bit in (0..len).rev() {
         if let Some(a) = acc.as_mut() {
-            *a = group.op(a, a);
+            let sq = group.op(a, a);
+            *a = sq;
         }
-        for &(k, w) in terms {
-            let d = w.digits.get(bit).copied().unwrap_or(0);
+        for (k, w) in terms {
+            let d = w.digits[bit];
             if d == 0 {
                 continue;
             }
-            let p = &tables[k].table[(d.unsigned_abs() / 2) as usize];
-            acc = Some(match (acc.take(), d > 0) {
-                (None, true) => p.clone(),
-                (None, false) => group.invert(p),
-                (Some(a), true) => group.op(&a, p),
-                (Some(a), false) => group.div(&a, p),
-            });
+            let p = &tables[*k].table[(d.unsigned_abs() / 2) as usize];
+            accumulate(group, &mut acc, p, d > 0);
         }
     }
     acc.unwrap_or_else(|| group.identity())
@@ -165,12 +202,7 @@ impl<G: PrimeOrderGroup> Ct0Table<G> {
                         continue;
                     }
                     let p = &t[i * WIDE_COLS + d.unsigned_abs() as usize - 1];
-                    acc = Some(match (acc.take(), d > 0) {
-                        (None, true) => p.clone(),
-                        (None, false) => group.invert(p),
-                        (Some(a), true) => group.op(&a, p),
-                        (Some(a), false) => group.div(&a, p),
-                    });
+                    accumulate(group, &mut acc, p, d > 0);
                 }
                 acc.unwrap_or_else(|| group.identity())
             }
@@ -193,8 +225,11 @@ mod tests {
         let tables: Vec<OddMultiples<G>> = bases.iter().map(|b| OddMultiples::new(&g, b)).collect();
         for _ in 0..20 {
             let coefs: Vec<i64> = (0..20).map(|_| rng.gen_range(-70_000..70_000)).collect();
-            let w: Vec<Wnaf> = coefs.iter().map(|&c| Wnaf::new(c)).collect();
-            let terms: Vec<(usize, &Wnaf)> = w.iter().enumerate().collect();
+            let terms: Vec<(usize, Wnaf)> = coefs
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| (k, Wnaf::new(c)))
+                .collect();
             let want = g.vartime_multi_exp_i64(bases.iter().zip(coefs.iter().copied()));
             assert_eq!(multi_exp(&g, &tables, &terms), want);
         }
@@ -217,9 +252,26 @@ mod tests {
 
     #[test]
     fn wnaf_digits_reconstruct() {
-        for c in [-70_001i64, -16, -1, 0, 1, 15, 16, 17, 4095, 1 << 40] {
+        for c in [
+            -70_001i64,
+            -16,
+            -1,
+            0,
+            1,
+            15,
+            16,
+            17,
+            4095,
+            1 << 40,
+            i64::MIN,
+            i64::MAX,
+        ] {
             let w = Wnaf::new(c);
-            let v: i128 = w.digits.iter().rev().fold(0, |a, &d| 2 * a + i128::from(d));
+            let v: i128 = w
+                .digits()
+                .iter()
+                .rev()
+                .fold(0, |a, &d| 2 * a + i128::from(d));
             assert_eq!(v, i128::from(c));
             assert!(w.digits.iter().all(|d| d % 2 != 0 || *d == 0));
         }

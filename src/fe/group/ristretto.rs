@@ -95,6 +95,33 @@ fn scalar_from_u64_signed(magnitude: u64, negative: bool) -> Scalar {
     }
 }
 
+/// `acc += s · y` over 512-bit little-endian limbs (no overflow for fewer than 2^195 terms:
+/// each product is below 2^317).
+fn mac_wide(acc: &mut [u64; 8], s: &[u64; 4], y: u64) {
+    let mut carry: u128 = 0;
+    for (a, &l) in acc.iter_mut().zip(s) {
+        let t = u128::from(*a) + u128::from(l) * u128::from(y) + carry;
+        *a = t as u64;
+        carry = t >> 64;
+    }
+    for a in acc.iter_mut().skip(4) {
+        let t = u128::from(*a) + carry;
+        *a = t as u64;
+        carry = t >> 64;
+    }
+}
+
+/// The 512-bit integer `acc` reduced mod `ℓ`.
+fn scalar_from_wide(acc: &[u64; 8]) -> Scalar {
+    let mut bytes = [0u8; 64];
+    for (chunk, l) in bytes.chunks_exact_mut(8).zip(acc) {
+        chunk.copy_from_slice(&l.to_le_bytes());
+    }
+    let s = Scalar::from_bytes_mod_order_wide(&bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    s
+}
+
 impl PrimeOrderGroup for Ristretto255 {
     type Scalar = Scalar;
     type Element = RistrettoPoint;
@@ -128,6 +155,12 @@ impl PrimeOrderGroup for Ristretto255 {
     }
     fn div(&self, a: &RistrettoPoint, b: &RistrettoPoint) -> RistrettoPoint {
         a - b
+    }
+    fn op_assign(&self, a: &mut RistrettoPoint, b: &RistrettoPoint) {
+        *a += b;
+    }
+    fn div_assign(&self, a: &mut RistrettoPoint, b: &RistrettoPoint) {
+        *a -= b;
     }
 
     fn exp(&self, base: &RistrettoPoint, e: &Scalar) -> RistrettoPoint {
@@ -236,6 +269,35 @@ impl PrimeOrderGroup for Ristretto255 {
     }
     fn scalar_from_i64(&self, v: i64) -> Scalar {
         scalar_from_u64_signed(v.unsigned_abs(), v < 0)
+    }
+    /// Integer multiply-accumulate of the secret scalars' limbs by the public `y_i` (positive and
+    /// negative `y_i` in two 512-bit sums), then two wide reductions: much faster than one
+    /// scalar multiplication per term, and the same branches whatever the secret `s_i`.
+    fn scalar_inner_product_i64<'a, I>(&self, terms: I) -> Scalar
+    where
+        I: IntoIterator<Item = (&'a Scalar, i64)>,
+    {
+        let mut pos = [0u64; 8];
+        let mut neg = [0u64; 8];
+        for (s, y) in terms {
+            let b = s.as_bytes();
+            let mut limbs = [0u64; 4];
+            for (l, chunk) in limbs.iter_mut().zip(b.chunks_exact(8)) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(chunk);
+                *l = u64::from_le_bytes(w);
+            }
+            mac_wide(
+                if y < 0 { &mut neg } else { &mut pos },
+                &limbs,
+                y.unsigned_abs(),
+            );
+            zeroize::Zeroize::zeroize(&mut limbs);
+        }
+        let r = scalar_from_wide(&pos) - scalar_from_wide(&neg);
+        zeroize::Zeroize::zeroize(&mut pos);
+        zeroize::Zeroize::zeroize(&mut neg);
+        r
     }
     fn scalar_add(&self, a: &Scalar, b: &Scalar) -> Scalar {
         a + b
@@ -367,4 +429,40 @@ fn fingerprint_of_compressed(bytes: &[u8; 32]) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&bytes[8..16]);
     u64::from_le_bytes(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The limb-wise inner product equals one scalar product per term, for random secrets and
+    /// extreme, zero and random signed coefficients.
+    #[test]
+    fn scalar_inner_product_matches_the_generic_sum() {
+        use rand::{Rng, SeedableRng};
+        let g = Ristretto255;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        for len in [0usize, 1, 2, 36, 784] {
+            let s: Vec<Scalar> = (0..len).map(|_| g.random_scalar(&mut rng)).collect();
+            let mut y: Vec<i64> = (0..len).map(|_| rng.gen_range(-70_000..70_000)).collect();
+            if len >= 3 {
+                y[0] = i64::MIN;
+                y[1] = i64::MAX;
+                y[2] = 0;
+            }
+            let mut want = Scalar::ZERO;
+            for (si, &yi) in s.iter().zip(&y) {
+                want += si * g.scalar_from_i64(yi);
+            }
+            let got = g.scalar_inner_product_i64(s.iter().zip(y.iter().copied()));
+            assert_eq!(got, want, "len {len}");
+        }
+        let minus_one = -Scalar::ONE;
+        let many = vec![minus_one; 1000];
+        let got = g.scalar_inner_product_i64(many.iter().map(|s| (s, i64::MIN)));
+        assert_eq!(
+            got,
+            Scalar::from(1000u64) * minus_one * g.scalar_from_i64(i64::MIN)
+        );
+    }
 }
