@@ -509,7 +509,7 @@ fn leakage_reading(l: &crate::leakage::LeakageResults) -> String {
     text.push_str(
         " The default policy's rank cap (n/2) stops the forward pass after 392 independent keys, \
          so training cannot run under it; secure training instead gives every mini-batch its \
-         own key domain (weight filter on, rank cap off).",
+         own key domain (no rank cap inside it).",
     );
     match &l.cross_domain {
         Some(c) => {
@@ -519,7 +519,8 @@ fn leakage_reading(l: &crate::leakage::LeakageResults) -> String {
                  received, tried on images of another mini-batch, gave **{} correct values in \
                  {} attempts** ({} discrete logs even fell within the server's bound of {}); on \
                  their own mini-batch (the control) {} of {} were correct. Keys collected for \
-                 one batch are useless on every other batch and on held-out data.",
+                 one batch are useless on every other batch's ciphertexts (no key domain covers the \
+                 held-out test set).",
                 c.keys_tried,
                 c.keys_received,
                 c.other_shard_correct,
