@@ -12,6 +12,10 @@
 //! `schema.rs`; a figure not measured is `null` with its reason in `missing`) and SVG plots.
 //! After writing, the program checks that the files exist and parse. It asserts no timings.
 //!
+//! Secure training writes its encrypted training subset and its audit log to
+//! `target/cryptonn-cache/bench_report/` (about 1.5 GB + 2 GB in `--full`) and removes both
+//! at the end; discrete-log tables are cached in `target/cryptonn-cache/`.
+//!
 //! Sections: FE microbenchmarks (`fe_bench`), training (`training`), leakage (`leakage`); the
 //! paper's figures are in `paper`, the report's shape in `report`, rendering in `markdown` and
 //! `plots`, machine facts in `machine`, medians and progress bars in `stats`.
