@@ -3,8 +3,11 @@
 //! - [`OddMultiples`]: per box element `B`, the odd multiples `B, B^3, …, B^{15}`, built once
 //!   per image (8 group operations) and shared by every forward and gradient product.
 //! - [`Wnaf`]: width-5 non-adjacent form of a small exponent (digits odd in `[-15, 15]`, at
-//!   most one non-zero digit in any 5 consecutive positions), computed once per distinct
-//!   coefficient (`wq` per step, `dq` per image).
+//!   most one non-zero digit in any 5 consecutive positions), stored inline (no allocation).
+//!   The forward coefficients (`wq`) are recoded once per step for all images; the gradient
+//!   coefficients (`dq`) per image, as they are used.
+//! - Accumulation is in place ([`PrimeOrderGroup::op_assign`]), so that large elements
+//!   (160-byte Ristretto points) are not moved through return values.
 //! - [`multi_exp`]: `∏ B_k^{c_k}` by Straus's interleaving over the shared tables: `bits(max|c|)`
 //!   squarings plus about `bits/6` multiplications per term.
 //! - [`Ct0Table`]: a fixed-base table for `ct0` with radix-256 signed digits over
