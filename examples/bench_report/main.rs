@@ -1,0 +1,369 @@
+//! One command, one report: secure against plaintext training, the FE core against the
+//! CryptoNN paper's figures, and what the server could reconstruct.
+//!
+//! ```sh
+//! cargo run --release --example bench_report -- --quick --out report/   # <= 5 min; CI runs it
+//! cargo run --release --example bench_report -- --full --out report/    # 60,000 images, 2 epochs
+//! cargo run --release --example bench_report -- --check report/report.json
+//! ```
+//!
+//! Everything runs in one process, so that ratios are measured side by side. Outputs:
+//! `REPORT.md` (tables), `report.json` (every figure; the contract keys are listed in
+//! `schema.rs`; a figure not measured is `null` with its reason in `missing`) and SVG plots.
+//! After writing, the program checks that the files exist and parse. It asserts no timings.
+//!
+//! Secure training writes its encrypted training subset and its audit log to
+//! `target/cryptonn-cache/bench_report/` (about 1.5 GB + 2 GB in `--full`) and removes both
+//! at the end; discrete-log tables are cached in `target/cryptonn-cache/`.
+//!
+//! Sections: FE microbenchmarks (`fe_bench`), training (`training`), leakage (`leakage`); the
+//! paper's figures are in `paper`, the report's shape in `report`, rendering in `markdown` and
+//! `plots`, machine facts in `machine`, medians and progress bars in `stats`.
+
+mod cross_domain;
+mod fe_bench;
+mod leakage;
+mod machine;
+mod markdown;
+mod paper;
+mod plots;
+mod profile;
+mod report;
+mod schema;
+mod secure;
+mod stats;
+mod training;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::fe::group::modp::ModpGroup;
+use cryptonn::fe::group::ristretto::Ristretto255;
+use cryptonn::nn::data::{default_data_dir, Mnist};
+use cryptonn::nn::lenet::LeNet5;
+use cryptonn::nn::train::{BatchSchedule, TrainConfig};
+
+use crate::machine::MachineInfo;
+use crate::profile::{profile, SECURE_DLOG_HALF_WIDTH};
+use crate::report::{Comparison, Fe, Report, Training};
+use crate::training::{run_mode, SecureOptions, TrainMode};
+
+/// Benchmark report: secure vs plaintext training, FE vs the CryptoNN paper, leakage.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    /// Small sizes, <= 5 min on a 2-core machine (the default).
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// Full MNIST (60,000 training / 10,000 test images), 2 epochs, more repetitions.
+    #[arg(long)]
+    full: bool,
+    /// Output directory.
+    #[arg(long, default_value = "report")]
+    out: PathBuf,
+    /// Only validate an existing report.json (and its directory's files) and exit.
+    #[arg(long, value_name = "PATH")]
+    check: Option<PathBuf>,
+    /// Override the profile's training-set size.
+    #[arg(long)]
+    train_size: Option<usize>,
+    /// Override the profile's test-set size.
+    #[arg(long)]
+    test_size: Option<usize>,
+    /// Override the profile's epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// rayon threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Directory holding the MNIST IDX files.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    data: PathBuf,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let args = Args::parse();
+    if let Some(path) = &args.check {
+        return Ok(check(path));
+    }
+    let start = Instant::now();
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .context("building the rayon thread pool")?;
+    let mut p = profile(args.full);
+    p.train_size = args.train_size.unwrap_or(p.train_size);
+    p.test_size = args.test_size.unwrap_or(p.test_size);
+    p.epochs = args.epochs.unwrap_or(p.epochs);
+    let mut machine = MachineInfo::collect(rayon::current_num_threads());
+    let command = std::iter::once("cargo run --release --example bench_report --".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!(
+        "bench_report ({} profile): {} cores, {} threads, CPU {}, load average {:?}",
+        p.name,
+        machine.cores,
+        machine.threads,
+        machine.cpu_model.as_deref().unwrap_or("unknown"),
+        machine.load_average_start
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cryptonn-cache");
+    let mut missing = BTreeMap::new();
+    let mut notes = Vec::new();
+
+    // FE microbenchmarks.
+    stats::section(
+        "FE microbenchmarks",
+        "FEIP Setup / Encrypt / KeyDer / Decrypt at n = 25 and 785 (one thread, medians), one \
+         ciphertext meeting 6 keys, the discrete-log table (build, load), and the paper's \
+         100x10 · 10x100 secure product (all threads), for Ristretto255 and modp2048.",
+    );
+    let ristretto = fe_bench::run("ristretto", Ristretto255, &p.ristretto, &cache)?;
+    let modp2048 = fe_bench::run("modp2048", ModpGroup::rfc3526_2048(), &p.modp2048, &cache)?;
+    for r in [&ristretto, &modp2048] {
+        if r.paper_product_s.is_none() {
+            let why = format!(
+                "the {} profile measures a reduced product on {} group: {} x 10 · 10 x 100 \
+                 ({} inner products) took {:.2} s (fe.{}.paper_product); run --full for the \
+                 paper's 10,000",
+                p.name,
+                r.group,
+                r.paper_product.samples,
+                r.paper_product.inner_products,
+                r.paper_product.total_s,
+                r.group
+            );
+            missing.insert(format!("fe.{}.paper_product_s", r.group), why);
+        }
+    }
+    if p.modp2048.table_half_width < p.ristretto.table_half_width {
+        notes.push(format!(
+            "modp2048's discrete-log table is measured at m = 2^{} (Ristretto255: 2^{}); build \
+             time grows linearly in m",
+            p.modp2048.table_half_width.trailing_zeros(),
+            p.ristretto.table_half_width.trailing_zeros()
+        ));
+    }
+
+    // Training.
+    let mnist = Mnist::load(&args.data)?;
+    let train_set = mnist.train.take(p.train_size, "training")?;
+    let test_set = mnist.test.take(p.test_size, "test")?;
+    // Fixed mini-batch shards in every mode: secure training needs them (one key domain per
+    // shard), and the same batches make the modes comparable step for step.
+    let cfg = TrainConfig {
+        epochs: p.epochs,
+        schedule: BatchSchedule::FixedShards,
+        ..TrainConfig::default()
+    };
+    let secure_opts = SecureOptions {
+        cache_dir: cache.clone(),
+        work_dir: cache.join("bench_report"),
+        dlog_half_width: SECURE_DLOG_HALF_WIDTH,
+    };
+    stats::section(
+        "Training",
+        &format!(
+            "LeNet-5 on the first {} training images, {} epochs, seed {}, batch {}, evaluated on \
+             {} test images after every epoch: plain, quantized and secure, in this process.",
+            train_set.len(),
+            cfg.epochs,
+            cfg.seed,
+            cfg.batch_size,
+            test_set.len()
+        ),
+    );
+    let plain = run_mode(TrainMode::Plain, &cfg, &train_set, &test_set, &secure_opts)?;
+    let quantized = run_mode(
+        TrainMode::Quantized,
+        &cfg,
+        &train_set,
+        &test_set,
+        &secure_opts,
+    )?;
+    let secure = run_mode(TrainMode::Secure, &cfg, &train_set, &test_set, &secure_opts)?;
+    let mut training = Training {
+        train_size: train_set.len(),
+        test_size: test_set.len(),
+        epochs: cfg.epochs,
+        seed: cfg.seed,
+        batch_size: cfg.batch_size,
+        plain: plain.figures,
+        quantized: quantized.figures,
+        secure: secure.figures,
+        ratio_secure_to_plain: None,
+        ratio_quantized_to_plain: None,
+        weights_identical: None,
+    };
+    training.derive();
+    if let Some(note) = training.secure.note.clone() {
+        for key in [
+            "training.secure.epoch_seconds",
+            "training.secure.test_accuracy",
+            "training.secure.images_per_second",
+            "training.ratio_secure_to_plain",
+            "training.weights_identical",
+        ] {
+            missing.insert(key.into(), note.clone());
+        }
+    }
+
+    // Leakage.
+    stats::section(
+        "Leakage",
+        &format!(
+            "What the server reconstructs of {} training images from the conv1 + pool keys of \
+             the initial and the trained weights and the outputs it decrypts, with the \
+             permissive and with the default policy.",
+            p.leakage_images
+        ),
+    );
+    let trained = quantized
+        .conv1_weight
+        .context("the quantized run left no model")?;
+    let initial = LeNet5::new(cfg.lenet, cfg.seed).conv1.weight;
+    let table = Arc::new(BabyStepTable::load_or_build(
+        Ristretto255,
+        p.ristretto.table_half_width,
+        &cache,
+    )?);
+    let mut leakage = leakage::run(
+        &train_set,
+        p.leakage_images.min(train_set.len()),
+        &[initial, trained],
+        &cfg.quant,
+        &cfg.normalization,
+        table,
+    )?;
+    leakage.cross_domain = secure.cross_domain;
+
+    machine.load_average_end = machine::load_average();
+    let fe = Fe {
+        ristretto,
+        modp2048,
+    };
+    let comparison = Comparison::derive(&training, &fe);
+    let report = Report {
+        profile: p.name.into(),
+        command,
+        git_commit: machine::git_commit(),
+        started_unix,
+        total_seconds: start.elapsed().as_secs_f64(),
+        process_peak_rss_mb: None,
+        machine,
+        training,
+        fe,
+        leakage,
+        paper: paper::figures(),
+        paper_setup: paper::PAPER_SETUP,
+        comparison,
+        missing,
+        notes,
+    };
+    write_outputs(&args.out, report)?;
+    println!(
+        "\nwrote {}/REPORT.md, report.json and plots in {:.0} s",
+        args.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(check(&args.out.join("report.json")))
+}
+
+fn write_outputs(out: &Path, mut report: Report) -> Result<()> {
+    report.process_peak_rss_mb = machine::peak_rss_mb();
+    let t = &report.training;
+    let acc = [
+        plots::Series {
+            label: "plain",
+            values: &t.plain.test_accuracy_per_epoch,
+            width: 2,
+        },
+        plots::Series {
+            label: "quantized",
+            values: &t.quantized.test_accuracy_per_epoch,
+            width: 6,
+        },
+        plots::Series {
+            label: "secure",
+            values: &t.secure.test_accuracy_per_epoch,
+            width: 2,
+        },
+    ];
+    plots::accuracy_per_epoch(
+        &out.join("accuracy_per_epoch.svg"),
+        &acc,
+        &format!("LeNet-5 test accuracy, {} training images", t.train_size),
+    )?;
+    plots::bars_log(
+        &out.join("epoch_seconds.svg"),
+        &format!("Seconds per epoch, {} training images", t.train_size),
+        "seconds per epoch (log)",
+        &[
+            ("plain", t.plain.epoch_seconds),
+            ("quantized", t.quantized.epoch_seconds),
+            ("secure", t.secure.epoch_seconds),
+        ],
+    )?;
+    let parts = markdown::breakdown_parts(&report);
+    plots::breakdown(
+        &out.join("secure_breakdown.svg"),
+        "Where secure training time goes",
+        &parts,
+        report
+            .training
+            .secure
+            .note
+            .as_deref()
+            .unwrap_or("no breakdown recorded"),
+    )?;
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(out.join("report.json"), json + "\n")?;
+    std::fs::write(out.join("REPORT.md"), markdown::render(&report))?;
+    Ok(())
+}
+
+/// Validates `path` (a report.json or its directory; the directory must hold the other outputs).
+fn check(path: &Path) -> ExitCode {
+    match schema::check_files(path) {
+        Ok(()) => {
+            println!(
+                "check: {} and its directory's files meet the report contract ({} keys)",
+                path.display(),
+                schema::required_keys().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!(
+                "check: {} does not meet the report contract:",
+                path.display()
+            );
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The contract of `report.json`: the dotted keys the issue names (dotted = nested objects),
+//! their types, and the rule for figures that were not measured — `null`, with the reason in
+//! `missing["<dotted key>"]`. Also checks that a report directory holds every output file.
+//!
+//! Shared by the example (`--check PATH`, and after every run) and by
+//! `tests/bench_report_schema.rs`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// What a contract key must hold when it is not `null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A JSON number.
+    Number,
+    /// `true` or `false`.
+    Bool,
+}
+
+/// The groups the FE section covers.
+pub const GROUPS: [&str; 2] = ["ristretto", "modp2048"];
+
+/// The per-group FE keys.
+pub const FE_KEYS: [&str; 6] = [
+    "decrypt_len25_us",
+    "decrypt_len25_amortized_us",
+    "encrypt_len785_ms",
+    "dlog_table_build_s",
+    "dlog_table_load_s",
+    "paper_product_s",
+];
+
+/// The SVG plots every report contains.
+pub const PLOTS: [&str; 3] = [
+    "accuracy_per_epoch.svg",
+    "epoch_seconds.svg",
+    "secure_breakdown.svg",
+];
+
+/// Every contract key with its kind.
+pub fn required_keys() -> Vec<(String, Kind)> {
+    let mut keys: Vec<(String, Kind)> = Vec::new();
+    for mode in ["plain", "quantized", "secure"] {
+        keys.push((format!("training.{mode}.epoch_seconds"), Kind::Number));
+        keys.push((format!("training.{mode}.test_accuracy"), Kind::Number));
+    }
+    keys.push(("training.secure.images_per_second".into(), Kind::Number));
+    keys.push(("training.ratio_secure_to_plain".into(), Kind::Number));
+    keys.push(("training.weights_identical".into(), Kind::Bool));
+    for g in GROUPS {
+        for k in FE_KEYS {
+            keys.push((format!("fe.{g}.{k}"), Kind::Number));
+        }
+    }
+    keys.push(("leakage.unrestricted.relative_error".into(), Kind::Number));
+    keys.push(("leakage.policy.relative_error".into(), Kind::Number));
+    keys
+}
+
+/// The value at a dotted path, if every step is an object holding the next name.
+pub fn lookup<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted
+        .split('.')
+        .try_fold(root, |v, name| v.as_object()?.get(name))
+}
+
+/// Checks `report` against the contract. Returns every violation, not just the first.
+///
+/// # Errors
+/// The list of problems: a missing key, a value of the wrong type, a `null` without a reason
+/// in `missing`, a test accuracy outside `[0, 1]`, a negative timing, or a missing
+/// `machine` / `command` / `git_commit` record.
+pub fn check(report: &Value) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let missing = report.get("missing").and_then(Value::as_object);
+    for (key, kind) in required_keys() {
+        match lookup(report, &key) {
+            None => problems.push(format!("{key}: absent")),
+            Some(Value::Null) => {
+                let reason = missing.and_then(|m| m.get(&key)).and_then(Value::as_str);
+                if reason.map_or(true, |r| r.trim().is_empty()) {
+                    problems.push(format!("{key}: null without a reason in `missing`"));
+                }
+            }
+            Some(v) => match kind {
+                Kind::Bool if !v.is_boolean() => problems.push(format!("{key}: not a bool: {v}")),
+                Kind::Number => match v.as_f64() {
+                    None => problems.push(format!("{key}: not a number: {v}")),
+                    Some(x) if key.ends_with("test_accuracy") && !(0.0..=1.0).contains(&x) => {
+                        problems.push(format!("{key}: accuracy {x} is not a fraction"))
+                    }
+                    Some(x) if x < 0.0 => problems.push(format!("{key}: negative ({x})")),
+                    Some(_) => {}
+                },
+                Kind::Bool => {}
+            },
+        }
+    }
+    for key in ["machine.cores", "machine.load_average_start"] {
+        if lookup(report, key).is_none() {
+            problems.push(format!("{key}: absent"));
+        }
+    }
+    for key in ["command", "git_commit", "profile"] {
+        if report.get(key).is_none() {
+            problems.push(format!("{key}: absent"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Checks a report: `json` (a report.json, or a directory holding one) parses and meets
+/// [`check`]; beside it, `REPORT.md` is not empty and every plot of [`PLOTS`] is an SVG
+/// document.
+///
+/// # Errors
+/// Every problem found, as text.
+pub fn check_files(json: &Path) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let json = if json.is_dir() {
+        json.join("report.json")
+    } else {
+        json.to_path_buf()
+    };
+    let dir = json.parent().unwrap_or(Path::new("."));
+    match std::fs::read_to_string(&json) {
+        Err(e) => problems.push(format!("{}: {e}", json.display())),
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Err(e) => problems.push(format!("{}: not JSON: {e}", json.display())),
+            Ok(v) => {
+                if let Err(p) = check(&v) {
+                    problems.extend(p);
+                }
+            }
+        },
+    }
+    let md = dir.join("REPORT.md");
+    match std::fs::read_to_string(&md) {
+        Ok(t) if !t.trim().is_empty() => {}
+        Ok(_) => problems.push(format!("{}: empty", md.display())),
+        Err(e) => problems.push(format!("{}: {e}", md.display())),
+    }
+    for plot in PLOTS {
+        let path = dir.join(plot);
+        match std::fs::read_to_string(&path) {
+            Ok(t) if t.contains("<svg") => {}
+            Ok(_) => problems.push(format!("{}: not an SVG document", path.display())),
+            Err(e) => problems.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}

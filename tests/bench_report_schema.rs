@@ -1,0 +1,157 @@
+//! The report contract of `examples/bench_report` (its `schema` module, compiled here), on
+//! synthetic reports: a complete report passes; a missing key, a wrong type, a `null` without a
+//! reason, an accuracy given in percent, or a missing output file each fail, naming the key or
+//! file.
+//!
+//! The real quick report is produced and checked by
+//! `cargo run --release --example bench_report -- --quick --out report/` (which exits non-zero
+//! if its own output does not meet the contract), or checked later with `--check PATH`.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+#[path = "../examples/bench_report/schema.rs"]
+mod schema;
+
+use serde_json::{json, Value};
+
+/// Sets the dotted `key` in `root` to `value`, creating objects on the way.
+fn set(root: &mut Value, key: &str, value: Value) {
+    let mut v = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for p in &parts[..parts.len() - 1] {
+        v = v
+            .as_object_mut()
+            .unwrap()
+            .entry(p.to_string())
+            .or_insert_with(|| json!({}));
+    }
+    v.as_object_mut()
+        .unwrap()
+        .insert(parts[parts.len() - 1].to_string(), value);
+}
+
+fn synthetic() -> Value {
+    let mut r = json!({
+        "profile": "quick",
+        "command": "cargo run --release --example bench_report -- --quick --out report/",
+        "git_commit": "0000000",
+        "machine": {"cores": 2, "load_average_start": [1.0, 1.0, 1.0]},
+        "missing": {},
+    });
+    for (key, kind) in schema::required_keys() {
+        let v = match kind {
+            schema::Kind::Bool => json!(true),
+            schema::Kind::Number if key.ends_with("test_accuracy") => json!(0.98),
+            schema::Kind::Number => json!(1.5),
+        };
+        set(&mut r, &key, v);
+    }
+    r
+}
+
+fn problems(r: &Value) -> Vec<String> {
+    schema::check(r).err().unwrap_or_default()
+}
+
+#[test]
+fn complete_report_passes_and_covers_the_issue_keys() {
+    assert_eq!(problems(&synthetic()), Vec::<String>::new());
+    let keys: Vec<String> = schema::required_keys().into_iter().map(|k| k.0).collect();
+    // 3 modes x 2 + 3 training keys + 2 groups x 6 FE keys + 2 leakage keys.
+    assert_eq!(keys.len(), 6 + 3 + 12 + 2);
+    for k in [
+        "training.secure.images_per_second",
+        "training.weights_identical",
+        "fe.modp2048.paper_product_s",
+        "fe.ristretto.decrypt_len25_amortized_us",
+        "leakage.policy.relative_error",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} not in the contract");
+    }
+}
+
+#[test]
+fn missing_key_is_named() {
+    let mut r = synthetic();
+    r["fe"]["modp2048"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dlog_table_load_s");
+    assert_eq!(problems(&r), vec!["fe.modp2048.dlog_table_load_s: absent"]);
+    let mut r = synthetic();
+    r.as_object_mut().unwrap().remove("git_commit");
+    assert_eq!(problems(&r), vec!["git_commit: absent"]);
+}
+
+#[test]
+fn null_needs_a_reason() {
+    let mut r = synthetic();
+    set(&mut r, "training.secure.epoch_seconds", Value::Null);
+    assert_eq!(
+        problems(&r),
+        vec!["training.secure.epoch_seconds: null without a reason in `missing`"]
+    );
+    r["missing"]
+        .as_object_mut()
+        .unwrap()
+        .insert("training.secure.epoch_seconds".into(), json!("  "));
+    assert_eq!(problems(&r).len(), 1, "a blank reason is no reason");
+    r["missing"]
+        .as_object_mut()
+        .unwrap()
+        .insert("training.secure.epoch_seconds".into(), json!("not built"));
+    assert_eq!(problems(&r), Vec::<String>::new());
+}
+
+#[test]
+fn wrong_types_and_ranges_fail() {
+    let mut r = synthetic();
+    set(&mut r, "training.weights_identical", json!(1));
+    set(&mut r, "fe.ristretto.decrypt_len25_us", json!("64 µs"));
+    set(&mut r, "training.plain.test_accuracy", json!(98.9));
+    set(&mut r, "training.ratio_secure_to_plain", json!(-2.0));
+    let p = problems(&r);
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert!(
+        p[0].starts_with("training.plain.test_accuracy: accuracy 98.9"),
+        "{p:?}"
+    );
+    assert!(p
+        .iter()
+        .any(|x| x.starts_with("training.ratio_secure_to_plain: negative")));
+    assert!(p
+        .iter()
+        .any(|x| x.starts_with("training.weights_identical: not a bool")));
+    assert!(p
+        .iter()
+        .any(|x| x.starts_with("fe.ristretto.decrypt_len25_us: not a number")));
+}
+
+#[test]
+fn check_files_needs_every_output() {
+    let dir = std::env::temp_dir().join(format!("cryptonn-report-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report.json"), synthetic().to_string()).unwrap();
+    std::fs::write(dir.join("REPORT.md"), "# report\n").unwrap();
+    for plot in schema::PLOTS {
+        std::fs::write(
+            dir.join(plot),
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>",
+        )
+        .unwrap();
+    }
+    assert_eq!(schema::check_files(&dir.join("report.json")), Ok(()));
+    assert_eq!(
+        schema::check_files(&dir),
+        Ok(()),
+        "a directory is accepted too"
+    );
+
+    std::fs::remove_file(dir.join(schema::PLOTS[1])).unwrap();
+    std::fs::write(dir.join("report.json"), "{ not json").unwrap();
+    let p = schema::check_files(&dir).unwrap_err();
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("not JSON"));
+    assert!(p[1].contains(schema::PLOTS[1]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
