@@ -559,7 +559,8 @@ impl<'a> QuantizedFirstLayer<'a> {
     }
 }
 
-fn max_abs<'b>(values: impl IntoIterator<Item = &'b i64>) -> i128 {
+/// The largest `|v|`, widened so that `i64::MIN` has no overflow (0 for no values).
+pub(crate) fn max_abs<'b>(values: impl IntoIterator<Item = &'b i64>) -> i128 {
     values
         .into_iter()
         .map(|v| i128::from(v.unsigned_abs()))

@@ -53,9 +53,10 @@ use crate::fe::febo::{Febo, FeboOp};
 use crate::fe::feip::FunctionKey;
 use crate::fe::group::PrimeOrderGroup;
 use crate::nn::data::{PixelNormalization, CLASSES};
-use crate::nn::error::NnError;
+use crate::nn::error::{check_shape, NnError};
 use crate::nn::first_layer::{
-    check_bound, FirstLayerBackend, QuantConfig, BOX_SIDE, FILTERS, OUTPUTS, PATCH, POOLED_SIDE,
+    check_bound, max_abs, FirstLayerBackend, QuantConfig, BOX_SIDE, FILTERS, OUTPUTS, PATCH,
+    POOLED_SIDE,
 };
 
 /// Counters and timings of a secure training run.
@@ -355,26 +356,6 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
     }
 }
 
-fn max_abs<'b>(values: impl IntoIterator<Item = &'b i64>) -> i128 {
-    values
-        .into_iter()
-        .map(|v| i128::from(v.unsigned_abs()))
-        .max()
-        .unwrap_or(0)
-}
-
-fn shape_err(what: &'static str, expected: &[usize], found: &[usize]) -> Result<(), NnError> {
-    if expected == found {
-        Ok(())
-    } else {
-        Err(NnError::Shape {
-            what,
-            expected: format!("{expected:?}"),
-            found: format!("{found:?}"),
-        })
-    }
-}
-
 impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLayer<G, K> {
     fn len(&self) -> usize {
         self.data.len()
@@ -398,7 +379,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         wq: ArrayView2<'_, i64>,
     ) -> Result<Array4<i64>, NnError> {
         let domain = self.shard_domain(batch)?;
-        shape_err("conv1 weights wq", &[FILTERS, PATCH], wq.shape())?;
+        check_shape("conv1 weights wq", &[FILTERS, PATCH], wq.shape())?;
         check_bound(
             "conv1 forward z (worst case)",
             PATCH as i128 * max_abs(wq.iter()) * self.max_box(),
@@ -440,7 +421,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         pq: ArrayView2<'_, i64>,
     ) -> Result<Array2<i64>, NnError> {
         let domain = self.shard_domain(batch)?;
-        shape_err(
+        check_shape(
             "encoded softmax output pq",
             &[batch.len(), CLASSES],
             pq.shape(),
@@ -510,7 +491,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         dq: ArrayView4<'_, i64>,
     ) -> Result<Array2<i64>, NnError> {
         let domain = self.shard_domain(batch)?;
-        shape_err(
+        check_shape(
             "conv1 output gradient dq",
             &[batch.len(), FILTERS, POOLED_SIDE, POOLED_SIDE],
             dq.shape(),
