@@ -243,12 +243,12 @@ fn training_section(s: &mut String, r: &Report) {
             t.train_size,
             x.encrypt_seconds,
             x.ciphertext_bytes as f64 / 1e6,
-            x.key_requests,
-            x.feip_keys,
-            x.febo_keys,
+            x.stats.key_requests,
+            x.stats.feip_keys,
+            x.stats.febo_keys,
             x.audit_records,
             x.audit_file_bytes as f64 / 1e6,
-            x.decryptions,
+            x.stats.decryptions,
             x.dlog_table_half_width.trailing_zeros()
         );
     }

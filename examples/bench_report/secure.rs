@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use cryptonn::coordinator::secure_training::{
     create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
+    SecureStats,
 };
 use cryptonn::coordinator::{
     AuditConfig, AuditFileOptions, AuditFileSink, AuditLog, Authority, InProcessKeyService,
@@ -39,20 +40,10 @@ pub struct SecureExtra {
     pub encrypt_seconds: f64,
     /// Bytes of ciphertext of the training subset.
     pub ciphertext_bytes: usize,
-    /// Batched requests to the key service.
-    pub key_requests: u64,
-    /// FEIP function keys issued.
-    pub feip_keys: u64,
-    /// FEBO function keys issued.
-    pub febo_keys: u64,
-    /// Values decrypted (each one discrete log).
-    pub decryptions: u64,
-    /// Wall seconds of discrete logs.
-    pub dlog_seconds: f64,
-    /// Wall seconds of group operations (box products, multi-exponentiations, ct0 powers).
-    pub fe_seconds: f64,
-    /// Wall seconds waiting for the key service (key derivation, policy, audit).
-    pub key_seconds: f64,
+    /// The server's counters and timings (`key_requests`, `feip_keys`, `febo_keys`,
+    /// `decryptions`, `dlog_seconds`, `fe_seconds`, `key_seconds`), flattened into this object.
+    #[serde(flatten)]
+    pub stats: SecureStats,
     /// Seconds the authority took to create the shard domains.
     pub authority_setup_seconds: f64,
     /// Seconds to load the dlog table (built on first use) and the encrypted dataset.
@@ -210,13 +201,7 @@ pub fn run(
         group: "ristretto",
         encrypt_seconds,
         ciphertext_bytes,
-        key_requests: s.key_requests,
-        feip_keys: s.feip_keys,
-        febo_keys: s.febo_keys,
-        decryptions: s.decryptions,
-        dlog_seconds: s.dlog_seconds,
-        fe_seconds: s.fe_seconds,
-        key_seconds: s.key_seconds,
+        stats: s,
         authority_setup_seconds,
         server_setup_seconds,
         dlog_table_half_width: half_width,
