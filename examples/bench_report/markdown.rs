@@ -393,8 +393,14 @@ fn fe_section(s: &mut String, r: &Report) {
         );
         row(
             s,
-            &format!("Encrypt, n = {n} (ms)"),
+            &format!("Encrypt, n = {n}, public key prepared once (ms)"),
             &format!("encrypt_len{n}_ms"),
+            2,
+        );
+        row(
+            s,
+            &format!("Encrypt, n = {n}, unprepared public key (ms)"),
+            &format!("encrypt_unprepared_len{n}_ms"),
             2,
         );
         row(
