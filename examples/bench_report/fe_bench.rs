@@ -21,7 +21,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
 
-use crate::stats::{bar, time_reps, Sample};
+use crate::stats::{bar, time_fast, time_reps, Sample};
 
 const X_BOUND: u64 = 255;
 const Y_BOUND: u64 = 127;
@@ -156,7 +156,7 @@ pub fn run<G: PrimeOrderGroup>(
         };
         pb.set_message(format!("setup n={n}"));
         let (setup, (msk, mpk)) = single.install(|| {
-            time_reps(reps_heavy, 1e3, &pb, || {
+            time_fast(reps_heavy, 1e3, &pb, || {
                 let mut r = ChaCha20Rng::seed_from_u64(7);
                 Ok(feip.setup(&mut r))
             })
@@ -166,7 +166,7 @@ pub fn run<G: PrimeOrderGroup>(
         // (about 0.1 ms on this VM), which must not be counted in each repetition.
         pb.set_message(format!("encrypt n={n}"));
         let (enc_plain, _) = single.install(|| {
-            time_reps(reps_heavy, 1e3, &pb, || {
+            time_fast(reps_heavy, 1e3, &pb, || {
                 Ok(feip.encrypt(&mpk, &x, &mut rng)?)
             })
         })?;
@@ -174,18 +174,18 @@ pub fn run<G: PrimeOrderGroup>(
         // What a client pays per vector: its public key is prepared (fixed-base tables) once.
         let prepared = feip.prepare_public_key(&mpk)?;
         let (enc, ct) = single.install(|| {
-            time_reps(reps_heavy, 1e3, &pb, || {
+            time_fast(reps_heavy, 1e3, &pb, || {
                 Ok(feip.encrypt_prepared(&prepared, &x, &mut rng)?)
             })
         })?;
         drop(prepared);
         details.insert(format!("encrypt_len{n}_ms"), enc);
         pb.set_message(format!("keyder n={n}"));
-        let (kd, key) = time_reps(plan.reps_small, 1e6, &pb, || Ok(feip.derive_key(&msk, &y)?))?;
+        let (kd, key) = time_fast(plan.reps_small, 1e6, &pb, || Ok(feip.derive_key(&msk, &y)?))?;
         details.insert(format!("keyder_len{n}_us"), kd);
         pb.set_message(format!("decrypt n={n}"));
         let (dec, got) = single.install(|| {
-            time_reps(plan.reps_small, 1e6, &pb, || {
+            time_fast(plan.reps_small, 1e6, &pb, || {
                 Ok(feip.vartime_decrypt(&ct, &key, &y, &dlog)?)
             })
         })?;
@@ -208,7 +208,7 @@ pub fn run<G: PrimeOrderGroup>(
             .map(|(k, y)| (k, KeyVector::Dense(y)))
             .collect();
         let (six, outs) = single.install(|| {
-            time_reps(plan.reps_small, 1e6 / 6.0, &pb, || {
+            time_fast(plan.reps_small, 1e6 / 6.0, &pb, || {
                 let prep = feip.prepare_ciphertext(&ct)?;
                 Ok(feip.vartime_decrypt_many(&prep, &pairs, &dlog))
             })

@@ -71,6 +71,36 @@ pub fn time_reps<T>(
     Ok((Sample::of(&values), out))
 }
 
+/// Shortest wall time of one sample of [`time_fast`]: long enough that timer resolution,
+/// cold caches and CPU frequency ramps do not dominate a sub-millisecond operation.
+const MIN_SAMPLE_SECONDS: f64 = 0.02;
+
+/// Like [`time_reps`] for fast operations: one untimed warm-up call (whose result is
+/// returned), then `reps` samples, each running `f` as often as fills
+/// [`MIN_SAMPLE_SECONDS`] and recording the mean time per call. This is what criterion does
+/// (warm-up, then iterations per sample), so the two harnesses agree on microsecond figures.
+pub fn time_fast<T>(
+    reps: usize,
+    scale: f64,
+    bar: &ProgressBar,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(Sample, T)> {
+    let t = Instant::now();
+    let first = f()?;
+    let warm = t.elapsed().as_secs_f64().max(1e-9);
+    let iters = (MIN_SAMPLE_SECONDS / warm).ceil().clamp(1.0, 1e6) as usize;
+    let mut values = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(f()?);
+        }
+        values.push(t.elapsed().as_secs_f64() / iters as f64 * scale);
+        bar.inc(1);
+    }
+    Ok((Sample::of(&values), first))
+}
+
 /// A bar with `len` steps, a section prefix and a message slot.
 pub fn bar(prefix: &str, len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
