@@ -18,6 +18,8 @@
 //! - [`leakage`]: reconstructs as much of an input as the keys a server holds determine.
 //! - [`secure_training`]: LeNet-5's first layer trained over encrypted MNIST (per-shard key
 //!   domains, the encrypted dataset, the secure first-layer backend).
+//! - [`secure_prediction`]: a client's encrypted image classified by the trained model (a key
+//!   domain per query).
 //!
 //! Messages ([`messages`]) are plain data and never carry a master secret key. There is no path
 //! from an [`EncryptedMatrix`] to plaintext other than function keys issued by the authority.
@@ -33,6 +35,7 @@ mod linalg;
 pub mod matmul;
 pub mod messages;
 pub mod policy;
+pub mod secure_prediction;
 pub mod secure_training;
 pub mod server;
 

@@ -50,7 +50,7 @@ use crate::coordinator::secure_training::multiexp::{
 };
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
 use crate::fe::febo::{Febo, FeboOp};
-use crate::fe::feip::FunctionKey;
+use crate::fe::feip::{Ciphertext, FunctionKey};
 use crate::fe::group::PrimeOrderGroup;
 use crate::nn::data::{PixelNormalization, CLASSES};
 use crate::nn::error::{check_shape, NnError};
@@ -81,9 +81,91 @@ pub struct SecureStats {
 
 /// One image's precomputation: odd-multiple tables of the box products `Bct` and a fixed-base
 /// table of `ct0`.
-struct PreparedImage<G: PrimeOrderGroup> {
+pub(crate) struct PreparedImage<G: PrimeOrderGroup> {
     boxes: Vec<OddMultiples<G>>,
     ct0: Ct0Table<G>,
+}
+
+/// The real pixels of each of the 961 boxes (row-major `u · 31 + v`).
+pub(crate) fn all_box_members() -> Vec<Vec<usize>> {
+    (0..BOXES)
+        .map(|k| box_members(k / BOX_SIDE, k % BOX_SIDE))
+        .collect()
+}
+
+impl<G: PrimeOrderGroup> PreparedImage<G> {
+    /// Multiplies the ciphertext components of each box (`members` from [`all_box_members`])
+    /// and builds the tables.
+    pub(crate) fn new(group: &G, ct: &Ciphertext<G>, members: &[Vec<usize>]) -> Self {
+        let comps = ct.components();
+        let boxes = members
+            .iter()
+            .map(|m| {
+                let b = m.iter().fold(group.identity(), |mut acc, &p| {
+                    group.op_assign(&mut acc, &comps[p]);
+                    acc
+                });
+                OddMultiples::new(group, &b)
+            })
+            .collect();
+        Self {
+            boxes,
+            ct0: Ct0Table::new(group, ct.ct0()),
+        }
+    }
+
+    /// `g^{<xq, y> − padding} = ∏ Bct^{coef} / ct0^{sk_y}` of one output, from its recoded
+    /// box coefficients and its function key.
+    pub(crate) fn output_element(
+        &self,
+        group: &G,
+        terms: &[(usize, Wnaf)],
+        key: &FunctionKey<G>,
+    ) -> G::Element {
+        let mut num = multi_exp(group, &self.boxes, terms);
+        let den = self.ct0.exp(group, key.scalar());
+        group.div_assign(&mut num, &den);
+        num
+    }
+}
+
+/// Solves one image's output elements `elems` (one per output of `outs` that has a key, in
+/// order) and adds the public padding terms; outputs without a key are their padding.
+///
+/// # Errors
+/// [`SecureTrainingError::DlogOutOfRange`] naming `layer` and `hint` if a value lies outside
+/// `bound` plus the largest padding term.
+pub(crate) fn solve_outputs<G: PrimeOrderGroup>(
+    table: &Arc<BabyStepTable<G>>,
+    elems: &[G::Element],
+    outs: &[LinearOutput],
+    keys: &[Option<FunctionKey<G>>],
+    bound: u64,
+    layer: &'static str,
+    hint: &'static str,
+) -> Result<Vec<i64>, SecureTrainingError> {
+    let pad_max = outs
+        .iter()
+        .map(|o| o.padding.unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    let bound = bound.saturating_add(pad_max);
+    let solver = DlogSolver::new(Arc::clone(table), bound).map_err(|e| {
+        SecureTrainingError::Parameters(format!(
+            "{layer}: the discrete-log table cannot serve bound {bound}: {e}"
+        ))
+    })?;
+    let mut solved = solver.vartime_solve_batch(elems).into_iter();
+    outs.iter()
+        .zip(keys)
+        .map(|(o, k)| match k {
+            None => Ok(o.padding),
+            Some(_) => match solved.next() {
+                Some(Ok(v)) => Ok(v + o.padding),
+                _ => Err(SecureTrainingError::DlogOutOfRange { layer, bound, hint }),
+            },
+        })
+        .collect()
 }
 
 /// The secure first-layer backend (see the [module docs](self)).
@@ -204,28 +286,15 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         let t = Instant::now();
         let group = self.data.group();
         let data = &self.data;
-        let members: Vec<Vec<usize>> = (0..BOXES)
-            .map(|k| box_members(k / BOX_SIDE, k % BOX_SIDE))
-            .collect();
+        let members = all_box_members();
         let images = batch
             .par_iter()
             .map(|&i| {
-                let ct = data.image_ciphertext(i)?;
-                let comps = ct.components();
-                let boxes = members
-                    .iter()
-                    .map(|m| {
-                        let b = m.iter().fold(group.identity(), |mut acc, &p| {
-                            group.op_assign(&mut acc, &comps[p]);
-                            acc
-                        });
-                        OddMultiples::new(group, &b)
-                    })
-                    .collect();
-                Ok(PreparedImage {
-                    boxes,
-                    ct0: Ct0Table::new(group, ct.ct0()),
-                })
+                Ok(PreparedImage::new(
+                    group,
+                    &data.image_ciphertext(i)?,
+                    &members,
+                ))
             })
             .collect::<Result<Vec<_>, SecureTrainingError>>()?;
         self.prepared = Some((batch.to_vec(), images));
@@ -306,10 +375,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
                                 &local
                             }
                         };
-                        let mut num = multi_exp(group, &img.boxes, terms);
-                        let den = img.ct0.exp(group, k.scalar());
-                        group.div_assign(&mut num, &den);
-                        num
+                        img.output_element(group, terms, k)
                     })
                     .collect()
             })
@@ -320,35 +386,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         let results = elements
             .par_iter()
             .enumerate()
-            .map(|(n, elems)| {
-                let outs = outputs(n);
-                let pad_max = outs
-                    .iter()
-                    .map(|o| o.padding.unsigned_abs())
-                    .max()
-                    .unwrap_or(0);
-                let solver = DlogSolver::new(Arc::clone(table), bound.saturating_add(pad_max))
-                    .map_err(|e| {
-                        SecureTrainingError::Parameters(format!(
-                            "{layer}: the discrete-log table cannot serve bound {bound}: {e}"
-                        ))
-                    })?;
-                let mut solved = solver.vartime_solve_batch(elems).into_iter();
-                outs.iter()
-                    .zip(keys(n))
-                    .map(|(o, k)| match k {
-                        None => Ok(o.padding),
-                        Some(_) => match solved.next() {
-                            Some(Ok(v)) => Ok(v + o.padding),
-                            _ => Err(SecureTrainingError::DlogOutOfRange {
-                                layer,
-                                bound: bound.saturating_add(pad_max),
-                                hint,
-                            }),
-                        },
-                    })
-                    .collect::<Result<Vec<i64>, _>>()
-            })
+            .map(|(n, elems)| solve_outputs(table, elems, outputs(n), keys(n), bound, layer, hint))
             .collect::<Result<Vec<_>, _>>()?;
         self.stats.dlog_seconds += t.elapsed().as_secs_f64();
         self.stats.decryptions += elements.iter().map(|e| e.len() as u64).sum::<u64>();
