@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench fe                       # everything
 //! cargo bench --bench fe -- ristretto          # one backend
+//! cargo bench --bench fe -- group/              # the group operations decryption is made of
 //! ```
 //! Inputs follow the LeNet first layer: |x_i| <= 255 (pixels), |y_i| <= 127 (weights).
 
@@ -120,6 +121,38 @@ fn bench_modp2048(c: &mut Criterion) {
     feip_suite(c, "modp2048", g, &[25, 785], &dlog, true);
 }
 
+/// The group operations decryption is made of, on Ristretto255: one addition, one
+/// variable-time full-width exponentiation, the ct0 table build and a table exponentiation, and
+/// the 25-term small-exponent multi-exponentiation. They explain the `decrypt_6_keys_total`
+/// figure (README, "FE core").
+fn bench_group_ops(c: &mut Criterion) {
+    let g = Ristretto255;
+    let mut bg = c.benchmark_group("group/ristretto255");
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let a = g.exp_generator(&g.random_scalar(&mut rng));
+    let b = g.exp_generator(&g.random_scalar(&mut rng));
+    let e = g.random_scalar(&mut rng);
+    bg.bench_function("op", |bch| bch.iter(|| black_box(g.op(&a, &b))));
+    bg.bench_function("vartime_exp", |bch| {
+        bch.iter(|| black_box(g.vartime_exp(&a, &e)))
+    });
+    bg.bench_function("vartime_precompute_base", |bch| {
+        bch.iter(|| black_box(g.vartime_precompute_base(&a)))
+    });
+    let table = g.vartime_precompute_base(&a);
+    bg.bench_function("vartime_exp_precomputed", |bch| {
+        bch.iter(|| black_box(g.vartime_exp_precomputed(&table, &e)))
+    });
+    let points: Vec<_> = (0..25)
+        .map(|_| g.exp_generator(&g.random_scalar(&mut rng)))
+        .collect();
+    let (_, y) = vectors(&mut rng, 25);
+    bg.bench_function("vartime_multi_exp_i64/25", |bch| {
+        bch.iter(|| black_box(g.vartime_multi_exp_i64(points.iter().zip(y.iter().copied()))))
+    });
+    bg.finish();
+}
+
 fn bench_dlog(c: &mut Criterion) {
     let mut bg = c.benchmark_group("dlog/ristretto255");
     bg.sample_size(10);
@@ -174,6 +207,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_ristretto, bench_dlog, bench_modp2048
+    targets = bench_ristretto, bench_group_ops, bench_dlog, bench_modp2048
 }
 criterion_main!(benches);
