@@ -2,8 +2,8 @@
 //! CryptoNN paper's figures, and what the server could reconstruct.
 //!
 //! ```sh
-//! cargo run --release --example bench_report -- --quick --out report/   # <= 5 min; CI runs it
-//! cargo run --release --example bench_report -- --full --out report/    # 60,000 images, 2 epochs
+//! cargo run --release --example bench_report -- --quick --out report/quick/   # <= 5 min; CI runs it
+//! cargo run --release --example bench_report -- --full --out report/full/     # 60,000 images, 2 epochs
 //! cargo run --release --example bench_report -- --check report/report.json
 //! ```
 //!
@@ -103,6 +103,8 @@ fn run() -> Result<ExitCode> {
         return Ok(check(path));
     }
     let start = Instant::now();
+    // Read now: the working tree may move on during an hour-long --full run.
+    let git_commit = machine::git_commit();
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -268,7 +270,7 @@ fn run() -> Result<ExitCode> {
     let report = Report {
         profile: p.name.into(),
         command,
-        git_commit: machine::git_commit(),
+        git_commit,
         started_unix,
         total_seconds: start.elapsed().as_secs_f64(),
         process_peak_rss_mb: None,
