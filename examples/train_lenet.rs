@@ -38,18 +38,20 @@ use cryptonn::coordinator::{
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
-use cryptonn::fe::group::{GroupId, PrimeOrderGroup};
-use cryptonn::nn::activation::Activation;
-use cryptonn::nn::data::{default_data_dir, Dataset, LabelPermutation, Mnist, PixelNormalization};
-use cryptonn::nn::first_layer::{FirstLayerBackend, QuantConfig, QuantizedFirstLayer};
+use cryptonn::fe::group::PrimeOrderGroup;
+use cryptonn::nn::data::{default_data_dir, Dataset, LabelPermutation, Mnist};
+use cryptonn::nn::first_layer::{FirstLayerBackend, QuantizedFirstLayer};
 use cryptonn::nn::lenet::LeNet5;
-use cryptonn::nn::lenet::{LayerOrder, LeNetConfig, PoolKind};
-use cryptonn::nn::optim::{LrSchedule, SgdConfig};
 use cryptonn::nn::train::{
-    train, train_with_backend, BatchProgress, BatchSchedule, EpochStats, Mode, TrainConfig,
-    TrainObserver, TrainReport,
+    train, train_with_backend, BatchSchedule, Mode, TrainConfig, TrainObserver, TrainReport,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The options, progress bars and JSON summary shared with `cryptonn server train`.
+#[allow(dead_code)]
+#[path = "../src/bin/cryptonn/train_options.rs"]
+mod train_options;
+use train_options::{print_final, write_json, Bars, SecureSummary, TrainOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CliMode {
@@ -71,43 +73,6 @@ enum CliGroup {
     Modp3072,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CliBatches {
-    /// Reshuffle all indices each epoch.
-    Shuffled,
-    /// Fixed shards, shard order and order within shards shuffled each epoch.
-    FixedShards,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CliOrder {
-    /// conv -> 2x2 average subsampling -> nonlinearity (LeCun et al. 1998).
-    Lecun1998,
-    /// conv -> nonlinearity -> pool.
-    Modern,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CliActivation {
-    Relu,
-    Tanh,
-    Sigmoid,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CliSchedule {
-    /// Constant learning rate.
-    Constant,
-    /// Cosine annealing to 0 over the run.
-    Cosine,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum CliPool {
-    Max,
-    Average,
-}
-
 /// Train LeNet-5 on MNIST: over encrypted data (secure), or in plaintext (quantised, plain).
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -115,12 +80,6 @@ struct Args {
     /// Training mode.
     #[arg(long, value_enum, default_value = "secure")]
     mode: CliMode,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 2)]
-    epochs: usize,
-    /// Training examples (the first N of the 60,000) [default: 2048 in secure mode, else 10000].
-    #[arg(long)]
-    train_size: Option<usize>,
     /// Group of the functional encryption (secure mode).
     #[arg(long, value_enum, default_value = "ristretto")]
     group: CliGroup,
@@ -132,66 +91,6 @@ struct Args {
     /// Encrypt the training set again even if the cache holds a current copy.
     #[arg(long)]
     reencrypt: bool,
-    /// Half-width of the baby-step table of the discrete logs (secure mode).
-    #[arg(long, default_value_t = 1 << 20)]
-    dlog_half_width: u64,
-    /// How epochs are cut into batches [default: fixed-shards in quantized and secure mode].
-    #[arg(long, value_enum)]
-    batches: Option<CliBatches>,
-    /// Test examples (the first N of the 10,000).
-    #[arg(long, default_value_t = 10_000)]
-    test_size: usize,
-    /// Mini-batch size.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-    batch_size: usize,
-    /// SGD learning rate.
-    #[arg(long, default_value_t = SgdConfig::default().lr)]
-    lr: f32,
-    /// SGD momentum (0 for plain SGD).
-    #[arg(long, default_value_t = SgdConfig::default().momentum)]
-    momentum: f32,
-    /// Learning-rate schedule over the run.
-    #[arg(long, value_enum, default_value = "cosine")]
-    schedule: CliSchedule,
-    /// Seed of the weights, the shuffles and the label permutation.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// rayon threads (0: one per core). The result does not depend on it.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Write a JSON summary of the run to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Layer order.
-    #[arg(long, value_enum, default_value = "lecun1998")]
-    layer_order: CliOrder,
-    /// Nonlinearity.
-    #[arg(long, value_enum, default_value = "relu")]
-    activation: CliActivation,
-    /// Pooling in the modern layer order.
-    #[arg(long, value_enum, default_value = "max")]
-    pool: CliPool,
-    /// Samples per parallel task (fixes the reduction order).
-    #[arg(long, default_value_t = TrainConfig::default().chunk_size)]
-    chunk_size: usize,
-    /// Fixed-point scale of normalised pixels (quantised and secure mode).
-    #[arg(long, default_value_t = QuantConfig::default().scale_x)]
-    scale_x: f64,
-    /// Fixed-point scale of conv1's weights (quantised and secure mode).
-    #[arg(long, default_value_t = QuantConfig::default().scale_w)]
-    scale_w: f64,
-    /// Fixed-point scale of conv1's output gradient (quantised and secure mode).
-    #[arg(long, default_value_t = QuantConfig::default().scale_grad)]
-    scale_grad: f64,
-    /// Fixed-point scale of softmax outputs and one-hot labels (quantised and secure mode).
-    #[arg(long, default_value_t = QuantConfig::default().scale_p)]
-    scale_p: f64,
-    /// Largest allowed |z| of conv1's integer forward pass.
-    #[arg(long, default_value_t = QuantConfig::default().forward_bound)]
-    forward_bound: u64,
-    /// Largest allowed |G| of conv1's integer weight gradient.
-    #[arg(long, default_value_t = QuantConfig::default().gradient_bound)]
-    gradient_bound: u64,
     /// Directory holding the MNIST IDX files.
     #[arg(long, default_value_os_t = default_data_dir())]
     data: PathBuf,
@@ -200,57 +99,8 @@ struct Args {
     /// quantised model's predictions.
     #[arg(long, default_value_t = 8)]
     predict: usize,
-}
-
-/// indicatif progress bars, one per epoch.
-struct Bars {
-    bar: Option<ProgressBar>,
-    epoch_start: Instant,
-}
-
-impl TrainObserver for Bars {
-    fn epoch_started(&mut self, epoch: usize, epochs: usize, images: usize) {
-        let bar = ProgressBar::new(images as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30.cyan/blue}] {pos:>6}/{len} {msg} ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
-        self.bar = Some(bar);
-        self.epoch_start = Instant::now();
-    }
-
-    fn batch_finished(&mut self, p: &BatchProgress) {
-        if let Some(bar) = &self.bar {
-            let rate = p.images_done as f64 / self.epoch_start.elapsed().as_secs_f64();
-            bar.set_position(p.images_done as u64);
-            bar.set_message(format!(
-                "loss {:.4} acc {:5.2}% {:6.0} img/s",
-                p.mean_loss,
-                100.0 * p.accuracy,
-                rate
-            ));
-        }
-    }
-
-    fn epoch_finished(&mut self, s: &EpochStats) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        println!(
-            "epoch {}: train loss {:.4}, train acc {:.2} %, test acc {:.2} %, {:.1} s ({:.0} img/s), eval {:.1} s",
-            s.epoch + 1,
-            s.train_loss,
-            100.0 * s.train_accuracy,
-            100.0 * s.test_accuracy,
-            s.seconds,
-            s.images as f64 / s.seconds,
-            s.eval_seconds
-        );
-    }
+    #[command(flatten)]
+    train: TrainOptions,
 }
 
 fn main() -> ExitCode {
@@ -271,63 +121,12 @@ fn run() -> anyhow::Result<ExitCode> {
         CliMode::Quantized => Mode::Quantized,
         CliMode::Secure => Mode::Secure,
     };
-    let train_size = args
-        .train_size
-        .unwrap_or(if mode == Mode::Secure { 2048 } else { 10_000 });
-    let schedule = match args.batches {
-        Some(CliBatches::Shuffled) => BatchSchedule::Shuffled,
-        Some(CliBatches::FixedShards) => BatchSchedule::FixedShards,
-        None if mode == Mode::Plain => BatchSchedule::Shuffled,
-        None => BatchSchedule::FixedShards,
-    };
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads)
-        .build_global()
-        .context("building the rayon thread pool")?;
-    let cfg = TrainConfig {
-        mode,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        chunk_size: args.chunk_size,
-        sgd: SgdConfig {
-            lr: args.lr,
-            momentum: args.momentum,
-            schedule: match args.schedule {
-                CliSchedule::Constant => LrSchedule::Constant,
-                CliSchedule::Cosine => LrSchedule::Cosine,
-            },
-        },
-        seed: args.seed,
-        normalization: PixelNormalization::default(),
-        lenet: LeNetConfig {
-            order: match args.layer_order {
-                CliOrder::Lecun1998 => LayerOrder::LeCun1998,
-                CliOrder::Modern => LayerOrder::Modern,
-            },
-            activation: match args.activation {
-                CliActivation::Relu => Activation::Relu,
-                CliActivation::Tanh => Activation::Tanh,
-                CliActivation::Sigmoid => Activation::Sigmoid,
-            },
-            pool: match args.pool {
-                CliPool::Max => PoolKind::Max,
-                CliPool::Average => PoolKind::Average,
-            },
-            ..LeNetConfig::default()
-        },
-        quant: QuantConfig {
-            scale_x: args.scale_x,
-            scale_w: args.scale_w,
-            scale_grad: args.scale_grad,
-            scale_p: args.scale_p,
-            forward_bound: args.forward_bound,
-            gradient_bound: args.gradient_bound,
-        },
-        schedule,
-    };
+    let train_size = args.train.train_size(mode);
+    args.train.init_threads()?;
+    let cfg = args.train.config(mode);
     let mnist = Mnist::load(&args.data)?;
     let train_set = mnist.train.take(train_size, "training")?;
-    let test_set = mnist.test.take(args.test_size, "test")?;
+    let test_set = mnist.test.take(args.train.test_size, "test")?;
     println!(
         "LeNet-5 on MNIST: mode {mode}, {} training / {} test images, {} epochs, batch {}, lr {}, \
          momentum {}, seed {}, {} threads",
@@ -346,10 +145,7 @@ fn run() -> anyhow::Result<ExitCode> {
              --mode {mode} --epochs 2 --train-size 60000 --test-size 10000)"
         );
     }
-    let mut bars = Bars {
-        bar: None,
-        epoch_start: Instant::now(),
-    };
+    let mut bars = Bars::new();
     let (report, extra) = if mode == Mode::Secure {
         let secure = SecureRun {
             cfg: &cfg,
@@ -357,7 +153,7 @@ fn run() -> anyhow::Result<ExitCode> {
             test: &test_set,
             cache_dir: &args.cache_dir,
             reencrypt: args.reencrypt,
-            half_width: args.dlog_half_width,
+            half_width: args.train.dlog_half_width,
             predict: args.predict,
         };
         match args.group {
@@ -368,36 +164,12 @@ fn run() -> anyhow::Result<ExitCode> {
     } else {
         (train(&cfg, &train_set, &test_set, &mut bars)?.1, None)
     };
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.train.json {
         write_json(path, &report, extra.as_ref())?;
         println!("wrote {}", path.display());
     }
-    println!("weights sha256 {}", report.weights_sha256);
-    println!(
-        "final test accuracy {:.2} % ({mode}, {} epochs, {} training images, {:.0} img/s); total wall time {:.1} s",
-        100.0 * report.test_accuracy.last().copied().unwrap_or(0.0),
-        report.epochs,
-        report.train_size,
-        report.images_per_second,
-        start.elapsed().as_secs_f64()
-    );
+    print_final(&report, mode, start);
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_json(
-    path: &PathBuf,
-    report: &TrainReport,
-    extra: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> anyhow::Result<()> {
-    let mut value = serde_json::to_value(report)?;
-    if let (Some(obj), Some(extra)) = (value.as_object_mut(), extra) {
-        obj.extend(extra.clone());
-    }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    serde_json::to_writer_pretty(std::io::BufWriter::new(file), &value)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// Everything secure mode needs besides the group.
@@ -560,40 +332,24 @@ impl SecureRun<'_> {
             s.dlog_seconds,
             s.key_seconds
         );
-        let mut extra = serde_json::Map::new();
+        let mut extra = SecureSummary {
+            group: group.id(),
+            encrypt_seconds,
+            reused,
+            ciphertext_bytes,
+            stats: &s,
+            setup_seconds,
+            audit_records: Some(audit_records),
+            audit_file: audit_path.display().to_string(),
+        }
+        .to_map();
         if self.predict > 0 {
             let p = self.secure_predictions(&group, &authority, model, table, &labels)?;
             extra.insert("secure_prediction".into(), serde_json::to_value(p)?);
         }
-        let group_name = match group.id() {
-            GroupId::Ristretto255 => "ristretto",
-            GroupId::Modp2048 => "modp2048",
-            GroupId::Modp3072 => "modp3072",
-            _ => "other",
-        };
-        for (k, v) in [
-            ("group", serde_json::json!(group_name)),
-            ("encrypt_seconds", serde_json::json!(encrypt_seconds)),
-            ("encrypted_dataset_reused", serde_json::json!(reused)),
-            ("ciphertext_bytes", serde_json::json!(ciphertext_bytes)),
-            ("key_requests", serde_json::json!(s.key_requests)),
-            ("feip_keys", serde_json::json!(s.feip_keys)),
-            ("febo_keys", serde_json::json!(s.febo_keys)),
-            ("decryptions", serde_json::json!(s.decryptions)),
-            ("dlog_seconds", serde_json::json!(s.dlog_seconds)),
-            ("fe_seconds", serde_json::json!(s.fe_seconds)),
-            ("key_seconds", serde_json::json!(s.key_seconds)),
-            ("authority_setup_seconds", serde_json::json!(setup_seconds)),
-            ("audit_records", serde_json::json!(audit_records)),
-            (
-                "audit_file",
-                serde_json::json!(audit_path.display().to_string()),
-            ),
-        ] {
-            extra.insert(k.to_string(), v);
-        }
         Ok((report, Some(extra)))
     }
+
     /// Secure prediction of the first `--predict` test images with the trained model, checked
     /// against the quantised model (the check runs here, in the example, on the data owner's
     /// plaintext; the predictor itself only sees [`EncryptedQuery`]s).

@@ -16,6 +16,8 @@
 //! - [`KeyService`] ([`key_service`]): how the server reaches the authority;
 //!   [`InProcessKeyService`] is the embedded default.
 //! - [`leakage`]: reconstructs as much of an input as the keys a server holds determine.
+//! - [`persistent`]: an authority whose domains, policy state and audit log survive a restart.
+//! - `net` (feature `net`, on by default): the key service over gRPC + TLS, and its client.
 //! - [`secure_training`]: LeNet-5's first layer trained over encrypted MNIST (per-shard key
 //!   domains, the encrypted dataset, the secure first-layer backend).
 //! - [`secure_prediction`]: a client's encrypted image classified by the trained model (a key
@@ -34,6 +36,9 @@ pub mod leakage;
 mod linalg;
 pub mod matmul;
 pub mod messages;
+#[cfg(feature = "net")]
+pub mod net;
+pub mod persistent;
 pub mod policy;
 pub mod secure_prediction;
 pub mod secure_training;
@@ -54,5 +59,6 @@ pub use messages::{
     DomainId, DomainPublicKey, DomainStatus, FeboKeyItem, FeboKeyRequest, FeboKeyResponse,
     FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId, SparseKeyVector,
 };
+pub use persistent::{PersistentAuthority, StateError, StateOptions};
 pub use policy::{DefaultPolicy, KeyPolicy, PolicyConfig, RankCap, RankCapAction, Verdict};
 pub use server::Server;

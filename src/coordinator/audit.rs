@@ -175,6 +175,62 @@ impl AuditFileSink {
         })
     }
 
+    /// Reopens an existing audit file to append to it, after checking every entry (magic,
+    /// version, contiguous sequence numbers). An entry cut short at the end of the file — a
+    /// write torn by a crash, whose request never returned its keys — is cut off. Returns the
+    /// sink and the number of records the file holds; pass that number to
+    /// [`AuditLog::resume_with_sink`] so that sequence numbers continue.
+    ///
+    /// # Errors
+    /// [`AuditError::Io`] if the file cannot be opened, read or cut; [`AuditError::Malformed`]
+    /// for a malformed entry other than a torn last one (the file is left as it is).
+    pub fn open_append(
+        path: impl AsRef<Path>,
+        options: AuditFileOptions,
+    ) -> Result<(Self, u64), AuditError> {
+        let path = path.as_ref().to_path_buf();
+        let mut reader = read_audit_file(&path)?;
+        let mut records = 0u64;
+        let mut good_end = reader.input.consumed;
+        let mut good_requesters = 0;
+        loop {
+            match reader.next_record() {
+                Ok(Some(_)) => {
+                    records += 1;
+                    good_end = reader.input.consumed;
+                    good_requesters = reader.requesters.len();
+                }
+                Ok(None) => {
+                    // A requester definition may close the file (its record was torn off).
+                    if reader.requesters.len() == good_requesters {
+                        good_end = reader.input.consumed;
+                    }
+                    break;
+                }
+                Err(AuditError::Malformed(TRUNCATED)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut requesters = reader.requesters;
+        requesters.truncate(good_requesters);
+        drop(reader.input);
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(good_end)?;
+        file.sync_all()?;
+        let mut file = file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+        Ok((
+            Self {
+                path,
+                out: BufWriter::with_capacity(1 << 20, file),
+                options,
+                requesters,
+                buf: Vec::with_capacity(128),
+            },
+            records,
+        ))
+    }
+
     /// The file's path.
     #[must_use]
     pub fn path(&self) -> &Path {
@@ -272,10 +328,30 @@ impl AuditSink for AuditFileSink {
     }
 }
 
+/// A reader that counts the bytes taken from it (the end of the last complete entry is where a
+/// reopened file is cut).
+#[derive(Debug)]
+struct Counted<R> {
+    inner: R,
+    consumed: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed += n as u64;
+        Ok(n)
+    }
+}
+
+/// The reason of the [`AuditError::Malformed`] for an entry cut short by the end of the file
+/// (a torn write at a crash).
+const TRUNCATED: &str = "truncated entry";
+
 /// Reads an audit file written by [`AuditFileSink`], one record at a time.
 #[derive(Debug)]
 pub struct AuditFileReader {
-    input: BufReader<File>,
+    input: Counted<BufReader<File>>,
     requesters: Vec<RequesterId>,
     next_seq: u64,
     failed: bool,
@@ -297,7 +373,10 @@ pub fn read_audit_file(path: impl AsRef<Path>) -> Result<AuditFileReader, AuditE
         return Err(AuditError::Malformed("unsupported audit file version"));
     }
     Ok(AuditFileReader {
-        input,
+        input: Counted {
+            inner: input,
+            consumed: header.len() as u64,
+        },
         requesters: Vec::new(),
         next_seq: 0,
         failed: false,
@@ -307,7 +386,7 @@ pub fn read_audit_file(path: impl AsRef<Path>) -> Result<AuditFileReader, AuditE
 fn read_exact(input: &mut impl Read, buf: &mut [u8]) -> Result<(), AuditError> {
     input.read_exact(buf).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            AuditError::Malformed("truncated entry")
+            AuditError::Malformed(TRUNCATED)
         } else {
             AuditError::Io(e)
         }
@@ -462,6 +541,18 @@ impl AuditLog {
         Self {
             config,
             sink: Some(sink),
+            ..Self::default()
+        }
+    }
+
+    /// A log that continues a sink already holding `records` records (e.g. an
+    /// [`AuditFileSink::open_append`]): the next record gets sequence number `records`.
+    #[must_use]
+    pub fn resume_with_sink(config: AuditConfig, sink: Box<dyn AuditSink>, records: u64) -> Self {
+        Self {
+            config,
+            sink: Some(sink),
+            len: records,
             ..Self::default()
         }
     }

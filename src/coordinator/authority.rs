@@ -363,6 +363,40 @@ impl<G: PrimeOrderGroup> Authority<G> {
         Ok(())
     }
 
+    /// Replays a batch's policy review without deriving or auditing anything: restores the
+    /// policy state (issued rank, rotation) of a persisted authority
+    /// ([`PersistentAuthority`](crate::coordinator::persistent::PersistentAuthority)). A batch
+    /// the policy refuses changes nothing, as when it was first reviewed; one that made it
+    /// rotate rotates the domain again (with the same successor, since replay follows the same
+    /// order). Requests for a domain that is no longer active are ignored.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownDomain`]; [`CoordinatorError::Fe`] for a malformed vector.
+    pub(crate) fn replay_feip_review(
+        &mut self,
+        request: &FeipKeyRequest,
+    ) -> Result<(), CoordinatorError> {
+        let id = request.domain;
+        let d = self.domain(id)?;
+        if d.status != DomainStatus::Active || request.vectors.is_empty() {
+            return Ok(());
+        }
+        let params = d.config.feip;
+        let vectors = request
+            .vectors
+            .iter()
+            .map(|v| SparseKeyVector::from_data(v, params.n(), params.y_bound()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let d = self
+            .domains
+            .get_mut(&id)
+            .ok_or(CoordinatorError::UnknownDomain(id))?;
+        if let Verdict::Rotate { .. } = d.policy.review(&vectors) {
+            self.rotate(id)?;
+        }
+        Ok(())
+    }
+
     /// Derives one FEIP function key per vector of the request, if the domain's policy admits
     /// the whole batch, and records each in the audit log.
     ///

@@ -110,6 +110,18 @@ pub enum CoordinatorError {
     /// The authority behind an in-process key service panicked while holding its lock.
     #[error("the authority is unavailable (its lock is poisoned)")]
     AuthorityUnavailable,
+    /// A networked key service failed: the authority could not be reached (after the client's
+    /// retries), refused the credentials, or answered with an error that has no typed form
+    /// here. `code` is the gRPC status code's name.
+    #[error("key service {peer}: {code}: {message}")]
+    Remote {
+        /// The authority's address.
+        peer: String,
+        /// The gRPC status code, e.g. `Unauthenticated`, `PermissionDenied`, `Unavailable`.
+        code: String,
+        /// The authority's (or the transport's) message.
+        message: String,
+    },
     /// A policy or analysis configuration is unusable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),

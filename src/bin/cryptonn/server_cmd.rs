@@ -1,0 +1,185 @@
+//! `cryptonn server …`: training over an encrypted dataset with keys from a remote authority.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use cryptonn::coordinator::secure_training::{EncryptedDataset, SecureFirstLayer};
+use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::fe::group::ristretto::Ristretto255;
+use cryptonn::fe::group::PrimeOrderGroup;
+use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
+use cryptonn::nn::lenet::LeNet5;
+use cryptonn::nn::train::{train_with_backend, BatchSchedule, Mode};
+
+use crate::connect::ConnectArgs;
+use crate::train_options::{print_final, write_json, Bars, SecureSummary, TrainOptions};
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Train LeNet-5 on an encrypted dataset (secure mode of examples/train_lenet, with the
+    /// same options and JSON summary), asking the authority for fresh keys every step.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The encrypted dataset: a .cnnenc file, or a directory holding exactly one.
+    #[arg(long)]
+    data: PathBuf,
+    /// Directory holding the (public) MNIST test set, for the test accuracy.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    mnist: PathBuf,
+    /// Where the discrete-log table is cached.
+    #[arg(long, default_value = "cache")]
+    cache_dir: PathBuf,
+    /// The server's name (must be the name its token was provisioned for).
+    #[arg(long, default_value = "server")]
+    name: String,
+    #[command(flatten)]
+    train: TrainOptions,
+}
+
+pub fn run(c: ServerCommand) -> anyhow::Result<()> {
+    match c {
+        ServerCommand::Train(a) => train(&a),
+    }
+}
+
+/// The dataset file: `path` itself, or the single `.cnnenc` file in the directory `path`.
+fn dataset_file(path: &Path) -> anyhow::Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "cnnenc") {
+            found.push(p);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => anyhow::bail!(
+            "{}: no encrypted dataset (.cnnenc) in this directory",
+            path.display()
+        ),
+        n => anyhow::bail!(
+            "{}: {n} encrypted datasets; name one with --data FILE",
+            path.display()
+        ),
+    }
+}
+
+fn train(a: &TrainArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mode = Mode::Secure;
+    let cfg = a.train.config(mode);
+    if cfg.schedule != BatchSchedule::FixedShards {
+        anyhow::bail!("secure training needs --batches fixed-shards (one key domain per shard)");
+    }
+    a.train.init_threads()?;
+    let group = Ristretto255;
+    let path = dataset_file(&a.data)?;
+    let t_load = Instant::now();
+    let data = EncryptedDataset::load(group, &path)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let header = data.header();
+    let expected = a.train.encoding.encryption_params();
+    if header.params != expected {
+        anyhow::bail!(
+            "{} was encrypted with {:?}; these options give {:?} (pass the client's --batch-size \
+             and scales)",
+            path.display(),
+            header.params,
+            expected
+        );
+    }
+    if let Some(n) = a.train.encoding.train_size {
+        if n != data.len() {
+            anyhow::bail!(
+                "{} holds {} images, --train-size says {n}",
+                path.display(),
+                data.len()
+            );
+        }
+    }
+    let ciphertext_bytes = data.ciphertext_bytes();
+    println!(
+        "server: encrypted dataset {} ({} images, {:.1} MB; load {:.1} s)",
+        path.display(),
+        data.len(),
+        ciphertext_bytes as f64 / 1e6,
+        t_load.elapsed().as_secs_f64()
+    );
+    let mnist = Mnist::load(&a.mnist)?;
+    let test = mnist.test.take(a.train.test_size, "test")?;
+    let keys = a.connect.connect(&a.name)?;
+    let t_setup = Instant::now();
+    data.verify_keys(&keys)
+        .with_context(|| format!("checking {} against {}", path.display(), keys.peer()))?;
+    let setup_seconds = t_setup.elapsed().as_secs_f64();
+    let t_table = Instant::now();
+    let table = Arc::new(
+        BabyStepTable::load_or_build(group, a.train.dlog_half_width, &a.cache_dir)
+            .with_context(|| format!("discrete-log table in {}", a.cache_dir.display()))?,
+    );
+    println!(
+        "discrete-log table: half-width {} ({:.1} s)",
+        a.train.dlog_half_width,
+        t_table.elapsed().as_secs_f64()
+    );
+    println!(
+        "LeNet-5 on MNIST: mode {mode}, {} training / {} test images, {} epochs, batch {}, lr {}, \
+         momentum {}, seed {}, {} threads, authority {}",
+        data.len(),
+        test.len(),
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.sgd.lr,
+        cfg.sgd.momentum,
+        cfg.seed,
+        rayon::current_num_threads(),
+        keys.peer()
+    );
+    let peer = keys.peer().to_string();
+    let mut backend = SecureFirstLayer::new(data, keys, table, cfg.quant)?;
+    let labels = LabelPermutation::from_seed(cfg.seed);
+    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let mut bars = Bars::new();
+    let (_model, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut bars)
+        .with_context(|| format!("training with keys from {peer}"))?;
+    let s = *backend.stats();
+    println!(
+        "secure: {} key requests ({} FEIP + {} FEBO keys) to {peer}, {} decryptions; group ops \
+         {:.1} s, discrete logs {:.1} s, key service {:.1} s",
+        s.key_requests,
+        s.feip_keys,
+        s.febo_keys,
+        s.decryptions,
+        s.fe_seconds,
+        s.dlog_seconds,
+        s.key_seconds
+    );
+    let extra = SecureSummary {
+        group: group.id(),
+        encrypt_seconds: 0.0,
+        reused: true,
+        ciphertext_bytes,
+        stats: &s,
+        setup_seconds,
+        audit_records: None,
+        audit_file: peer,
+    }
+    .to_map();
+    if let Some(path) = &a.train.json {
+        write_json(path, &report, Some(&extra))?;
+        println!("wrote {}", path.display());
+    }
+    print_final(&report, mode, start);
+    Ok(())
+}

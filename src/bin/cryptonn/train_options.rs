@@ -1,0 +1,365 @@
+//! The training options, progress bars and JSON summary shared by `cryptonn server train`,
+//! `cryptonn client encrypt` and `examples/train_lenet.rs` (which includes this file), so that
+//! the same flags mean the same thing and the summaries have the same keys.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use cryptonn::coordinator::secure_training::{EncryptionParams, SecureStats};
+use cryptonn::fe::group::GroupId;
+use cryptonn::nn::activation::Activation;
+use cryptonn::nn::data::PixelNormalization;
+use cryptonn::nn::first_layer::QuantConfig;
+use cryptonn::nn::lenet::{LayerOrder, LeNetConfig, PoolKind};
+use cryptonn::nn::optim::{LrSchedule, SgdConfig};
+use cryptonn::nn::train::{
+    BatchProgress, BatchSchedule, EpochStats, Mode, TrainConfig, TrainObserver, TrainReport,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CliBatches {
+    /// Reshuffle all indices each epoch.
+    Shuffled,
+    /// Fixed shards, shard order and order within shards shuffled each epoch.
+    FixedShards,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CliOrder {
+    /// conv -> 2x2 average subsampling -> nonlinearity (LeCun et al. 1998).
+    Lecun1998,
+    /// conv -> nonlinearity -> pool.
+    Modern,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CliActivation {
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CliSchedule {
+    /// Constant learning rate.
+    Constant,
+    /// Cosine annealing to 0 over the run.
+    Cosine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CliPool {
+    Max,
+    Average,
+}
+
+/// What fixes the encryption of a training set: the data owner and the server must agree.
+#[derive(Debug, Clone, Args)]
+pub struct EncodingOptions {
+    /// Training examples (the first N of the 60,000) [default: 2048 in secure mode, else 10000].
+    #[arg(long)]
+    pub train_size: Option<usize>,
+    /// Mini-batch size (= shard size: one key domain per shard in secure mode).
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// Seed of the weights, the shuffles and the label permutation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fixed-point scale of normalised pixels (quantised and secure mode).
+    #[arg(long, default_value_t = QuantConfig::default().scale_x)]
+    pub scale_x: f64,
+    /// Fixed-point scale of conv1's weights (quantised and secure mode).
+    #[arg(long, default_value_t = QuantConfig::default().scale_w)]
+    pub scale_w: f64,
+    /// Fixed-point scale of conv1's output gradient (quantised and secure mode).
+    #[arg(long, default_value_t = QuantConfig::default().scale_grad)]
+    pub scale_grad: f64,
+    /// Fixed-point scale of softmax outputs and one-hot labels (quantised and secure mode).
+    #[arg(long, default_value_t = QuantConfig::default().scale_p)]
+    pub scale_p: f64,
+    /// Largest allowed |z| of conv1's integer forward pass.
+    #[arg(long, default_value_t = QuantConfig::default().forward_bound)]
+    pub forward_bound: u64,
+    /// Largest allowed |G| of conv1's integer weight gradient.
+    #[arg(long, default_value_t = QuantConfig::default().gradient_bound)]
+    pub gradient_bound: u64,
+}
+
+impl EncodingOptions {
+    /// The fixed-point configuration.
+    pub fn quant(&self) -> QuantConfig {
+        QuantConfig {
+            scale_x: self.scale_x,
+            scale_w: self.scale_w,
+            scale_grad: self.scale_grad,
+            scale_p: self.scale_p,
+            forward_bound: self.forward_bound,
+            gradient_bound: self.gradient_bound,
+        }
+    }
+
+    /// The encryption parameters of secure mode.
+    #[allow(dead_code)]
+    pub fn encryption_params(&self) -> EncryptionParams {
+        EncryptionParams::new(
+            &self.quant(),
+            PixelNormalization::default(),
+            self.batch_size,
+        )
+    }
+}
+
+/// The options of a training run (besides the encoding).
+#[derive(Debug, Clone, Args)]
+pub struct TrainOptions {
+    #[command(flatten)]
+    pub encoding: EncodingOptions,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// How epochs are cut into batches [default: fixed-shards in quantized and secure mode].
+    #[arg(long, value_enum)]
+    pub batches: Option<CliBatches>,
+    /// Test examples (the first N of the 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    pub test_size: usize,
+    /// SGD learning rate.
+    #[arg(long, default_value_t = SgdConfig::default().lr)]
+    pub lr: f32,
+    /// SGD momentum (0 for plain SGD).
+    #[arg(long, default_value_t = SgdConfig::default().momentum)]
+    pub momentum: f32,
+    /// Learning-rate schedule over the run.
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: CliSchedule,
+    /// rayon threads (0: one per core). The result does not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Write a JSON summary of the run to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Layer order.
+    #[arg(long, value_enum, default_value = "lecun1998")]
+    pub layer_order: CliOrder,
+    /// Nonlinearity.
+    #[arg(long, value_enum, default_value = "relu")]
+    pub activation: CliActivation,
+    /// Pooling in the modern layer order.
+    #[arg(long, value_enum, default_value = "max")]
+    pub pool: CliPool,
+    /// Samples per parallel task (fixes the reduction order).
+    #[arg(long, default_value_t = TrainConfig::default().chunk_size)]
+    pub chunk_size: usize,
+    /// Half-width of the baby-step table of the discrete logs (secure mode).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub dlog_half_width: u64,
+}
+
+impl TrainOptions {
+    /// The training size: the option, else 2,048 in secure mode and 10,000 otherwise.
+    #[allow(dead_code)]
+    pub fn train_size(&self, mode: Mode) -> usize {
+        self.encoding
+            .train_size
+            .unwrap_or(if mode == Mode::Secure { 2048 } else { 10_000 })
+    }
+
+    /// The training configuration for `mode`.
+    pub fn config(&self, mode: Mode) -> TrainConfig {
+        let schedule = match self.batches {
+            Some(CliBatches::Shuffled) => BatchSchedule::Shuffled,
+            Some(CliBatches::FixedShards) => BatchSchedule::FixedShards,
+            None if mode == Mode::Plain => BatchSchedule::Shuffled,
+            None => BatchSchedule::FixedShards,
+        };
+        TrainConfig {
+            mode,
+            epochs: self.epochs,
+            batch_size: self.encoding.batch_size,
+            chunk_size: self.chunk_size,
+            sgd: SgdConfig {
+                lr: self.lr,
+                momentum: self.momentum,
+                schedule: match self.schedule {
+                    CliSchedule::Constant => LrSchedule::Constant,
+                    CliSchedule::Cosine => LrSchedule::Cosine,
+                },
+            },
+            seed: self.encoding.seed,
+            normalization: PixelNormalization::default(),
+            lenet: LeNetConfig {
+                order: match self.layer_order {
+                    CliOrder::Lecun1998 => LayerOrder::LeCun1998,
+                    CliOrder::Modern => LayerOrder::Modern,
+                },
+                activation: match self.activation {
+                    CliActivation::Relu => Activation::Relu,
+                    CliActivation::Tanh => Activation::Tanh,
+                    CliActivation::Sigmoid => Activation::Sigmoid,
+                },
+                pool: match self.pool {
+                    CliPool::Max => PoolKind::Max,
+                    CliPool::Average => PoolKind::Average,
+                },
+                ..LeNetConfig::default()
+            },
+            quant: self.encoding.quant(),
+            schedule,
+        }
+    }
+
+    /// Builds the global rayon pool with `--threads`.
+    pub fn init_threads(&self) -> anyhow::Result<()> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .build_global()
+            .context("building the rayon thread pool")
+    }
+}
+
+/// indicatif progress bars, one per epoch.
+pub struct Bars {
+    bar: Option<ProgressBar>,
+    epoch_start: Instant,
+}
+
+impl Bars {
+    pub fn new() -> Self {
+        Self {
+            bar: None,
+            epoch_start: Instant::now(),
+        }
+    }
+}
+
+impl TrainObserver for Bars {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, images: usize) {
+        let bar = ProgressBar::new(images as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30.cyan/blue}] {pos:>6}/{len} {msg} ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        self.bar = Some(bar);
+        self.epoch_start = Instant::now();
+    }
+
+    fn batch_finished(&mut self, p: &BatchProgress) {
+        if let Some(bar) = &self.bar {
+            let rate = p.images_done as f64 / self.epoch_start.elapsed().as_secs_f64();
+            bar.set_position(p.images_done as u64);
+            bar.set_message(format!(
+                "loss {:.4} acc {:5.2}% {:6.0} img/s",
+                p.mean_loss,
+                100.0 * p.accuracy,
+                rate
+            ));
+        }
+    }
+
+    fn epoch_finished(&mut self, s: &EpochStats) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        println!(
+            "epoch {}: train loss {:.4}, train acc {:.2} %, test acc {:.2} %, {:.1} s ({:.0} img/s), eval {:.1} s",
+            s.epoch + 1,
+            s.train_loss,
+            100.0 * s.train_accuracy,
+            100.0 * s.test_accuracy,
+            s.seconds,
+            s.images as f64 / s.seconds,
+            s.eval_seconds
+        );
+    }
+}
+
+/// The group's name in summaries.
+pub fn group_name(id: GroupId) -> &'static str {
+    match id {
+        GroupId::Ristretto255 => "ristretto",
+        GroupId::Modp2048 => "modp2048",
+        GroupId::Modp3072 => "modp3072",
+        _ => "other",
+    }
+}
+
+/// What secure mode adds to the JSON summary.
+pub struct SecureSummary<'a> {
+    pub group: GroupId,
+    pub encrypt_seconds: f64,
+    pub reused: bool,
+    pub ciphertext_bytes: usize,
+    pub stats: &'a SecureStats,
+    pub setup_seconds: f64,
+    /// Audit records written, if this process can see the audit log.
+    pub audit_records: Option<usize>,
+    /// The audit file, or the authority that keeps it.
+    pub audit_file: String,
+}
+
+impl SecureSummary<'_> {
+    /// The summary's extra keys.
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let s = self.stats;
+        let mut extra = serde_json::Map::new();
+        for (k, v) in [
+            ("group", serde_json::json!(group_name(self.group))),
+            ("encrypt_seconds", serde_json::json!(self.encrypt_seconds)),
+            ("encrypted_dataset_reused", serde_json::json!(self.reused)),
+            ("ciphertext_bytes", serde_json::json!(self.ciphertext_bytes)),
+            ("key_requests", serde_json::json!(s.key_requests)),
+            ("feip_keys", serde_json::json!(s.feip_keys)),
+            ("febo_keys", serde_json::json!(s.febo_keys)),
+            ("decryptions", serde_json::json!(s.decryptions)),
+            ("dlog_seconds", serde_json::json!(s.dlog_seconds)),
+            ("fe_seconds", serde_json::json!(s.fe_seconds)),
+            ("key_seconds", serde_json::json!(s.key_seconds)),
+            (
+                "authority_setup_seconds",
+                serde_json::json!(self.setup_seconds),
+            ),
+            ("audit_records", serde_json::json!(self.audit_records)),
+            ("audit_file", serde_json::json!(self.audit_file)),
+        ] {
+            extra.insert(k.to_string(), v);
+        }
+        extra
+    }
+}
+
+/// Writes the run summary: the [`TrainReport`] and `extra` keys, pretty JSON.
+pub fn write_json(
+    path: &Path,
+    report: &TrainReport,
+    extra: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(report)?;
+    if let (Some(obj), Some(extra)) = (value.as_object_mut(), extra) {
+        obj.extend(extra.clone());
+    }
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    serde_json::to_writer_pretty(std::io::BufWriter::new(file), &value)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Prints the closing lines of a run.
+pub fn print_final(report: &TrainReport, mode: Mode, start: Instant) {
+    println!("weights sha256 {}", report.weights_sha256);
+    println!(
+        "final test accuracy {:.2} % ({mode}, {} epochs, {} training images, {:.0} img/s); total wall time {:.1} s",
+        100.0 * report.test_accuracy.last().copied().unwrap_or(0.0),
+        report.epochs,
+        report.train_size,
+        report.images_per_second,
+        start.elapsed().as_secs_f64()
+    );
+}

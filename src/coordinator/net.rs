@@ -1,0 +1,57 @@
+//! The key service over the network: gRPC (tonic + prost) with TLS (rustls, `ring` provider).
+//!
+//! ```text
+//!  client ──(client token)── GetPublicKey, CreateDomains ──┐
+//!  server ──(server token)── GetPublicKey, IssueFeipKeys, ─┼──▶ AuthorityService ─▶ PersistentAuthority
+//!                            IssueFeboKeys                 │      (policy, audit, journal)
+//!  operator ─(operator token)─ all, ReadAuditLog, ListDomains
+//! ```
+//!
+//! - [`proto`]: the messages and service generated from `proto/cryptonn.proto` (by a pure-Rust
+//!   protobuf compiler at build time: no system `protoc`). Keys and public keys travel as the
+//!   crate's [wire format](crate::fe::serialize) inside `bytes` fields.
+//! - [`auth`]: roles and the operator-provisioned bearer tokens that carry them.
+//! - [`convert`]: messages ↔ protobuf, and errors ↔ gRPC status. A policy refusal becomes
+//!   `FAILED_PRECONDITION` with the reason in the message and, as JSON, in the status details,
+//!   so that a [`RemoteKeyService`] returns the same [`CoordinatorError::Refused`] as the
+//!   in-process service.
+//! - [`service`]: the authority's gRPC server, [`serve`].
+//! - [`remote`]: [`RemoteKeyService`], a blocking [`KeyService`] over a private tokio runtime
+//!   that retries with backoff while the authority is unreachable (e.g. restarting).
+//! - [`tls`]: certificate loading and generation (rcgen) for TLS and mutual TLS.
+//!
+//! # Security
+//! Every RPC needs a bearer token (`authorization: Bearer …`); the token fixes the caller's
+//! role and the name under which its requests are audited — the channel, not the request,
+//! says who asks. Tokens are compared by their SHA-256 in constant time. Clients may only
+//! fetch public keys (and create the domains their data is encrypted under); only servers and
+//! the operator get function keys; only the operator reads the audit log. Tokens are secrets
+//! and must only travel over TLS; with a client CA the authority also requires a client
+//! certificate (mutual TLS). Decoding is bounded: every message is limited to
+//! [`DEFAULT_MAX_MESSAGE_BYTES`] unless configured otherwise, and every payload is validated
+//! as in-process requests are (bounds, dimensions, canonical encodings).
+//!
+//! [`KeyService`]: crate::coordinator::KeyService
+//! [`CoordinatorError::Refused`]: crate::coordinator::CoordinatorError::Refused
+
+pub mod auth;
+pub mod convert;
+pub mod remote;
+pub mod service;
+pub mod tls;
+
+/// The protobuf messages and the gRPC service of `proto/cryptonn.proto` (generated).
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
+pub mod proto {
+    tonic::include_proto!("cryptonn.v1");
+}
+
+pub use auth::{Caller, Role, TokenTable};
+pub use remote::{RemoteConfig, RemoteKeyService};
+pub use service::{serve, AuthorityService, Listener, ServeConfig, ServeError, ServerTls};
+pub use tls::{generate_pki, Pki};
+
+/// The default limit of one gRPC message, in either direction: 256 MiB. The largest request of
+/// secure LeNet-5 training (a batch of 64 images' weight-gradient keys, 9,600 dense vectors of
+/// 784 entries) is about 20 MB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;

@@ -1,0 +1,457 @@
+//! Conversions between the coordinator's messages and the protobuf messages, and between
+//! [`CoordinatorError`] and gRPC status.
+//!
+//! Every conversion from protobuf validates: parameters through their constructors, keys
+//! through [`WireFormat::from_bytes`] (length, magic, version, checksum, group, canonical
+//! encodings), vectors later through the authority's own checks.
+
+use serde::{Deserialize, Serialize};
+use tonic::codegen::Bytes;
+use tonic::{Code, Status};
+
+use crate::coordinator::error::{CoordinatorError, PolicyRefusal};
+use crate::coordinator::messages::{
+    DomainId, DomainPublicKey, FeboKeyItem, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest,
+    FeipKeyResponse, KeyVectorData,
+};
+use crate::coordinator::net::proto;
+use crate::fe::febo::{FeboFunctionKey, FeboOp, FeboParams, FeboPublicKey};
+use crate::fe::feip::{FeipParams, FunctionKey, MasterPublicKey};
+use crate::fe::group::PrimeOrderGroup;
+use crate::fe::serialize::WireFormat;
+
+/// A typed error carried in a status's details, so the client can rebuild it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ErrorDetail {
+    Refused {
+        domain: u64,
+        index: usize,
+        reason: PolicyRefusal,
+    },
+    Rotated {
+        retired: u64,
+        successor: u64,
+    },
+    UnknownDomain {
+        domain: u64,
+    },
+    Closed {
+        domain: u64,
+    },
+    FeboDisabled {
+        domain: u64,
+    },
+}
+
+/// The gRPC status of a coordinator error (the message is the error's `Display`).
+#[must_use]
+pub fn status_of(e: &CoordinatorError) -> Status {
+    let (code, detail) = match e {
+        CoordinatorError::Refused {
+            domain,
+            index,
+            reason,
+        } => (
+            Code::FailedPrecondition,
+            Some(ErrorDetail::Refused {
+                domain: domain.0,
+                index: *index,
+                reason: reason.clone(),
+            }),
+        ),
+        CoordinatorError::DomainRotated { retired, successor } => (
+            Code::FailedPrecondition,
+            Some(ErrorDetail::Rotated {
+                retired: retired.0,
+                successor: successor.0,
+            }),
+        ),
+        CoordinatorError::UnknownDomain(d) => (
+            Code::NotFound,
+            Some(ErrorDetail::UnknownDomain { domain: d.0 }),
+        ),
+        CoordinatorError::DomainClosed(d) => (
+            Code::FailedPrecondition,
+            Some(ErrorDetail::Closed { domain: d.0 }),
+        ),
+        CoordinatorError::FeboDisabled(d) => (
+            Code::FailedPrecondition,
+            Some(ErrorDetail::FeboDisabled { domain: d.0 }),
+        ),
+        CoordinatorError::Empty(_)
+        | CoordinatorError::Fe(_)
+        | CoordinatorError::Encoding(_)
+        | CoordinatorError::ShapeMismatch { .. }
+        | CoordinatorError::InvalidConfig(_) => (Code::InvalidArgument, None),
+        CoordinatorError::AuthorityUnavailable => (Code::Unavailable, None),
+        _ => (Code::Internal, None),
+    };
+    let message = e.to_string();
+    match detail.and_then(|d| serde_json::to_vec(&d).ok()) {
+        Some(json) => Status::with_details(code, message, Bytes::from(json)),
+        None => Status::new(code, message),
+    }
+}
+
+/// The coordinator error of a status received from `peer`: the typed error if the status
+/// carries one, else [`CoordinatorError::Remote`].
+#[must_use]
+pub fn error_of(peer: &str, status: &Status) -> CoordinatorError {
+    if let Ok(detail) = serde_json::from_slice::<ErrorDetail>(status.details()) {
+        return match detail {
+            ErrorDetail::Refused {
+                domain,
+                index,
+                reason,
+            } => CoordinatorError::Refused {
+                domain: DomainId(domain),
+                index,
+                reason,
+            },
+            ErrorDetail::Rotated { retired, successor } => CoordinatorError::DomainRotated {
+                retired: DomainId(retired),
+                successor: DomainId(successor),
+            },
+            ErrorDetail::UnknownDomain { domain } => {
+                CoordinatorError::UnknownDomain(DomainId(domain))
+            }
+            ErrorDetail::Closed { domain } => CoordinatorError::DomainClosed(DomainId(domain)),
+            ErrorDetail::FeboDisabled { domain } => {
+                CoordinatorError::FeboDisabled(DomainId(domain))
+            }
+        };
+    }
+    CoordinatorError::Remote {
+        peer: peer.to_string(),
+        code: format!("{:?}", status.code()),
+        message: status.message().to_string(),
+    }
+}
+
+fn bad_reply(peer: &str, what: impl std::fmt::Display) -> CoordinatorError {
+    CoordinatorError::Remote {
+        peer: peer.to_string(),
+        code: "InvalidReply".to_string(),
+        message: what.to_string(),
+    }
+}
+
+/// FEIP parameters to protobuf.
+#[must_use]
+pub fn feip_params_to_proto(p: &FeipParams) -> proto::FeipParams {
+    proto::FeipParams {
+        n: p.n() as u64,
+        x_bound: p.x_bound(),
+        y_bound: p.y_bound(),
+    }
+}
+
+/// FEIP parameters from protobuf (validated).
+///
+/// # Errors
+/// [`CoordinatorError::Fe`] for invalid parameters.
+pub fn feip_params_from_proto(
+    p: Option<&proto::FeipParams>,
+) -> Result<FeipParams, CoordinatorError> {
+    let p = p.ok_or(CoordinatorError::InvalidConfig("missing FEIP parameters"))?;
+    let n = usize::try_from(p.n).map_err(|_| CoordinatorError::InvalidConfig("n too large"))?;
+    Ok(FeipParams::new(n, p.x_bound, p.y_bound)?)
+}
+
+/// FEBO parameters to protobuf.
+#[must_use]
+pub fn febo_params_to_proto(p: &FeboParams) -> proto::FeboParams {
+    proto::FeboParams {
+        x_bound: p.x_bound(),
+        y_bound: p.y_bound(),
+    }
+}
+
+/// FEBO parameters from protobuf (validated).
+///
+/// # Errors
+/// [`CoordinatorError::Fe`] for invalid bounds.
+pub fn febo_params_from_proto(p: &proto::FeboParams) -> Result<FeboParams, CoordinatorError> {
+    Ok(FeboParams::new(p.x_bound, p.y_bound)?)
+}
+
+/// A domain's public key to protobuf.
+#[must_use]
+pub fn public_key_to_proto<G: PrimeOrderGroup>(
+    group: &G,
+    pk: &DomainPublicKey<G>,
+) -> proto::PublicKeyReply {
+    proto::PublicKeyReply {
+        domain: pk.domain.0,
+        feip_params: Some(feip_params_to_proto(&pk.feip_params)),
+        feip_public_key: pk.feip.to_bytes(group),
+        febo_params: pk.febo.as_ref().map(|(p, _)| febo_params_to_proto(p)),
+        febo_public_key: pk
+            .febo
+            .as_ref()
+            .map(|(_, k)| k.to_bytes(group))
+            .unwrap_or_default(),
+    }
+}
+
+/// A domain's public key from a reply of `peer` (validated).
+///
+/// # Errors
+/// [`CoordinatorError::Remote`] with code `InvalidReply` for malformed parameters or keys.
+pub fn public_key_from_proto<G: PrimeOrderGroup>(
+    group: &G,
+    peer: &str,
+    r: &proto::PublicKeyReply,
+) -> Result<DomainPublicKey<G>, CoordinatorError> {
+    let feip_params =
+        feip_params_from_proto(r.feip_params.as_ref()).map_err(|e| bad_reply(peer, e))?;
+    let feip = MasterPublicKey::<G>::from_bytes(group, &r.feip_public_key)
+        .map_err(|e| bad_reply(peer, format!("FEIP public key: {e}")))?;
+    if feip.elements().len() != feip_params.n() {
+        return Err(bad_reply(peer, "FEIP public key length differs from n"));
+    }
+    let febo = match &r.febo_params {
+        Some(p) => Some((
+            febo_params_from_proto(p).map_err(|e| bad_reply(peer, e))?,
+            FeboPublicKey::<G>::from_bytes(group, &r.febo_public_key)
+                .map_err(|e| bad_reply(peer, format!("FEBO public key: {e}")))?,
+        )),
+        None => None,
+    };
+    Ok(DomainPublicKey {
+        domain: DomainId(r.domain),
+        feip_params,
+        feip,
+        febo,
+    })
+}
+
+/// A FEIP key request to protobuf.
+#[must_use]
+pub fn feip_request_to_proto(r: &FeipKeyRequest) -> proto::FeipKeyBatch {
+    use proto::key_vector::Form;
+    proto::FeipKeyBatch {
+        domain: r.domain.0,
+        vectors: r
+            .vectors
+            .iter()
+            .map(|v| proto::KeyVector {
+                form: Some(match v {
+                    KeyVectorData::Dense(y) => {
+                        Form::Dense(proto::DenseVector { values: y.clone() })
+                    }
+                    KeyVectorData::Sparse(t) => Form::Sparse(proto::SparseVector {
+                        indices: t.iter().map(|&(i, _)| i as u64).collect(),
+                        values: t.iter().map(|&(_, v)| v).collect(),
+                    }),
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// A FEIP key request from protobuf (structure only; the authority validates the vectors).
+///
+/// # Errors
+/// [`CoordinatorError::Empty`] for a vector without form; [`CoordinatorError::ShapeMismatch`]
+/// for a sparse vector whose index and value lists differ in length;
+/// [`CoordinatorError::InvalidConfig`] for an index beyond `usize`.
+pub fn feip_request_from_proto(b: proto::FeipKeyBatch) -> Result<FeipKeyRequest, CoordinatorError> {
+    use proto::key_vector::Form;
+    let vectors = b
+        .vectors
+        .into_iter()
+        .map(|v| match v.form {
+            Some(Form::Dense(d)) => Ok(KeyVectorData::Dense(d.values)),
+            Some(Form::Sparse(s)) => {
+                if s.indices.len() != s.values.len() {
+                    return Err(CoordinatorError::ShapeMismatch {
+                        what: "sparse vector indices and values",
+                        expected: s.indices.len(),
+                        got: s.values.len(),
+                    });
+                }
+                let terms = s
+                    .indices
+                    .into_iter()
+                    .zip(s.values)
+                    .map(|(i, v)| {
+                        usize::try_from(i)
+                            .map(|i| (i, v))
+                            .map_err(|_| CoordinatorError::InvalidConfig("sparse index too large"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(KeyVectorData::Sparse(terms))
+            }
+            None => Err(CoordinatorError::Empty(
+                "key vector without dense or sparse form",
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(FeipKeyRequest {
+        domain: DomainId(b.domain),
+        vectors,
+    })
+}
+
+/// FEIP keys to protobuf.
+#[must_use]
+pub fn feip_response_to_proto<G: PrimeOrderGroup>(
+    group: &G,
+    r: &FeipKeyResponse<G>,
+) -> proto::FeipKeyReply {
+    proto::FeipKeyReply {
+        domain: r.domain.0,
+        params: Some(feip_params_to_proto(&r.params)),
+        keys: r.keys.iter().map(|k| k.to_bytes(group)).collect(),
+    }
+}
+
+/// FEIP keys from a reply of `peer`, checked against the request (domain, number of keys).
+///
+/// # Errors
+/// [`CoordinatorError::Remote`] with code `InvalidReply` for a malformed key or a reply that
+/// does not answer the request.
+pub fn feip_response_from_proto<G: PrimeOrderGroup>(
+    group: &G,
+    peer: &str,
+    request: &FeipKeyRequest,
+    r: &proto::FeipKeyReply,
+) -> Result<FeipKeyResponse<G>, CoordinatorError> {
+    if r.domain != request.domain.0 || r.keys.len() != request.vectors.len() {
+        return Err(bad_reply(peer, "the FEIP keys do not answer the request"));
+    }
+    let params = feip_params_from_proto(r.params.as_ref()).map_err(|e| bad_reply(peer, e))?;
+    let keys = r
+        .keys
+        .iter()
+        .map(|k| FunctionKey::<G>::from_bytes(group, k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_reply(peer, format!("FEIP key: {e}")))?;
+    Ok(FeipKeyResponse {
+        domain: request.domain,
+        params,
+        keys,
+    })
+}
+
+/// A FEBO key request to protobuf.
+#[must_use]
+pub fn febo_request_to_proto(r: &FeboKeyRequest) -> proto::FeboKeyBatch {
+    proto::FeboKeyBatch {
+        domain: r.domain.0,
+        items: r
+            .items
+            .iter()
+            .map(|i| proto::FeboKeyItem {
+                commitment: i.commitment.clone(),
+                op: u32::from(i.op.to_byte()),
+                operand: i.operand,
+            })
+            .collect(),
+    }
+}
+
+/// A FEBO key request from protobuf.
+///
+/// # Errors
+/// [`CoordinatorError::InvalidFeboRequest`] for an unknown operation code.
+pub fn febo_request_from_proto(b: proto::FeboKeyBatch) -> Result<FeboKeyRequest, CoordinatorError> {
+    let items = b
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(index, i)| {
+            let op = u8::try_from(i.op).ok().and_then(FeboOp::from_byte).ok_or(
+                CoordinatorError::InvalidFeboRequest {
+                    index,
+                    reason: "unknown operation code",
+                },
+            )?;
+            Ok(FeboKeyItem {
+                commitment: i.commitment,
+                op,
+                operand: i.operand,
+            })
+        })
+        .collect::<Result<Vec<_>, CoordinatorError>>()?;
+    Ok(FeboKeyRequest {
+        domain: DomainId(b.domain),
+        items,
+    })
+}
+
+/// FEBO keys to protobuf.
+#[must_use]
+pub fn febo_response_to_proto<G: PrimeOrderGroup>(
+    group: &G,
+    r: &FeboKeyResponse<G>,
+) -> proto::FeboKeyReply {
+    proto::FeboKeyReply {
+        domain: r.domain.0,
+        params: Some(febo_params_to_proto(&r.params)),
+        keys: r.keys.iter().map(|k| k.to_bytes(group)).collect(),
+    }
+}
+
+/// FEBO keys from a reply of `peer`, checked against the request.
+///
+/// # Errors
+/// As [`feip_response_from_proto`].
+pub fn febo_response_from_proto<G: PrimeOrderGroup>(
+    group: &G,
+    peer: &str,
+    request: &FeboKeyRequest,
+    r: &proto::FeboKeyReply,
+) -> Result<FeboKeyResponse<G>, CoordinatorError> {
+    if r.domain != request.domain.0 || r.keys.len() != request.items.len() {
+        return Err(bad_reply(peer, "the FEBO keys do not answer the request"));
+    }
+    let params = febo_params_from_proto(
+        r.params
+            .as_ref()
+            .ok_or_else(|| bad_reply(peer, "missing FEBO parameters"))?,
+    )
+    .map_err(|e| bad_reply(peer, e))?;
+    let keys = r
+        .keys
+        .iter()
+        .map(|k| FeboFunctionKey::<G>::from_bytes(group, k))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_reply(peer, format!("FEBO key: {e}")))?;
+    Ok(FeboKeyResponse {
+        domain: request.domain,
+        params,
+        keys,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refusal survives the trip through a status, typed.
+    #[test]
+    fn refusal_round_trips_through_status() {
+        let e = CoordinatorError::Refused {
+            domain: DomainId(3),
+            index: 7,
+            reason: PolicyRefusal::TooFewNonZero { got: 1, min: 4 },
+        };
+        let s = status_of(&e);
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert!(s.message().contains("non-zero entries"), "{}", s.message());
+        let back = error_of("peer", &s);
+        assert!(matches!(
+            back,
+            CoordinatorError::Refused {
+                domain: DomainId(3),
+                index: 7,
+                reason: PolicyRefusal::TooFewNonZero { got: 1, min: 4 }
+            }
+        ));
+        let other = error_of("https://a:1", &Status::unauthenticated("no"));
+        assert!(other.to_string().contains("https://a:1"), "{other}");
+    }
+}

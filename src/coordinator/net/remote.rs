@@ -1,0 +1,308 @@
+//! [`RemoteKeyService`]: the key service of a remote authority, as a blocking [`KeyService`].
+//!
+//! It owns a small tokio runtime and one HTTP/2 channel (reconnected lazily), so the existing
+//! synchronous code — [`Server`](crate::coordinator::Server), secure training — runs over the
+//! network unchanged. Do not call it from inside another tokio runtime.
+//!
+//! While the authority is unreachable (`UNAVAILABLE`, a broken connection) a call is retried
+//! with exponential backoff (50 ms doubling to 2 s) for up to [`RemoteConfig::retry_for`];
+//! repeating a key request is safe, since `sk_y = <y, s>` is the same key every time (the
+//! authority audits it again). Every other error is returned at once: policy refusals and
+//! domain errors typed as in-process, the rest as [`CoordinatorError::Remote`].
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request, Status};
+
+use crate::coordinator::error::CoordinatorError;
+use crate::coordinator::key_service::KeyService;
+use crate::coordinator::messages::{
+    DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse,
+    RequesterId,
+};
+use crate::coordinator::net::convert::{
+    error_of, febo_params_to_proto, febo_request_to_proto, febo_response_from_proto,
+    feip_params_to_proto, feip_request_to_proto, feip_response_from_proto, public_key_from_proto,
+};
+use crate::coordinator::net::proto::key_authority_client::KeyAuthorityClient;
+use crate::coordinator::net::{proto, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::coordinator::AuditRecord;
+use crate::fe::febo::FeboParams;
+use crate::fe::feip::FeipParams;
+use crate::fe::group::PrimeOrderGroup;
+
+/// How to reach and authenticate to an authority.
+#[derive(Clone)]
+pub struct RemoteConfig {
+    /// `https://host:port` (or `http://` for plaintext loopback experiments).
+    pub url: String,
+    /// The CA that signed the authority's certificate (PEM); `None` for plaintext.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name to check the authority's certificate against (default: the URL's host).
+    pub tls_domain: Option<String>,
+    /// A client certificate and key (PEM), for an authority that requires mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The bearer token the operator provisioned for this party.
+    pub token: String,
+    /// The name the token was provisioned for (what [`KeyService::requester`] reports; the
+    /// authority audits under the token's name whatever this says).
+    pub requester: RequesterId,
+    /// How long to keep retrying while the authority is unreachable.
+    pub retry_for: Duration,
+    /// The largest message sent or accepted.
+    pub max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("url", &self.url)
+            .field("tls", &self.ca_pem.is_some())
+            .field("mutual_tls", &self.identity.is_some())
+            .field("requester", &self.requester)
+            .field("retry_for", &self.retry_for)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteConfig {
+    /// A configuration for `url` with `token`, TLS trusting `ca_pem`, retrying for 60 s.
+    #[must_use]
+    pub fn new(url: impl Into<String>, token: impl Into<String>, ca_pem: Option<Vec<u8>>) -> Self {
+        Self {
+            url: url.into(),
+            ca_pem,
+            tls_domain: None,
+            identity: None,
+            token: token.into(),
+            requester: RequesterId::new("remote"),
+            retry_for: Duration::from_secs(60),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// A blocking client of a remote authority (see the [module docs](self)).
+pub struct RemoteKeyService<G: PrimeOrderGroup> {
+    group: G,
+    runtime: tokio::runtime::Runtime,
+    client: KeyAuthorityClient<Channel>,
+    auth: MetadataValue<tonic::metadata::Ascii>,
+    config: RemoteConfig,
+}
+
+impl<G: PrimeOrderGroup> std::fmt::Debug for RemoteKeyService<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteKeyService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn remote(peer: &str, code: &str, message: impl std::fmt::Display) -> CoordinatorError {
+    CoordinatorError::Remote {
+        peer: peer.to_string(),
+        code: code.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn retryable(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    )
+}
+
+impl<G: PrimeOrderGroup> RemoteKeyService<G> {
+    /// A client of the authority at `config.url` over `group` (no connection is made until the
+    /// first call).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Remote`] for a malformed URL, token or TLS material, or if the
+    /// runtime cannot start.
+    pub fn connect(group: G, config: RemoteConfig) -> Result<Self, CoordinatorError> {
+        let peer = config.url.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cryptonn-key-client")
+            .enable_all()
+            .build()
+            .map_err(|e| remote(&peer, "Runtime", e))?;
+        let mut endpoint = Endpoint::from_shared(config.url.clone())
+            .map_err(|e| remote(&peer, "InvalidUrl", e))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(ca) = &config.ca_pem {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some(d) = &config.tls_domain {
+                tls = tls.domain_name(d.clone());
+            }
+            if let Some((cert, key)) = &config.identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| remote(&peer, "Tls", e))?;
+        }
+        let channel = {
+            let _guard = runtime.enter();
+            endpoint.connect_lazy()
+        };
+        let client = KeyAuthorityClient::new(channel)
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes);
+        let auth = format!("Bearer {}", config.token)
+            .parse()
+            .map_err(|_| remote(&peer, "InvalidToken", "the token is not printable ASCII"))?;
+        Ok(Self {
+            group,
+            runtime,
+            client,
+            auth,
+            config,
+        })
+    }
+
+    /// The authority's URL.
+    #[must_use]
+    pub fn peer(&self) -> &str {
+        &self.config.url
+    }
+
+    /// Runs one RPC, retrying while the authority is unreachable.
+    fn call<T, R, F, Fut>(&self, message: T, rpc: F) -> Result<R, CoordinatorError>
+    where
+        T: Clone,
+        F: Fn(KeyAuthorityClient<Channel>, Request<T>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let start = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let mut request = Request::new(message.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", self.auth.clone());
+            let result = self.runtime.block_on(rpc(self.client.clone(), request));
+            match result {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if retryable(&s) && start.elapsed() + backoff < self.config.retry_for => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(s) => return Err(error_of(&self.config.url, &s)),
+            }
+        }
+    }
+
+    /// Creates `count` key domains with the given parameters (client or operator role). With
+    /// `per_batch` they get the per-batch policy
+    /// ([`PolicyConfig::per_batch`](crate::coordinator::PolicyConfig::per_batch)), else the
+    /// default policy.
+    ///
+    /// # Errors
+    /// The authority's refusal (e.g. `PERMISSION_DENIED` for a server token) or a transport
+    /// error, as [`CoordinatorError::Remote`].
+    pub fn create_domains(
+        &self,
+        feip: FeipParams,
+        febo: Option<FeboParams>,
+        count: u32,
+        per_batch: bool,
+    ) -> Result<Vec<DomainId>, CoordinatorError> {
+        let message = proto::CreateDomainsRequest {
+            feip: Some(feip_params_to_proto(&feip)),
+            febo: febo.as_ref().map(febo_params_to_proto),
+            count,
+            policy: if per_batch {
+                proto::PolicyKind::PolicyPerBatch as i32
+            } else {
+                proto::PolicyKind::PolicyDefault as i32
+            },
+        };
+        let reply = self.call(message, |mut c, r| async move { c.create_domains(r).await })?;
+        Ok(reply.domains.into_iter().map(DomainId).collect())
+    }
+
+    /// A page of the audit log from sequence number `from` (operator role), and the number of
+    /// records in the log.
+    ///
+    /// # Errors
+    /// As [`create_domains`](Self::create_domains); `InvalidReply` for a record that does not
+    /// parse.
+    pub fn read_audit_log(
+        &self,
+        from: u64,
+        max_records: u32,
+    ) -> Result<(Vec<AuditRecord>, u64), CoordinatorError> {
+        let message = proto::AuditLogRequest {
+            from_seq: from,
+            max_records,
+        };
+        let reply = self.call(message, |mut c, r| async move { c.read_audit_log(r).await })?;
+        let records = reply
+            .records_json
+            .iter()
+            .map(|j| serde_json::from_str(j))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| remote(&self.config.url, "InvalidReply", e))?;
+        Ok((records, reply.total))
+    }
+
+    /// Every domain and its status (operator role).
+    ///
+    /// # Errors
+    /// As [`create_domains`](Self::create_domains).
+    pub fn list_domains(&self) -> Result<Vec<(DomainId, String)>, CoordinatorError> {
+        let reply = self.call(proto::ListDomainsRequest {}, |mut c, r| async move {
+            c.list_domains(r).await
+        })?;
+        Ok(reply
+            .domains
+            .into_iter()
+            .map(|d| (DomainId(d.domain), d.status))
+            .collect())
+    }
+}
+
+impl<G: PrimeOrderGroup> KeyService<G> for RemoteKeyService<G> {
+    fn requester(&self) -> &RequesterId {
+        &self.config.requester
+    }
+
+    fn public_key(&self, domain: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError> {
+        let message = proto::PublicKeyRequest { domain: domain.0 };
+        let reply = self.call(message, |mut c, r| async move { c.get_public_key(r).await })?;
+        let pk = public_key_from_proto(&self.group, &self.config.url, &reply)?;
+        if pk.domain != domain {
+            return Err(remote(
+                &self.config.url,
+                "InvalidReply",
+                format!("asked for {domain}, got {}", pk.domain),
+            ));
+        }
+        Ok(pk)
+    }
+
+    fn feip_keys(&self, request: &FeipKeyRequest) -> Result<FeipKeyResponse<G>, CoordinatorError> {
+        let message = feip_request_to_proto(request);
+        let reply = self.call(
+            message,
+            |mut c, r| async move { c.issue_feip_keys(r).await },
+        )?;
+        feip_response_from_proto(&self.group, &self.config.url, request, &reply)
+    }
+
+    fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError> {
+        let message = febo_request_to_proto(request);
+        let reply = self.call(
+            message,
+            |mut c, r| async move { c.issue_febo_keys(r).await },
+        )?;
+        febo_response_from_proto(&self.group, &self.config.url, request, &reply)
+    }
+}

@@ -1,0 +1,366 @@
+//! The authority's gRPC server: [`AuthorityService`] and [`serve`].
+//!
+//! Each RPC authenticates its bearer token ([`TokenTable`]), checks the caller's role, decodes
+//! and validates the request, and runs the authority operation on a blocking thread (key
+//! derivation is CPU work, and the audit commit waits for `fsync`). Requests of one authority
+//! are serialised by its mutex, as in-process. Every refusal is a status with the reason.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+use crate::coordinator::audit::read_audit_file;
+use crate::coordinator::authority::DomainConfig;
+use crate::coordinator::messages::{DomainId, DomainStatus};
+use crate::coordinator::net::auth::{Role, TokenTable};
+use crate::coordinator::net::convert::{
+    febo_params_from_proto, febo_request_from_proto, febo_response_to_proto,
+    feip_params_from_proto, feip_request_from_proto, feip_response_to_proto, public_key_to_proto,
+    status_of,
+};
+use crate::coordinator::net::proto::key_authority_server::{KeyAuthority, KeyAuthorityServer};
+use crate::coordinator::net::{proto, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::coordinator::persistent::PersistentAuthority;
+use crate::coordinator::policy::PolicyConfig;
+use crate::fe::group::PrimeOrderGroup;
+
+/// The largest number of domains one `CreateDomains` call may create.
+pub const MAX_DOMAINS_PER_CALL: u32 = 100_000;
+/// The default (and largest) page of `ReadAuditLog`.
+pub const AUDIT_PAGE: usize = 10_000;
+
+/// The gRPC service over a [`PersistentAuthority`].
+pub struct AuthorityService<G: PrimeOrderGroup> {
+    state: Arc<Mutex<PersistentAuthority<G>>>,
+    tokens: Arc<TokenTable>,
+}
+
+impl<G: PrimeOrderGroup> std::fmt::Debug for AuthorityService<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorityService")
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<G: PrimeOrderGroup> AuthorityService<G> {
+    /// A service over `state` that admits the callers of `tokens`.
+    #[must_use]
+    pub fn new(state: Arc<Mutex<PersistentAuthority<G>>>, tokens: Arc<TokenTable>) -> Self {
+        Self { state, tokens }
+    }
+}
+
+fn lock<G: PrimeOrderGroup>(
+    state: &Mutex<PersistentAuthority<G>>,
+) -> Result<MutexGuard<'_, PersistentAuthority<G>>, Status> {
+    state
+        .lock()
+        .map_err(|_| Status::unavailable("the authority's state is poisoned; restart it"))
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("authority task failed: {e}")))?
+}
+
+fn status_name(s: DomainStatus) -> String {
+    match s {
+        DomainStatus::Active => "active".into(),
+        DomainStatus::Rotated { successor } => format!("rotated:{}", successor.0),
+        DomainStatus::Closed => "closed".into(),
+    }
+}
+
+#[tonic::async_trait]
+impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
+    async fn get_public_key(
+        &self,
+        request: Request<proto::PublicKeyRequest>,
+    ) -> Result<Response<proto::PublicKeyReply>, Status> {
+        self.tokens.authorize(
+            request.metadata(),
+            "GetPublicKey",
+            &[Role::Client, Role::Server, Role::Operator],
+        )?;
+        let state = lock(&self.state)?;
+        let pk = state
+            .public_key(DomainId(request.get_ref().domain))
+            .map_err(|e| status_of(&e))?;
+        Ok(Response::new(public_key_to_proto(
+            state.authority().group(),
+            &pk,
+        )))
+    }
+
+    async fn create_domains(
+        &self,
+        request: Request<proto::CreateDomainsRequest>,
+    ) -> Result<Response<proto::CreateDomainsReply>, Status> {
+        self.tokens.authorize(
+            request.metadata(),
+            "CreateDomains",
+            &[Role::Client, Role::Operator],
+        )?;
+        let r = request.into_inner();
+        if r.count == 0 || r.count > MAX_DOMAINS_PER_CALL {
+            return Err(Status::invalid_argument(format!(
+                "count must be 1..={MAX_DOMAINS_PER_CALL}, got {}",
+                r.count
+            )));
+        }
+        let feip = feip_params_from_proto(r.feip.as_ref()).map_err(|e| status_of(&e))?;
+        let mut config =
+            DomainConfig::new(feip).with_policy(match proto::PolicyKind::try_from(r.policy) {
+                Ok(proto::PolicyKind::PolicyDefault) => PolicyConfig::default(),
+                Ok(proto::PolicyKind::PolicyPerBatch) => PolicyConfig::per_batch(),
+                Err(_) => return Err(Status::invalid_argument("unknown policy kind")),
+            });
+        if let Some(f) = &r.febo {
+            config = config.with_febo(febo_params_from_proto(f).map_err(|e| status_of(&e))?);
+        }
+        let state = Arc::clone(&self.state);
+        let domains = blocking(move || {
+            let mut state = lock(&state)?;
+            (0..r.count)
+                .map(|_| state.create_domain(config).map(|d| d.0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| status_of(&e))
+        })
+        .await?;
+        Ok(Response::new(proto::CreateDomainsReply { domains }))
+    }
+
+    async fn issue_feip_keys(
+        &self,
+        request: Request<proto::FeipKeyBatch>,
+    ) -> Result<Response<proto::FeipKeyReply>, Status> {
+        let caller = self.tokens.authorize(
+            request.metadata(),
+            "IssueFeipKeys",
+            &[Role::Server, Role::Operator],
+        )?;
+        let request = feip_request_from_proto(request.into_inner()).map_err(|e| status_of(&e))?;
+        let state = Arc::clone(&self.state);
+        let reply = blocking(move || {
+            let mut state = lock(&state)?;
+            let r = state
+                .issue_feip_keys(&caller.requester, &request)
+                .map_err(|e| status_of(&e))?;
+            Ok(feip_response_to_proto(state.authority().group(), &r))
+        })
+        .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn issue_febo_keys(
+        &self,
+        request: Request<proto::FeboKeyBatch>,
+    ) -> Result<Response<proto::FeboKeyReply>, Status> {
+        let caller = self.tokens.authorize(
+            request.metadata(),
+            "IssueFeboKeys",
+            &[Role::Server, Role::Operator],
+        )?;
+        let request = febo_request_from_proto(request.into_inner()).map_err(|e| status_of(&e))?;
+        let state = Arc::clone(&self.state);
+        let reply = blocking(move || {
+            let mut state = lock(&state)?;
+            let r = state
+                .issue_febo_keys(&caller.requester, &request)
+                .map_err(|e| status_of(&e))?;
+            Ok(febo_response_to_proto(state.authority().group(), &r))
+        })
+        .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn read_audit_log(
+        &self,
+        request: Request<proto::AuditLogRequest>,
+    ) -> Result<Response<proto::AuditLogReply>, Status> {
+        self.tokens
+            .authorize(request.metadata(), "ReadAuditLog", &[Role::Operator])?;
+        let r = request.into_inner();
+        let page = match r.max_records as usize {
+            0 => AUDIT_PAGE,
+            n => n.min(AUDIT_PAGE),
+        };
+        let state = Arc::clone(&self.state);
+        let reply = blocking(move || {
+            // Hold the lock while reading so that no record is half-written.
+            let state = lock(&state)?;
+            let total = state.authority().audit_log().len() as u64;
+            let path = state.audit_path();
+            let reader = read_audit_file(&path)
+                .map_err(|e| Status::internal(format!("{}: {e}", path.display())))?;
+            let mut records_json = Vec::new();
+            for record in reader.skip(usize::try_from(r.from_seq).unwrap_or(usize::MAX)) {
+                if records_json.len() >= page {
+                    break;
+                }
+                let record =
+                    record.map_err(|e| Status::internal(format!("{}: {e}", path.display())))?;
+                records_json.push(
+                    serde_json::to_string(&record)
+                        .map_err(|e| Status::internal(format!("audit record JSON: {e}")))?,
+                );
+            }
+            Ok(proto::AuditLogReply {
+                records_json,
+                total,
+            })
+        })
+        .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn list_domains(
+        &self,
+        request: Request<proto::ListDomainsRequest>,
+    ) -> Result<Response<proto::ListDomainsReply>, Status> {
+        self.tokens
+            .authorize(request.metadata(), "ListDomains", &[Role::Operator])?;
+        let state = lock(&self.state)?;
+        let a = state.authority();
+        let domains = a
+            .domain_ids()
+            .into_iter()
+            .map(|d| {
+                Ok(proto::DomainInfo {
+                    domain: d.0,
+                    status: status_name(a.status(d).map_err(|e| status_of(&e))?),
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        Ok(Response::new(proto::ListDomainsReply { domains }))
+    }
+}
+
+/// The authority's TLS material (PEM).
+#[derive(Clone)]
+pub struct ServerTls {
+    /// The authority's certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
+    /// If set, every connection must present a client certificate signed by this CA (mutual
+    /// TLS).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the authority serves.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// TLS (None: plaintext, for loopback experiments only — tokens travel in the clear).
+    pub tls: Option<ServerTls>,
+    /// The largest message accepted or sent.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TLS material or the transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A bound listener: its address is known before serving (so `--listen 127.0.0.1:0` works).
+#[derive(Debug)]
+pub struct Listener {
+    inner: std::net::TcpListener,
+}
+
+impl Listener {
+    /// Binds `addr`.
+    ///
+    /// # Errors
+    /// [`ServeError::Bind`].
+    pub fn bind(addr: SocketAddr) -> Result<Self, ServeError> {
+        let inner = std::net::TcpListener::bind(addr)
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        inner
+            .set_nonblocking(true)
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Self { inner })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// An I/O error from the operating system.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` completes (call inside a tokio runtime).
+///
+/// # Errors
+/// [`ServeError`] for bad TLS material or a transport failure.
+pub async fn serve<G: PrimeOrderGroup>(
+    state: Arc<Mutex<PersistentAuthority<G>>>,
+    tokens: Arc<TokenTable>,
+    listener: Listener,
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let tokio_listener = tokio::net::TcpListener::from_std(listener.inner)
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let incoming = TcpIncoming::from(tokio_listener).with_nodelay(Some(true));
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut t =
+            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            t = t.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(t)?;
+    }
+    let svc = KeyAuthorityServer::new(AuthorityService::new(state, tokens))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    builder
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

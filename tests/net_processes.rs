@@ -1,0 +1,306 @@
+//! The three parties as three OS processes on 127.0.0.1 (the `cryptonn` binary): secure
+//! training on 128 images gives the weights of the in-process run with the same seed, also
+//! when the authority is SIGKILLed mid-training and restarted on the same state directory; the
+//! audit log then still holds every key the server received.
+#![cfg(feature = "net")]
+#![allow(clippy::unwrap_used)] // test helpers, as clippy.toml allows in tests
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cryptonn::coordinator::net::auth::random_token;
+use cryptonn::coordinator::net::generate_pki;
+use cryptonn::coordinator::secure_training::{
+    create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
+};
+use cryptonn::coordinator::{
+    read_audit_file, AuditOutcome, AuditedKey, Authority, InProcessKeyService, RequesterId,
+};
+use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::fe::group::ristretto::Ristretto255;
+use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
+use cryptonn::nn::first_layer::QuantConfig;
+use cryptonn::nn::lenet::LeNet5;
+use cryptonn::nn::train::{train_with_backend, BatchSchedule, Mode, TrainConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cryptonn");
+const IMAGES: usize = 128;
+const BATCH: usize = 64;
+const SEED: u64 = 5;
+const TEST_SIZE: usize = 100;
+const HALF_WIDTH: u64 = 1 << 20;
+
+struct Setup {
+    dir: PathBuf,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    tokens: PathBuf,
+    client_token: PathBuf,
+    server_token: PathBuf,
+    cache: PathBuf,
+}
+
+fn setup(name: &str) -> Setup {
+    let dir = std::env::temp_dir().join(format!("cryptonn-net-proc-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = generate_pki(&["localhost".into(), "127.0.0.1".into()], &[]).unwrap();
+    pki.write(&dir.join("pki")).unwrap();
+    let (c, s) = (random_token(), random_token());
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, format!("client owner {c}\nserver server-1 {s}\n")).unwrap();
+    std::fs::write(dir.join("client.token"), &c).unwrap();
+    std::fs::write(dir.join("server.token"), &s).unwrap();
+    // The discrete-log table is shared by all runs of this test binary.
+    let cache = std::env::temp_dir().join("cryptonn-net-proc-dlog-cache");
+    Setup {
+        ca: dir.join("pki/ca.pem"),
+        cert: dir.join("pki/authority.pem"),
+        key: dir.join("pki/authority.key"),
+        tokens,
+        client_token: dir.join("client.token"),
+        server_token: dir.join("server.token"),
+        cache,
+        dir,
+    }
+}
+
+/// Starts `cryptonn authority serve` and returns it with its bound address.
+fn start_authority(s: &Setup, listen: &str) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["authority", "serve", "--listen", listen, "--state"])
+        .arg(s.dir.join("state"))
+        .arg("--tokens")
+        .arg(&s.tokens)
+        .arg("--tls-cert")
+        .arg(&s.cert)
+        .arg("--tls-key")
+        .arg(&s.key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the authority printed its address")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("listening on ") {
+            break a.to_string();
+        }
+    };
+    // Keep draining stdout so the authority never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn connect_args(s: &Setup, addr: &str, token: &Path) -> Vec<String> {
+    vec![
+        "--authority".into(),
+        format!("https://{addr}"),
+        "--ca".into(),
+        s.ca.display().to_string(),
+        "--tls-name".into(),
+        "localhost".into(),
+        "--token-file".into(),
+        token.display().to_string(),
+    ]
+}
+
+fn encoding_args() -> Vec<String> {
+    [
+        "--train-size",
+        &IMAGES.to_string(),
+        "--batch-size",
+        &BATCH.to_string(),
+        "--seed",
+        &SEED.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run_client(s: &Setup, addr: &str) {
+    let status = Command::new(BIN)
+        .args(["client", "encrypt"])
+        .args(connect_args(s, addr, &s.client_token))
+        .arg("--data")
+        .arg(default_data_dir())
+        .arg("--out")
+        .arg(s.dir.join("enc"))
+        .args(encoding_args())
+        .status()
+        .unwrap();
+    assert!(status.success(), "client encrypt failed: {status}");
+}
+
+fn server_command(s: &Setup, addr: &str, epochs: usize) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["server", "train"])
+        .args(connect_args(s, addr, &s.server_token))
+        .arg("--data")
+        .arg(s.dir.join("enc"))
+        .arg("--mnist")
+        .arg(default_data_dir())
+        .arg("--cache-dir")
+        .arg(&s.cache)
+        .args(["--name", "server-1", "--epochs", &epochs.to_string()])
+        .args(["--test-size", &TEST_SIZE.to_string()])
+        .arg("--json")
+        .arg(s.dir.join("run.json"))
+        .args(encoding_args());
+    c
+}
+
+fn summary(s: &Setup) -> serde_json::Value {
+    let text = std::fs::read_to_string(s.dir.join("run.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The in-process secure run with the same seed and options (train_lenet's secure mode).
+fn in_process_weights(epochs: usize, cache: &Path) -> String {
+    let cfg = TrainConfig {
+        mode: Mode::Secure,
+        epochs,
+        batch_size: BATCH,
+        seed: SEED,
+        quant: QuantConfig::default(),
+        schedule: BatchSchedule::FixedShards,
+        ..TrainConfig::default()
+    };
+    let mnist = Mnist::load_default().unwrap();
+    let train = mnist.train.take(IMAGES, "training").unwrap();
+    let test = mnist.test.take(TEST_SIZE, "test").unwrap();
+    let mut authority = Authority::from_seed(Ristretto255, [9; 32]);
+    let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
+    let domains = create_shard_domains(&mut authority, IMAGES, &params).unwrap();
+    let pks: Vec<_> = domains
+        .iter()
+        .map(|&d| authority.public_key(d).unwrap())
+        .collect();
+    let labels = LabelPermutation::from_seed(cfg.seed);
+    let dir = std::env::temp_dir().join(format!("cryptonn-net-proc-{}-inproc", std::process::id()));
+    let (path, _) = encrypt_or_reuse(
+        &Ristretto255,
+        &dir,
+        &train,
+        &labels,
+        &pks,
+        &params,
+        true,
+        &|_| {},
+    )
+    .unwrap();
+    let data = EncryptedDataset::load(Ristretto255, &path).unwrap();
+    let keys = InProcessKeyService::new(Arc::new(Mutex::new(authority)), RequesterId::new("s"));
+    let table = Arc::new(BabyStepTable::load_or_build(Ristretto255, HALF_WIDTH, cache).unwrap());
+    let mut backend = SecureFirstLayer::new(data, keys, table, cfg.quant).unwrap();
+    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let (_, report) =
+        train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut ()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    report.weights_sha256
+}
+
+/// Issued FEIP and FEBO keys to `who` in the audit file (checking its sequence on the way).
+fn issued_keys(audit: &Path, who: &str) -> (u64, u64) {
+    let (mut feip, mut febo) = (0, 0);
+    for r in read_audit_file(audit).unwrap() {
+        let r = r.unwrap();
+        if r.requester.0 == who && r.outcome == AuditOutcome::Issued {
+            match r.key {
+                AuditedKey::Feip { .. } => feip += 1,
+                AuditedKey::Febo { .. } => febo += 1,
+                _ => {}
+            }
+        }
+    }
+    (feip, febo)
+}
+
+fn audit_records(audit: &Path) -> usize {
+    read_audit_file(audit).map(|r| r.count()).unwrap_or(0)
+}
+
+#[test]
+fn three_processes_match_in_process_and_survive_authority_kill() {
+    let start = Instant::now();
+    let epochs = 2;
+    let s = setup("run");
+    std::fs::create_dir_all(&s.cache).unwrap();
+    let reference = in_process_weights(epochs, &s.cache);
+    eprintln!(
+        "in-process reference {reference} ({:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+
+    // Uninterrupted: authority, client, server.
+    let (mut authority, addr) = start_authority(&s, "127.0.0.1:0");
+    run_client(&s, &addr);
+    let status = server_command(&s, &addr, epochs).status().unwrap();
+    assert!(status.success(), "server train failed: {status}");
+    let first = summary(&s);
+    assert_eq!(first["weights_sha256"].as_str().unwrap(), reference);
+    eprintln!(
+        "three processes match ({:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+
+    // Interrupted: train again on the same dataset and authority state; SIGKILL the authority
+    // once the server has received keys, restart it on the same port and state.
+    let audit = s.dir.join("state/audit.cnnaudit");
+    let before = audit_records(&audit);
+    let mut server = server_command(&s, &addr, epochs)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while audit_records(&audit) <= before {
+        assert!(Instant::now() < deadline, "the server never asked for keys");
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "the server ended early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    authority.kill().unwrap(); // SIGKILL
+    authority.wait().unwrap();
+    let killed_at = audit_records(&audit);
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut authority, addr2) = start_authority(&s, &addr);
+    assert_eq!(addr2, addr);
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "server train after the restart failed: {status}"
+    );
+    let second = summary(&s);
+    assert_eq!(second["weights_sha256"].as_str().unwrap(), reference);
+    authority.kill().unwrap();
+    authority.wait().unwrap();
+
+    // Every key of both runs is in the audit log (retries may add duplicates, never gaps).
+    let (feip, febo) = issued_keys(&audit, "server-1");
+    let served = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    assert!(
+        feip >= served(&first, "feip_keys") + served(&second, "feip_keys"),
+        "audit holds {feip} FEIP keys"
+    );
+    assert!(
+        febo >= served(&first, "febo_keys") + served(&second, "febo_keys"),
+        "audit holds {febo} FEBO keys"
+    );
+    assert!(killed_at > before);
+    eprintln!(
+        "kill and restart ok ({:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
