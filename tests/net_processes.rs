@@ -232,7 +232,7 @@ fn audit_records(audit: &Path) -> usize {
 #[test]
 fn three_processes_match_in_process_and_survive_authority_kill() {
     let start = Instant::now();
-    let epochs = 2;
+    let epochs = 1;
     let s = setup("run");
     std::fs::create_dir_all(&s.cache).unwrap();
     let reference = in_process_weights(epochs, &s.cache);

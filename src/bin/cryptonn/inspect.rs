@@ -134,10 +134,10 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<()> {
         }
         println!("  the authority's domain journal: {ops:?}");
     } else {
+        // Its bytes are not shown: an unknown file may be a secret (a raw seed, a tokens file).
         anyhow::bail!(
-            "{}: not a cryptonn file (unknown magic bytes {:02x?})",
-            path.display(),
-            &head[..head.len().min(8)]
+            "{}: not a cryptonn file (unknown magic bytes)",
+            path.display()
         );
     }
     Ok(())
