@@ -34,8 +34,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::coordinator::authority::Authority;
 use crate::coordinator::key_service::KeyService;
-use crate::coordinator::messages::{DomainId, DomainPublicKey, FeipKeyRequest, KeyVectorData};
-use crate::coordinator::secure_training::backend::{all_box_members, solve_outputs, PreparedImage};
+use crate::coordinator::messages::{DomainId, DomainPublicKey};
+use crate::coordinator::secure_training::backend::{
+    all_box_members, request_output_keys, solve_outputs, PreparedImage, FORWARD_HINT,
+};
 use crate::coordinator::secure_training::geometry::{self, LinearOutput};
 use crate::coordinator::secure_training::multiexp::recode;
 use crate::coordinator::secure_training::{EncryptionParams, SecureStats, SecureTrainingError};
@@ -46,9 +48,9 @@ use crate::fe::serialize::WireFormat;
 use crate::nn::data::IMAGE_PIXELS;
 use crate::nn::first_layer::{check_bound, max_abs, QuantConfig, FILTERS, PATCH, POOLED_SIDE};
 use crate::nn::lenet::LeNet5;
+use crate::nn::train::argmax;
 
 const FORWARD_LAYER: &str = "conv1 forward z (secure prediction)";
-const FORWARD_HINT: &str = "lower --scale-w (or --scale-x), or raise the forward bound";
 const QUERY_MAGIC: &[u8; 4] = b"CNNQ";
 const QUERY_VERSION: u16 = 1;
 /// Largest JSON header of an encoded query.
@@ -329,29 +331,8 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         let wq: Vec<i64> = wq.iter().copied().collect();
         let outputs = geometry::forward_outputs(&wq, enc.encode(0));
 
-        let t = std::time::Instant::now();
-        let vectors: Vec<KeyVectorData> = outputs
-            .iter()
-            .filter(|o| !o.is_constant())
-            .map(|o| KeyVectorData::Sparse(o.pixel_terms.clone()))
-            .collect();
-        let count = vectors.len();
-        let response = self.keys.feip_keys(&FeipKeyRequest { domain, vectors })?;
-        self.stats.key_seconds += t.elapsed().as_secs_f64();
-        self.stats.key_requests += 1;
-        if response.domain != domain || response.keys.len() != count {
-            return Err(SecureTrainingError::Parameters(format!(
-                "key service answered {} keys for {}, asked {count} for {domain}",
-                response.keys.len(),
-                response.domain
-            )));
-        }
-        self.stats.feip_keys += count as u64;
-        let mut issued = response.keys.into_iter();
-        let keys: Vec<_> = outputs
-            .iter()
-            .map(|o| if o.is_constant() { None } else { issued.next() })
-            .collect();
+        let refs: Vec<&LinearOutput> = outputs.iter().collect();
+        let keys = request_output_keys(&self.keys, domain, &refs, &mut self.stats)?;
 
         let t = std::time::Instant::now();
         let group = self.table.group();
@@ -390,17 +371,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         let bias1 = self.model.conv1.bias.to_vec();
         let s1 = self.quant.decode_forward(z.view(), &bias1)?;
         let probabilities = self.model.trunk_forward(s1).probs.row(0).to_vec();
-        let class = probabilities
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |best, (k, &p)| {
-                if p > best.1 {
-                    (k, p)
-                } else {
-                    best
-                }
-            })
-            .0 as u8;
+        let class = argmax(&probabilities) as u8;
         Ok(Prediction {
             class,
             probabilities,

@@ -495,7 +495,7 @@ fn loss_and_correct(probs: ArrayView2<'_, f32>, labels: &[u8]) -> StepOutcome {
 }
 
 /// Index of the first maximum.
-fn argmax(row: &[f32]) -> usize {
+pub(crate) fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     for (k, &v) in row.iter().enumerate() {
         if v > row[best] {

@@ -129,6 +129,46 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
     }
 }
 
+/// Asks `keys` for one FEIP key per non-constant output of `outputs` in `domain` (one
+/// batched request, counted in `stats`); constant outputs get `None`.
+///
+/// # Errors
+/// The key service's refusals; [`SecureTrainingError::Parameters`] if it answers for another
+/// domain or with another number of keys.
+pub(crate) fn request_output_keys<G: PrimeOrderGroup, K: KeyService<G> + ?Sized>(
+    keys: &K,
+    domain: DomainId,
+    outputs: &[&LinearOutput],
+    stats: &mut SecureStats,
+) -> Result<Vec<Option<FunctionKey<G>>>, SecureTrainingError> {
+    let vectors: Vec<KeyVectorData> = outputs
+        .iter()
+        .filter(|o| !o.is_constant())
+        .map(|o| KeyVectorData::Sparse(o.pixel_terms.clone()))
+        .collect();
+    if vectors.is_empty() {
+        return Ok(vec![None; outputs.len()]);
+    }
+    let t = Instant::now();
+    let count = vectors.len();
+    let response = keys.feip_keys(&FeipKeyRequest { domain, vectors })?;
+    stats.key_seconds += t.elapsed().as_secs_f64();
+    stats.key_requests += 1;
+    if response.domain != domain || response.keys.len() != count {
+        return Err(SecureTrainingError::Parameters(format!(
+            "key service answered {} keys for {}, asked {count} for {domain}",
+            response.keys.len(),
+            response.domain
+        )));
+    }
+    stats.feip_keys += count as u64;
+    let mut issued = response.keys.into_iter();
+    Ok(outputs
+        .iter()
+        .map(|o| if o.is_constant() { None } else { issued.next() })
+        .collect())
+}
+
 /// Solves one image's output elements `elems` (one per output of `outs` that has a key, in
 /// order) and adds the public padding terms; outputs without a key are their padding.
 ///
@@ -190,7 +230,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> std::fmt::Debug for SecureFirstLayer<
 }
 
 const FORWARD_LAYER: &str = "conv1 forward z (secure)";
-const FORWARD_HINT: &str = "lower --scale-w (or --scale-x), or raise the forward bound";
+pub(crate) const FORWARD_HINT: &str = "lower --scale-w (or --scale-x), or raise the forward bound";
 const GRADIENT_LAYER: &str = "conv1 weight gradient G_n (secure, per image)";
 const GRADIENT_HINT: &str = "lower --scale-grad (or --scale-x), or raise the gradient bound";
 
@@ -308,32 +348,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         domain: DomainId,
         outputs: &[&LinearOutput],
     ) -> Result<Vec<Option<FunctionKey<G>>>, SecureTrainingError> {
-        let vectors: Vec<KeyVectorData> = outputs
-            .iter()
-            .filter(|o| !o.is_constant())
-            .map(|o| KeyVectorData::Sparse(o.pixel_terms.clone()))
-            .collect();
-        if vectors.is_empty() {
-            return Ok(vec![None; outputs.len()]);
-        }
-        let t = Instant::now();
-        let count = vectors.len();
-        let response = self.keys.feip_keys(&FeipKeyRequest { domain, vectors })?;
-        self.stats.key_seconds += t.elapsed().as_secs_f64();
-        self.stats.key_requests += 1;
-        if response.domain != domain || response.keys.len() != count {
-            return Err(SecureTrainingError::Parameters(format!(
-                "key service answered {} keys for {}, asked {count} for {domain}",
-                response.keys.len(),
-                response.domain
-            )));
-        }
-        self.stats.feip_keys += count as u64;
-        let mut keys = response.keys.into_iter();
-        Ok(outputs
-            .iter()
-            .map(|o| if o.is_constant() { None } else { keys.next() })
-            .collect())
+        request_output_keys(&self.keys, domain, outputs, &mut self.stats)
     }
 
     /// Decrypts, for each image `n` of the prepared batch, the outputs `outputs(n)` with keys
