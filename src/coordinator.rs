@@ -28,6 +28,7 @@
 
 pub mod audit;
 pub mod authority;
+pub mod box_grid;
 pub mod client;
 pub mod elementwise;
 pub mod error;

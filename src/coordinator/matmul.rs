@@ -132,7 +132,8 @@ pub struct FeipKeyBatch<G: PrimeOrderGroup> {
 }
 
 impl<G: PrimeOrderGroup> FeipKeyBatch<G> {
-    /// A batch from key vectors and the keys issued for them, in the same order.
+    /// A batch from key vectors (box grids are kept expanded to pixel form) and the keys
+    /// issued for them, in the same order.
     ///
     /// # Errors
     /// [`CoordinatorError::ShapeMismatch`] if the counts differ; [`CoordinatorError::Empty`]
@@ -143,6 +144,10 @@ impl<G: PrimeOrderGroup> FeipKeyBatch<G> {
         vectors: Vec<KeyVectorData>,
         keys: Vec<FunctionKey<G>>,
     ) -> Result<Self, CoordinatorError> {
+        let vectors: Vec<KeyVectorData> = vectors
+            .into_iter()
+            .map(KeyVectorData::into_pixel_form)
+            .collect();
         if vectors.len() != keys.len() {
             return Err(CoordinatorError::ShapeMismatch {
                 what: "keys per key vector",
@@ -158,6 +163,9 @@ impl<G: PrimeOrderGroup> FeipKeyBatch<G> {
             .map(|v| match v {
                 KeyVectorData::Dense(y) => y.iter().map(|a| a.unsigned_abs()).sum(),
                 KeyVectorData::Sparse(t) => t.iter().map(|(_, a)| a.unsigned_abs()).sum(),
+                KeyVectorData::BoxGrid(g) => {
+                    g.pixel_terms().iter().map(|(_, a)| a.unsigned_abs()).sum()
+                }
             })
             .collect();
         Ok(Self {
@@ -240,11 +248,15 @@ pub fn vartime_matmul<G: PrimeOrderGroup>(
                 .zip(keys.vectors.par_chunks(KEY_CHUNK))
                 .enumerate()
                 .map(|(chunk, (ks, vs))| {
-                    let pairs: Vec<_> = ks
+                    let pairs = ks
                         .iter()
                         .zip(vs)
-                        .map(|(key, v)| (key, v.as_key_vector()))
-                        .collect();
+                        .map(|(key, v)| v.as_key_vector().map(|y| (key, y)))
+                        .collect::<Option<Vec<_>>>()
+                        // `FeipKeyBatch::new` expands box grids to pixel form.
+                        .ok_or(CoordinatorError::InvalidConfig(
+                            "a box-grid key vector in a matrix key batch",
+                        ))?;
                     feip.vartime_decrypt_many(&prepared, &pairs, &solver)
                         .into_iter()
                         .enumerate()

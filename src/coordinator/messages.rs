@@ -9,10 +9,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::coordinator::box_grid::BoxGridVector;
 use crate::fe::error::FeError;
 use crate::fe::febo::{FeboFunctionKey, FeboOp, FeboParams, FeboPublicKey};
 use crate::fe::feip::{FeipParams, FunctionKey, KeyVector, MasterPublicKey};
 use crate::fe::group::PrimeOrderGroup;
+use crate::nn::data::IMAGE_PIXELS;
 
 /// The identifier of a key domain: one FEIP (and optionally FEBO) master key pair with its own
 /// bounds, policy state and audit trail.
@@ -44,14 +46,20 @@ impl fmt::Display for RequesterId {
 }
 
 /// A key vector `y` as sent in a request: dense (all `n` entries) or sparse (`(index, value)`
-/// pairs with strictly increasing indices, absent entries zero). Convolution keys have a few
-/// dozen non-zeros out of ~1000 entries, so sparse is the compact form.
+/// pairs with strictly increasing indices, absent entries zero), or, for the first layer of
+/// secure training and prediction (`n = 784`), a grid of coefficients over 2x2 box sums
+/// ([`BoxGridVector`]). Convolution keys have a few dozen non-zeros out of ~1000 entries, so
+/// sparse is the compact pixel form; a box grid shares its coefficients between all the keys
+/// of one filter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyVectorData {
     /// All `n` entries.
     Dense(Vec<i64>),
     /// The non-zero entries as `(index, value)`, indices strictly increasing.
     Sparse(Vec<(usize, i64)>),
+    /// A shared box grid at one origin; stands for the 784-pixel vector
+    /// [`BoxGridVector::pixel_terms`].
+    BoxGrid(BoxGridVector),
 }
 
 impl KeyVectorData {
@@ -72,12 +80,24 @@ impl KeyVectorData {
         }
     }
 
-    /// The borrowed form used by [`crate::fe::feip`].
+    /// The borrowed form used by [`crate::fe::feip`]; `None` for a box grid, which has to be
+    /// expanded first ([`into_pixel_form`](Self::into_pixel_form)).
     #[must_use]
-    pub fn as_key_vector(&self) -> KeyVector<'_> {
+    pub fn as_key_vector(&self) -> Option<KeyVector<'_>> {
         match self {
-            Self::Dense(y) => KeyVector::Dense(y),
-            Self::Sparse(t) => KeyVector::Sparse(t),
+            Self::Dense(y) => Some(KeyVector::Dense(y)),
+            Self::Sparse(t) => Some(KeyVector::Sparse(t)),
+            Self::BoxGrid(_) => None,
+        }
+    }
+
+    /// The same vector in pixel form: a box grid expanded to its sparse pixel terms, dense and
+    /// sparse vectors as they are.
+    #[must_use]
+    pub fn into_pixel_form(self) -> Self {
+        match self {
+            Self::BoxGrid(g) => Self::Sparse(g.pixel_terms()),
+            other => other,
         }
     }
 }
@@ -95,8 +115,8 @@ impl SparseKeyVector {
     /// Validates `data` against the dimension `n` and bound `y_bound`.
     ///
     /// # Errors
-    /// [`FeError::DimensionMismatch`] for a dense vector of the wrong length,
-    /// [`FeError::InvalidSparseIndex`] for an index `>= n` or out of order,
+    /// [`FeError::DimensionMismatch`] for a dense vector of the wrong length or a box grid in
+    /// a domain with `n != 784`, [`FeError::InvalidSparseIndex`] for an index `>= n` or out of order,
     /// [`FeError::KeyOutOfBound`] for an entry with `|y_i| > y_bound`.
     pub fn from_data(data: &KeyVectorData, n: usize, y_bound: u64) -> Result<Self, FeError> {
         let check = |index: usize, value: i64| {
@@ -139,6 +159,19 @@ impl SparseKeyVector {
                     if v != 0 {
                         terms.push((i, v));
                     }
+                }
+                terms
+            }
+            KeyVectorData::BoxGrid(g) => {
+                if n != IMAGE_PIXELS {
+                    return Err(FeError::DimensionMismatch {
+                        expected: n,
+                        got: IMAGE_PIXELS,
+                    });
+                }
+                let terms = g.pixel_terms();
+                for &(i, v) in &terms {
+                    check(i, v)?;
                 }
                 terms
             }

@@ -332,7 +332,8 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         let outputs = geometry::forward_outputs(&wq, enc.encode(0));
 
         let refs: Vec<&LinearOutput> = outputs.iter().collect();
-        let keys = request_output_keys(&self.keys, domain, &refs, &mut self.stats)?;
+        let vectors = geometry::forward_key_vectors(&wq)?;
+        let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
 
         let t = std::time::Instant::now();
         let group = self.table.group();

@@ -5,10 +5,13 @@
 //! through [`WireFormat::from_bytes`] (length, magic, version, checksum, group, canonical
 //! encodings), vectors later through the authority's own checks.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tonic::codegen::Bytes;
 use tonic::{Code, Status};
 
+use crate::coordinator::box_grid::{BoxGrid, BoxGridVector, BoxOrigin};
 use crate::coordinator::error::{CoordinatorError, PolicyRefusal};
 use crate::coordinator::messages::{
     DomainId, DomainPublicKey, FeboKeyItem, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest,
@@ -19,6 +22,11 @@ use crate::fe::febo::{FeboFunctionKey, FeboOp, FeboParams, FeboPublicKey};
 use crate::fe::feip::{FeipParams, FunctionKey, MasterPublicKey};
 use crate::fe::group::PrimeOrderGroup;
 use crate::fe::serialize::WireFormat;
+
+/// The most pixel entries (4 per box of each grid vector) the box grids of one request may
+/// expand to: 2^25, about 280 images' weight-gradient keys. A few bytes of origin expand to up
+/// to 784 entries, so this bounds the memory one request can claim beyond its message size.
+pub const MAX_GRID_EXPANSION: usize = 1 << 25;
 
 /// A typed error carried in a status's details, so the client can rebuild it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -227,43 +235,70 @@ pub fn public_key_from_proto<G: PrimeOrderGroup>(
     })
 }
 
-/// A FEIP key request to protobuf.
+/// A FEIP key request to protobuf. Consecutive box-grid vectors that share one grid
+/// (`Arc::ptr_eq`) travel as one `BoxGrid` with their origins.
 #[must_use]
 pub fn feip_request_to_proto(r: &FeipKeyRequest) -> proto::FeipKeyBatch {
     use proto::key_vector::Form;
+    let mut vectors: Vec<proto::KeyVector> = Vec::new();
+    let mut last_grid: Option<&Arc<BoxGrid>> = None;
+    for v in &r.vectors {
+        let form = match v {
+            KeyVectorData::Dense(y) => Form::Dense(proto::DenseVector { values: y.clone() }),
+            KeyVectorData::Sparse(t) => Form::Sparse(proto::SparseVector {
+                indices: t.iter().map(|&(i, _)| i as u64).collect(),
+                values: t.iter().map(|&(_, v)| v).collect(),
+            }),
+            KeyVectorData::BoxGrid(g) => {
+                let origin = g.origin().index() as u32;
+                if let (Some(prev), Some(Form::BoxGrid(b))) =
+                    (last_grid, vectors.last_mut().and_then(|k| k.form.as_mut()))
+                {
+                    if Arc::ptr_eq(prev, g.grid()) {
+                        b.origins.push(origin);
+                        continue;
+                    }
+                }
+                last_grid = Some(g.grid());
+                let grid = g.grid();
+                vectors.push(proto::KeyVector {
+                    form: Some(Form::BoxGrid(proto::BoxGrid {
+                        rows: grid.rows() as u32,
+                        cols: grid.cols() as u32,
+                        stride: grid.stride() as u32,
+                        coefficients: grid.coefficients().to_vec(),
+                        origins: vec![origin],
+                    })),
+                });
+                continue;
+            }
+        };
+        last_grid = None;
+        vectors.push(proto::KeyVector { form: Some(form) });
+    }
     proto::FeipKeyBatch {
         domain: r.domain.0,
-        vectors: r
-            .vectors
-            .iter()
-            .map(|v| proto::KeyVector {
-                form: Some(match v {
-                    KeyVectorData::Dense(y) => {
-                        Form::Dense(proto::DenseVector { values: y.clone() })
-                    }
-                    KeyVectorData::Sparse(t) => Form::Sparse(proto::SparseVector {
-                        indices: t.iter().map(|&(i, _)| i as u64).collect(),
-                        values: t.iter().map(|&(_, v)| v).collect(),
-                    }),
-                }),
-            })
-            .collect(),
+        vectors,
     }
 }
 
 /// A FEIP key request from protobuf (structure only; the authority validates the vectors).
+/// A box grid becomes one key vector per origin, all sharing the grid.
 ///
 /// # Errors
-/// [`CoordinatorError::Empty`] for a vector without form; [`CoordinatorError::ShapeMismatch`]
-/// for a sparse vector whose index and value lists differ in length;
-/// [`CoordinatorError::InvalidConfig`] for an index beyond `usize`.
+/// [`CoordinatorError::Empty`] for a vector without form or a grid without origins;
+/// [`CoordinatorError::ShapeMismatch`] for a sparse vector whose index and value lists differ
+/// in length, or a grid with other than `rows · cols` coefficients;
+/// [`CoordinatorError::InvalidConfig`] for an index beyond `usize`, a malformed grid or origin,
+/// or a request whose box grids expand to more than [`MAX_GRID_EXPANSION`] pixel entries;
+/// [`CoordinatorError::Fe`] for a grid coefficient out of range.
 pub fn feip_request_from_proto(b: proto::FeipKeyBatch) -> Result<FeipKeyRequest, CoordinatorError> {
     use proto::key_vector::Form;
-    let vectors = b
-        .vectors
-        .into_iter()
-        .map(|v| match v.form {
-            Some(Form::Dense(d)) => Ok(KeyVectorData::Dense(d.values)),
+    let mut vectors = Vec::with_capacity(b.vectors.len());
+    let mut expansion = 0usize;
+    for v in b.vectors {
+        match v.form {
+            Some(Form::Dense(d)) => vectors.push(KeyVectorData::Dense(d.values)),
             Some(Form::Sparse(s)) => {
                 if s.indices.len() != s.values.len() {
                     return Err(CoordinatorError::ShapeMismatch {
@@ -282,13 +317,38 @@ pub fn feip_request_from_proto(b: proto::FeipKeyBatch) -> Result<FeipKeyRequest,
                             .map_err(|_| CoordinatorError::InvalidConfig("sparse index too large"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(KeyVectorData::Sparse(terms))
+                vectors.push(KeyVectorData::Sparse(terms));
             }
-            None => Err(CoordinatorError::Empty(
-                "key vector without dense or sparse form",
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            Some(Form::BoxGrid(g)) => {
+                if g.origins.is_empty() {
+                    return Err(CoordinatorError::Empty("box grid without origins"));
+                }
+                let grid = Arc::new(BoxGrid::new(
+                    g.rows as usize,
+                    g.cols as usize,
+                    g.stride as usize,
+                    g.coefficients,
+                )?);
+                for o in g.origins {
+                    let origin = BoxOrigin::from_index(o as usize)
+                        .ok_or(CoordinatorError::InvalidConfig("box origin beyond 31 x 31"))?;
+                    let v = BoxGridVector::new(Arc::clone(&grid), origin)?;
+                    expansion = expansion.saturating_add(v.expansion_size());
+                    if expansion > MAX_GRID_EXPANSION {
+                        return Err(CoordinatorError::InvalidConfig(
+                            "the request's box grids expand to too many pixel entries; split it",
+                        ));
+                    }
+                    vectors.push(KeyVectorData::BoxGrid(v));
+                }
+            }
+            None => {
+                return Err(CoordinatorError::Empty(
+                    "key vector without dense, sparse or box-grid form",
+                ))
+            }
+        }
+    }
     Ok(FeipKeyRequest {
         domain: DomainId(b.domain),
         vectors,
@@ -453,5 +513,83 @@ mod tests {
         ));
         let other = error_of("https://a:1", &Status::unauthenticated("no"));
         assert!(other.to_string().contains("https://a:1"), "{other}");
+    }
+
+    fn grid_request() -> FeipKeyRequest {
+        let dq: Vec<i64> = (0..1176).map(|i| (i % 17) - 8).collect();
+        let mut vectors =
+            crate::coordinator::secure_training::geometry::gradient_key_vectors(&dq).unwrap();
+        vectors.insert(3, KeyVectorData::Sparse(vec![(1, 2), (9, -1)]));
+        FeipKeyRequest {
+            domain: DomainId(4),
+            vectors,
+        }
+    }
+
+    /// Box grids sharing one grid travel once, with their origins, and come back as the same
+    /// vectors (the same pixel-space keys).
+    #[test]
+    fn box_grids_round_trip_compactly() {
+        let r = grid_request();
+        let p = feip_request_to_proto(&r);
+        // 6 filters: the first split by the sparse vector at index 3, so 7 grids + 1 sparse.
+        assert_eq!(p.vectors.len(), 8);
+        let back = feip_request_from_proto(p).unwrap();
+        assert_eq!(back, r);
+    }
+
+    fn first_grid(p: &mut proto::FeipKeyBatch) -> &mut proto::BoxGrid {
+        match p.vectors[0].form.as_mut() {
+            Some(proto::key_vector::Form::BoxGrid(g)) => g,
+            _ => panic!("expected a box grid first"),
+        }
+    }
+
+    /// Malformed grids are typed errors (INVALID_ARGUMENT on the wire), never a panic.
+    #[test]
+    fn malformed_box_grids_are_refused() {
+        let base = feip_request_to_proto(&grid_request());
+        type Breakage = fn(&mut proto::BoxGrid);
+        let cases: [(&str, Breakage); 6] = [
+            ("no origins", |g| g.origins.clear()),
+            ("origin beyond 961", |g| g.origins[0] = 961),
+            ("grid leaves the boxes at its origin", |g| g.origins[0] = 30),
+            ("missing coefficient", |g| {
+                g.coefficients.pop();
+            }),
+            ("zero stride", |g| g.stride = 0),
+            ("coefficient beyond 2^61", |g| g.coefficients[0] = i64::MAX),
+        ];
+        for (what, break_it) in cases {
+            let mut p = base.clone();
+            break_it(first_grid(&mut p));
+            let e = feip_request_from_proto(p).expect_err(what);
+            assert_eq!(status_of(&e).code(), Code::InvalidArgument, "{what}: {e}");
+        }
+    }
+
+    /// Cheap origins cannot make the authority expand unbounded work.
+    #[test]
+    fn grid_expansion_is_capped() {
+        let grid = proto::BoxGrid {
+            rows: 14,
+            cols: 14,
+            stride: 2,
+            coefficients: vec![1; 196],
+            origins: vec![0; 4096],
+        };
+        let batch = |copies: usize| proto::FeipKeyBatch {
+            domain: 1,
+            vectors: vec![
+                proto::KeyVector {
+                    form: Some(proto::key_vector::Form::BoxGrid(grid.clone())),
+                };
+                copies
+            ],
+        };
+        // 4096 · 784 entries per copy: 10 copies fit, 11 do not.
+        assert!(feip_request_from_proto(batch(10)).is_ok());
+        let e = feip_request_from_proto(batch(11)).unwrap_err();
+        assert!(e.to_string().contains("split it"), "{e}");
     }
 }

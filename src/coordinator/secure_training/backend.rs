@@ -130,21 +130,31 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
 }
 
 /// Asks `keys` for one FEIP key per non-constant output of `outputs` in `domain` (one
-/// batched request, counted in `stats`); constant outputs get `None`.
+/// batched request, counted in `stats`), sending `vectors[i]`, the key vector of `outputs[i]`
+/// in any form (box grids for the first layer); constant outputs get `None`.
 ///
 /// # Errors
-/// The key service's refusals; [`SecureTrainingError::Parameters`] if it answers for another
-/// domain or with another number of keys.
+/// The key service's refusals; [`SecureTrainingError::Parameters`] if `vectors` does not match
+/// `outputs`, or the service answers for another domain or with another number of keys.
 pub(crate) fn request_output_keys<G: PrimeOrderGroup, K: KeyService<G> + ?Sized>(
     keys: &K,
     domain: DomainId,
     outputs: &[&LinearOutput],
+    vectors: Vec<KeyVectorData>,
     stats: &mut SecureStats,
 ) -> Result<Vec<Option<FunctionKey<G>>>, SecureTrainingError> {
+    if vectors.len() != outputs.len() {
+        return Err(SecureTrainingError::Parameters(format!(
+            "internal: {} key vectors for {} outputs",
+            vectors.len(),
+            outputs.len()
+        )));
+    }
     let vectors: Vec<KeyVectorData> = outputs
         .iter()
-        .filter(|o| !o.is_constant())
-        .map(|o| KeyVectorData::Sparse(o.pixel_terms.clone()))
+        .zip(vectors)
+        .filter(|(o, _)| !o.is_constant())
+        .map(|(_, v)| v)
         .collect();
     if vectors.is_empty() {
         return Ok(vec![None; outputs.len()]);
@@ -342,13 +352,15 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         Ok(())
     }
 
-    /// Requests one FEIP key per non-constant output (one batched request).
+    /// Requests one FEIP key per non-constant output (one batched request), sending
+    /// `vectors`, the outputs' key vectors.
     fn request_feip(
         &mut self,
         domain: DomainId,
         outputs: &[&LinearOutput],
+        vectors: Vec<KeyVectorData>,
     ) -> Result<Vec<Option<FunctionKey<G>>>, SecureTrainingError> {
-        request_output_keys(&self.keys, domain, outputs, &mut self.stats)
+        request_output_keys(&self.keys, domain, outputs, vectors, &mut self.stats)
     }
 
     /// Decrypts, for each image `n` of the prepared batch, the outputs `outputs(n)` with keys
@@ -443,7 +455,8 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         let pad = self.data.header().padding_value;
         let outputs = geometry::forward_outputs(&wq, pad);
         let refs: Vec<&LinearOutput> = outputs.iter().collect();
-        let keys = self.request_feip(domain, &refs)?;
+        let vectors = geometry::forward_key_vectors(&wq).map_err(SecureTrainingError::from)?;
+        let keys = self.request_feip(domain, &refs, vectors)?;
         self.prepare(batch)?;
         // The forward outputs are the same for every image: recode their coefficients once.
         let recoded: Vec<Vec<(usize, Wnaf)>> =
@@ -565,7 +578,11 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
             .map(|d| geometry::gradient_outputs(d, pad))
             .collect();
         let refs: Vec<&LinearOutput> = outputs.iter().flatten().collect();
-        let keys = self.request_feip(domain, &refs)?;
+        let mut vectors = Vec::with_capacity(refs.len());
+        for d in dq.chunks_exact(OUTPUTS) {
+            vectors.extend(geometry::gradient_key_vectors(d).map_err(SecureTrainingError::from)?);
+        }
+        let keys = self.request_feip(domain, &refs, vectors)?;
         self.prepare(batch)?;
         let values = self.decrypt(
             |n| &outputs[n],

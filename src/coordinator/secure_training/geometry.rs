@@ -18,6 +18,11 @@
 //! policy and audit log see), the same map over box sums (what the server multiplies), and the
 //! public padding term.
 
+use std::sync::Arc;
+
+use crate::coordinator::box_grid::{BoxGrid, BoxGridVector, BoxOrigin};
+use crate::coordinator::error::CoordinatorError;
+use crate::coordinator::messages::KeyVectorData;
 use crate::nn::data::{IMAGE_PIXELS, IMAGE_SIDE, PADDING};
 use crate::nn::first_layer::{BOX_SIDE, FILTERS, KERNEL, OUTPUTS, PATCH, POOLED_SIDE};
 
@@ -181,6 +186,65 @@ pub fn gradient_outputs(dq: &[i64], pad: i64) -> Vec<LinearOutput> {
     out
 }
 
+/// The key vectors of [`forward_outputs`], in its order, as box grids
+/// ([`crate::coordinator::box_grid`]): filter `f`'s 5x5 weights with stride 1 at origin
+/// `(2i, 2j)`, one shared grid per filter.
+///
+/// # Errors
+/// [`CoordinatorError`] for `wq.len() != 150` or a weight beyond the grid bound `2^61`.
+pub fn forward_key_vectors(wq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
+    check_len("conv1 weights wq", FILTERS * PATCH, wq.len())?;
+    let mut out = Vec::with_capacity(OUTPUTS);
+    for f in wq.chunks_exact(PATCH) {
+        let grid = Arc::new(BoxGrid::new(KERNEL, KERNEL, 1, f.to_vec())?);
+        for i in 0..POOLED_SIDE {
+            for j in 0..POOLED_SIDE {
+                let origin = BoxOrigin { u: 2 * i, v: 2 * j };
+                out.push(KeyVectorData::BoxGrid(BoxGridVector::new(
+                    Arc::clone(&grid),
+                    origin,
+                )?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The key vectors of [`gradient_outputs`], in its order, as box grids: the output gradient
+/// `dq[f]` (14x14) with stride 2 at origin `(a, b)`, one shared grid per filter.
+///
+/// # Errors
+/// [`CoordinatorError`] for `dq.len() != 1176` or an entry beyond the grid bound `2^61`.
+pub fn gradient_key_vectors(dq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
+    check_len("conv1 output gradient dq", OUTPUTS, dq.len())?;
+    let side = POOLED_SIDE;
+    let mut out = Vec::with_capacity(GRADIENT_OUTPUTS);
+    for df in dq.chunks_exact(side * side) {
+        let grid = Arc::new(BoxGrid::new(side, side, 2, df.to_vec())?);
+        for a in 0..KERNEL {
+            for b in 0..KERNEL {
+                out.push(KeyVectorData::BoxGrid(BoxGridVector::new(
+                    Arc::clone(&grid),
+                    BoxOrigin { u: a, v: b },
+                )?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), CoordinatorError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(CoordinatorError::ShapeMismatch {
+            what,
+            expected,
+            got,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +298,50 @@ mod tests {
             assert_eq!(i128::from(via_boxes + o.padding), gv);
             assert!(o.pixel_terms.iter().all(|&(_, y)| y.abs() <= 5000));
         }
+    }
+
+    fn pixel_terms(v: &KeyVectorData) -> Vec<(usize, i64)> {
+        match v {
+            KeyVectorData::BoxGrid(g) => g.pixel_terms(),
+            other => panic!("expected a box grid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn box_grid_keys_expand_to_the_pixel_keys() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let sparse = |p: f64, lim: i64, n: usize, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<i64> {
+            (0..n)
+                .map(|_| {
+                    if rng.gen_bool(p) {
+                        0
+                    } else {
+                        rng.gen_range(-lim..=lim)
+                    }
+                })
+                .collect()
+        };
+        for _ in 0..3 {
+            let wq = sparse(0.2, 128, 150, &mut rng);
+            let outs = forward_outputs(&wq, -33);
+            let keys = forward_key_vectors(&wq).unwrap();
+            assert_eq!(keys.len(), outs.len());
+            for (k, o) in keys.iter().zip(&outs) {
+                assert_eq!(pixel_terms(k), o.pixel_terms);
+            }
+            let dq = sparse(0.3, 5000, OUTPUTS, &mut rng);
+            let outs = gradient_outputs(&dq, -33);
+            let keys = gradient_key_vectors(&dq).unwrap();
+            assert_eq!(keys.len(), outs.len());
+            for (k, o) in keys.iter().zip(&outs) {
+                assert_eq!(pixel_terms(k), o.pixel_terms);
+            }
+        }
+        // An all-zero filter gradient gives empty (constant) outputs in both forms.
+        let keys = gradient_key_vectors(&[0; OUTPUTS]).unwrap();
+        assert!(keys.iter().all(|k| pixel_terms(k).is_empty()));
+        assert!(forward_key_vectors(&[1; 149]).is_err());
+        assert!(gradient_key_vectors(&[i64::MAX; OUTPUTS]).is_err());
     }
 
     #[test]
