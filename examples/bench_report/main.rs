@@ -16,15 +16,19 @@
 //! `target/cryptonn-cache/bench_report/` (about 1.5 GB + 2 GB in `--full`) and removes both
 //! at the end; discrete-log tables are cached in `target/cryptonn-cache/`.
 //!
-//! Sections: FE microbenchmarks (`fe_bench`), training (`training`), leakage (`leakage`); the
+//! Sections: FE microbenchmarks (`fe_bench`), training (`training`), leakage (`leakage`), the
+//! networked key service (`network`, with `load` shared with `examples/key_service_load`); the
 //! paper's figures are in `paper`, the report's shape in `report`, rendering in `markdown` and
 //! `plots`, machine facts in `machine`, medians and progress bars in `stats`.
 
 mod cross_domain;
 mod fe_bench;
 mod leakage;
+#[path = "../key_service_load/load.rs"]
+mod load;
 mod machine;
 mod markdown;
+mod network;
 mod paper;
 mod plots;
 mod profile;
@@ -261,6 +265,34 @@ fn run() -> Result<ExitCode> {
     )?;
     leakage.cross_domain = secure.cross_domain;
 
+    // The networked parties.
+    stats::section(
+        "Network (loopback)",
+        &format!(
+            "Secure training on {} images, 1 epoch, with the key service in-process and over \
+             gRPC + TLS on 127.0.0.1 ({} alternating rounds); then {} requesters asking for \
+             batches of {} length-{} key vectors for {} s.",
+            p.network.train_size.min(train_set.len()),
+            p.network.rounds,
+            p.network.load.requesters,
+            p.network.load.batch,
+            p.network.load.dim,
+            p.network.load.seconds
+        ),
+    );
+    let network = network::run(
+        &cfg,
+        &p.network,
+        &train_set,
+        &test_set,
+        &Arc::new(BabyStepTable::load_or_build(
+            Ristretto255,
+            SECURE_DLOG_HALF_WIDTH,
+            &cache,
+        )?),
+        &secure_opts.work_dir,
+    )?;
+
     machine.load_average_end = machine::load_average();
     let fe = Fe {
         ristretto,
@@ -278,6 +310,7 @@ fn run() -> Result<ExitCode> {
         training,
         fe,
         leakage,
+        network,
         paper: paper::figures(),
         paper_setup: paper::PAPER_SETUP,
         comparison,

@@ -163,8 +163,69 @@ pub fn render(r: &Report) -> String {
     paper_section(&mut s, r);
     fe_section(&mut s, r);
     leakage_section(&mut s, r);
+    network_section(&mut s, r);
     notes_section(&mut s, r);
     s
+}
+
+fn network_section(s: &mut String, r: &Report) {
+    let t = &r.network.training;
+    let l = &r.network.key_service_load;
+    let _ = writeln!(
+        s,
+        "## The networked parties on loopback
+
+Secure training on {} images (batch {}, {} \
+         steps, 1 epoch), the same server code calling one fsync'd authority in-process and \
+         over gRPC + TLS on 127.0.0.1, {} alternating rounds (medians; the weights are {} in \
+         every run). Target: at most 10 % overhead.\n",
+        t.train_size,
+        t.batch_size,
+        t.steps,
+        t.rounds,
+        if t.weights_identical {
+            "the same"
+        } else {
+            "**not** the same"
+        },
+    );
+    let _ = writeln!(
+        s,
+        "| key service | ms per step | of which waiting for keys |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- |");
+    let _ = writeln!(
+        s,
+        "| in-process | {:.1} | {:.1} |",
+        t.in_process_step_ms, t.in_process_key_ms_per_step
+    );
+    let _ = writeln!(
+        s,
+        "| loopback gRPC + TLS | {:.1} | {:.1} |",
+        t.loopback_step_ms, t.loopback_key_ms_per_step
+    );
+    let _ = writeln!(
+        s,
+        "\nOverhead: **{:+.1} %** of the in-process step time; the extra wait for keys alone is \
+         **{:+.1} %** of it (the step times also carry the machine's noise).\n",
+        t.overhead_percent, t.key_wait_overhead_percent
+    );
+    let _ = writeln!(
+        s,
+        "Key service under load: {} requesters, each with its own TLS connection, token and \
+         domain, asking for batches of {} length-{} key vectors for {:.0} s (audit log and \
+         journal fsync'd): **{:.0} function keys/s** (target: 20,000), latency p50 {:.1} ms, \
+         p99 {:.1} ms, {} requests, {} policy refusals, no other failure.\n",
+        l.requesters,
+        l.batch,
+        l.dim,
+        l.seconds,
+        l.keys_per_second,
+        l.latency_p50_ms,
+        l.latency_p99_ms,
+        l.requests,
+        l.policy_refusals
+    );
 }
 
 fn load(v: Option<[f64; 3]>) -> String {

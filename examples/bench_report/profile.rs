@@ -2,6 +2,8 @@
 //! and `--full` (the whole 60,000-image, 2-epoch comparison, more repetitions).
 
 use crate::fe_bench::FePlan;
+use crate::load::LoadConfig;
+use crate::network::NetworkPlan;
 
 /// Baby-step half-width of secure training's discrete-log table (train_lenet's default).
 pub const SECURE_DLOG_HALF_WIDTH: u64 = 1 << 20;
@@ -22,6 +24,19 @@ pub struct Profile {
     pub ristretto: FePlan,
     /// FE plan for modp2048 (smaller in `--quick`: each operation costs 100x more).
     pub modp2048: FePlan,
+    /// The networked key service on loopback.
+    pub network: NetworkPlan,
+}
+
+/// 32 concurrent requesters, batches of 128 length-36 key vectors, fsync'd state.
+fn load(seconds: u64) -> LoadConfig {
+    LoadConfig {
+        requesters: 32,
+        seconds,
+        batch: 128,
+        dim: 36,
+        fsync: true,
+    }
 }
 
 /// The `--full` profile if `full`, else `--quick`.
@@ -51,6 +66,11 @@ pub fn profile(full: bool) -> Profile {
                 reps_product: 3,
                 product_serial: true,
             },
+            network: NetworkPlan {
+                train_size: 1_024,
+                rounds: 3,
+                load: load(30),
+            },
         }
     } else {
         Profile {
@@ -76,6 +96,11 @@ pub fn profile(full: bool) -> Profile {
                 product_samples: 10,
                 reps_product: 1,
                 product_serial: false,
+            },
+            network: NetworkPlan {
+                train_size: 256,
+                rounds: 2,
+                load: load(5),
             },
         }
     }

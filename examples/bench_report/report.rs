@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::fe_bench::FeResults;
 use crate::leakage::LeakageResults;
 use crate::machine::MachineInfo;
+use crate::network::NetworkResults;
 use crate::paper::{self, PaperFigure};
 use crate::training::ModeFigures;
 
@@ -89,6 +90,8 @@ pub struct Report {
     pub fe: Fe,
     /// Leakage section.
     pub leakage: LeakageResults,
+    /// The networked key service on loopback.
+    pub network: NetworkResults,
     /// The paper's published figures (not measured here).
     pub paper: Vec<PaperFigure>,
     /// Where the paper's figures come from.

@@ -1,22 +1,12 @@
-//! Load test of the networked key service on loopback.
-//!
-//! ```sh
-//! cargo run --release --example key_service_load                    # 32 requesters, 30 s
-//! cargo run --release --example key_service_load -- --seconds 10 --batch 256 --json load.json
-//! ```
-//!
-//! Starts an authority (TLS, bearer tokens, state with fsync'd journal and audit log in a
-//! temporary directory) on 127.0.0.1, then `--requesters` server threads, each with its own
-//! connection, token and key domain (`n = --dim`, per-batch policy), ask for batches of
-//! `--batch` random dense key vectors for `--seconds` seconds (bounded to 300). Prints the
-//! throughput in function keys per second and the p50/p99 latency of one request; any failure
-//! other than a policy refusal makes the run fail.
+//! The load test itself, shared by `examples/key_service_load` and `examples/bench_report`:
+//! an authority (TLS, bearer tokens, fsync'd state in a temporary directory) on 127.0.0.1 and
+//! `requesters` server threads, each with its own connection, token and key domain (`n = dim`,
+//! per-batch policy), asking for batches of `batch` random dense key vectors for `seconds`.
 
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
 use cryptonn::coordinator::net::auth::{random_token, Role};
 use cryptonn::coordinator::net::service::Listener;
 use cryptonn::coordinator::net::{
@@ -29,29 +19,50 @@ use cryptonn::coordinator::{
 use cryptonn::fe::feip::FeipParams;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 
-/// Load test of the gRPC key service: concurrent requesters asking for batched FEIP keys.
-#[derive(Debug, Parser)]
-#[command(about)]
-struct Args {
-    /// Concurrent requesters (each its own connection, token and domain).
-    #[arg(long, default_value_t = 32)]
-    requesters: usize,
-    /// Seconds to run (at most 300).
-    #[arg(long, default_value_t = 30)]
-    seconds: u64,
+/// What to run.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadConfig {
+    /// Concurrent requesters.
+    pub requesters: usize,
+    /// Seconds to run (clamped to 1..=300).
+    pub seconds: u64,
     /// Key vectors per request.
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
+    pub batch: usize,
     /// Length of the key vectors.
-    #[arg(long, default_value_t = 36)]
-    dim: usize,
-    /// Do not fsync the audit log and journal (faster; not what a deployment should run).
-    #[arg(long)]
-    no_fsync: bool,
-    /// Write the figures as JSON to this file.
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    pub dim: usize,
+    /// fsync the audit log and the journal.
+    pub fsync: bool,
+}
+
+/// The figures of one run (the JSON keys of `key_service_load --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadFigures {
+    /// Concurrent requesters.
+    pub requesters: usize,
+    /// Key vectors per request.
+    pub batch: usize,
+    /// Length of the key vectors.
+    pub dim: usize,
+    /// Whether the state was fsync'd.
+    pub fsync: bool,
+    /// Wall seconds of the measured window.
+    pub seconds: f64,
+    /// Function keys received.
+    pub keys: u64,
+    /// Requests answered.
+    pub requests: usize,
+    /// Keys per second.
+    pub keys_per_second: f64,
+    /// Median latency of one request.
+    pub latency_p50_ms: f64,
+    /// 99th percentile latency.
+    pub latency_p99_ms: f64,
+    /// Requests the policy refused (the only failures allowed).
+    pub policy_refusals: u64,
+    /// /proc/loadavg at the end.
+    pub loadavg: String,
 }
 
 struct Outcome {
@@ -60,9 +71,12 @@ struct Outcome {
     refusals: u64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let seconds = args.seconds.clamp(1, 300);
+/// Runs the load test; any failure other than a policy refusal is an error.
+///
+/// # Errors
+/// Setup failures and the first failed request.
+pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
+    let seconds = cfg.seconds.clamp(1, 300);
     let dir = std::env::temp_dir().join(format!("cryptonn-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let pki = generate_pki(&["localhost".into()], &[])?;
@@ -70,14 +84,14 @@ fn main() -> anyhow::Result<()> {
         Ristretto255,
         &dir.join("state"),
         StateOptions {
-            fsync: !args.no_fsync,
+            fsync: cfg.fsync,
             ..StateOptions::default()
         },
     )?;
-    let params = FeipParams::new(args.dim, 1 << 16, 1 << 16)?;
+    let params = FeipParams::new(cfg.dim, 1 << 16, 1 << 16)?;
     let mut tokens = TokenTable::new();
     let mut requesters = Vec::new();
-    for i in 0..args.requesters {
+    for i in 0..cfg.requesters {
         let token = random_token();
         let name = format!("server-{i}");
         tokens
@@ -107,9 +121,9 @@ fn main() -> anyhow::Result<()> {
     println!(
         "authority on {addr} (TLS, fsync {}); {} requesters x batches of {} keys of length {} for \
          {seconds} s",
-        !args.no_fsync, args.requesters, args.batch, args.dim
+        cfg.fsync, cfg.requesters, cfg.batch, cfg.dim
     );
-    let barrier = Arc::new(Barrier::new(args.requesters + 1));
+    let barrier = Arc::new(Barrier::new(cfg.requesters + 1));
     let handles: Vec<_> = requesters
         .into_iter()
         .enumerate()
@@ -123,13 +137,14 @@ fn main() -> anyhow::Result<()> {
             config.requester = RequesterId::new(name);
             config.retry_for = Duration::ZERO;
             let barrier = Arc::clone(&barrier);
-            let (batch, dim) = (args.batch, args.dim);
+            let (batch, dim) = (cfg.batch, cfg.dim);
             std::thread::spawn(move || -> anyhow::Result<Outcome> {
                 let service = RemoteKeyService::connect(Ristretto255, config)?;
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
                 // Connect (TLS handshake) before the clock starts.
-                service.public_key(domain)?;
+                let connected = service.public_key(domain);
                 barrier.wait();
+                connected?;
                 let end = Instant::now() + Duration::from_secs(seconds);
                 let mut out = Outcome {
                     latencies: Vec::new(),
@@ -175,38 +190,25 @@ fn main() -> anyhow::Result<()> {
             .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "{keys} keys in {} requests over {wall:.1} s: {:.0} keys/s, {:.0} requests/s; latency \
-         p50 {:.1} ms, p99 {:.1} ms; {refusals} policy refusals, 0 failures; loadavg {}",
-        latencies.len(),
-        keys as f64 / wall,
-        latencies.len() as f64 / wall,
-        pct(0.50),
-        pct(0.99),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    if let Some(path) = &args.json {
-        let v = serde_json::json!({
-            "requesters": args.requesters,
-            "batch": args.batch,
-            "dim": args.dim,
-            "fsync": !args.no_fsync,
-            "seconds": wall,
-            "keys": keys,
-            "requests": latencies.len(),
-            "keys_per_second": keys as f64 / wall,
-            "latency_p50_ms": pct(0.50),
-            "latency_p99_ms": pct(0.99),
-            "policy_refusals": refusals,
-            "loadavg": load.trim(),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&v)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(LoadFigures {
+        requesters: cfg.requesters,
+        batch: cfg.batch,
+        dim: cfg.dim,
+        fsync: cfg.fsync,
+        seconds: wall,
+        keys,
+        requests: latencies.len(),
+        keys_per_second: keys as f64 / wall,
+        latency_p50_ms: pct(0.50),
+        latency_p99_ms: pct(0.99),
+        policy_refusals: refusals,
+        loadavg,
+    })
 }
