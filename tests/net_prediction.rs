@@ -409,6 +409,11 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
     let (code, message) = status(predictor.predict_bytes(with_domain(&query, domains[0])));
     assert_eq!(code, Code::InvalidArgument, "{message}");
     assert!(message.contains("does not decrypt"), "{message}");
+    // A training shard's domain (client encrypt made domains 0 and 1): refused before any key
+    // request.
+    let (code, message) = status(predictor.predict_bytes(with_domain(&query, 0)));
+    assert_eq!(code, Code::FailedPrecondition, "{message}");
+    assert!(message.contains("training domain"), "{message}");
     // Encoded with other parameters.
     let other = EncryptionParams {
         scale_x: info.params.scale_x * 2.0,

@@ -18,6 +18,7 @@ use cryptonn::coordinator::net::{
     PREDICTION_MAX_MESSAGE_BYTES,
 };
 use cryptonn::coordinator::secure_prediction::SecurePredictor;
+use cryptonn::coordinator::DomainId;
 use cryptonn::fe::group::ristretto::Ristretto255;
 
 /// How long in-flight queries may finish after SIGTERM / Ctrl-C.
@@ -120,11 +121,13 @@ fn log_query(r: &QueryRecord) {
 }
 
 impl Prepared {
-    /// Serves `predictor` until SIGTERM or Ctrl-C. `authority` is published to clients.
+    /// Serves `predictor` until SIGTERM or Ctrl-C. `authority` is published to clients;
+    /// queries naming one of `training_domains` are refused.
     pub fn run(
         self,
         predictor: SecurePredictor<Ristretto255, RemoteKeyService<Ristretto255>>,
         authority: &str,
+        training_domains: Vec<DomainId>,
     ) -> anyhow::Result<()> {
         let sha = predictor.model().weights_sha256();
         let tokens = self.tokens.len();
@@ -133,7 +136,8 @@ impl Prepared {
             Arc::new(self.tokens),
             authority,
             Some(Box::new(log_query)),
-        )?;
+        )?
+        .refuse_domains(training_domains);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -98,6 +98,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", path.display()))?;
     let header = data.header();
     let params = header.params;
+    let training_domains = header.domains.clone();
     let expected = a.train.encoding.encryption_params();
     if header.params != expected {
         anyhow::bail!(
@@ -195,7 +196,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         let keys = a.connect.connect(&a.name)?;
         let predictor = SecurePredictor::new(model, cfg.quant, params, keys, table)
             .context("setting up secure prediction")?;
-        serving.run(predictor, &a.connect.authority)?;
+        serving.run(predictor, &a.connect.authority, training_domains)?;
     }
     Ok(())
 }

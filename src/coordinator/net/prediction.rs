@@ -34,6 +34,7 @@
 //! | malformed or tampered query bytes, other encoding parameters | `INVALID_ARGUMENT` with the reason |
 //! | a ciphertext that does not decrypt under its domain's keys (moved to another domain, another authority's key) | `INVALID_ARGUMENT` |
 //! | a domain the authority does not know | `NOT_FOUND` |
+//! | one of the server's training domains ([`PredictionService::refuse_domains`]) | `FAILED_PRECONDITION` |
 //! | a domain with other parameters, closed or rotated, a policy refusal | `INVALID_ARGUMENT` / `FAILED_PRECONDITION` |
 //! | the authority unreachable | `UNAVAILABLE` |
 //! | queue full | `RESOURCE_EXHAUSTED` |
@@ -45,6 +46,7 @@
 //! The authority sees one domain creation by the client and one batch of key vectors (the
 //! server's conv1 weights) from the server. The client sees the probabilities.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -188,6 +190,7 @@ pub struct PredictionService<G: PrimeOrderGroup> {
     tokens: Arc<TokenTable>,
     info: proto::QueryParams,
     jobs: SyncSender<Job<G>>,
+    refused: BTreeSet<DomainId>,
 }
 
 impl<G: PrimeOrderGroup> std::fmt::Debug for PredictionService<G> {
@@ -234,7 +237,17 @@ impl<G: PrimeOrderGroup> PredictionService<G> {
             tokens,
             info,
             jobs,
+            refused: BTreeSet::new(),
         })
+    }
+
+    /// Refuses queries that name one of `domains` (`FAILED_PRECONDITION`), before any key
+    /// request: a server passes its training shards' domains, so that a prediction client
+    /// cannot make it ask for keys in the data owner's training domains.
+    #[must_use]
+    pub fn refuse_domains(mut self, domains: impl IntoIterator<Item = DomainId>) -> Self {
+        self.refused.extend(domains);
+        self
     }
 }
 
@@ -328,6 +341,12 @@ impl<G: PrimeOrderGroup> Predictor for PredictionService<G> {
             .map_err(|e| Status::internal(format!("decoding task failed: {e}")))?
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let domain = query.domain();
+        if self.refused.contains(&domain) {
+            return Err(Status::failed_precondition(format!(
+                "{domain} is a training domain of this server, not a query domain: open a fresh \
+                 query domain for each query"
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         self.jobs
             .try_send(Job { query, reply })
