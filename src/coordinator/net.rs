@@ -19,6 +19,9 @@
 //! - [`remote`]: [`RemoteKeyService`], a blocking [`KeyService`] over a private tokio runtime
 //!   that retries with backoff while the authority is unreachable (e.g. restarting).
 //! - [`tls`]: certificate loading and generation (rcgen) for TLS and mutual TLS.
+//! - [`prediction`]: secure prediction over the network, served by the server process
+//!   ([`PredictionService`], [`serve_predictions`]) and called by clients
+//!   ([`RemotePredictor`]); `proto/prediction.proto`.
 //!
 //! # Security
 //! Every RPC needs a bearer token (`authorization: Bearer …`); the token fixes the caller's
@@ -36,17 +39,23 @@
 
 pub mod auth;
 pub mod convert;
+pub mod prediction;
 pub mod remote;
 pub mod service;
 pub mod tls;
 
-/// The protobuf messages and the gRPC service of `proto/cryptonn.proto` (generated).
+/// The protobuf messages and the gRPC services of `proto/cryptonn.proto` and
+/// `proto/prediction.proto` (generated).
 #[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
 pub mod proto {
     tonic::include_proto!("cryptonn.v1");
 }
 
 pub use auth::{Caller, Role, TokenTable};
+pub use prediction::{
+    open_remote_query_domain, serve_predictions, PredictionError, PredictionService, QueryInfo,
+    RemotePrediction, RemotePredictor, PREDICTION_MAX_MESSAGE_BYTES,
+};
 pub use remote::{RemoteConfig, RemoteKeyService};
 pub use service::{serve, AuthorityService, Listener, ServeConfig, ServeError, ServerTls};
 pub use tls::{generate_pki, Pki};

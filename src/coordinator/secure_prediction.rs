@@ -282,6 +282,12 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         &self.params
     }
 
+    /// The group of the ciphertexts it decrypts.
+    #[must_use]
+    pub fn group(&self) -> &G {
+        self.table.group()
+    }
+
     /// Counters and timings so far.
     #[must_use]
     pub fn stats(&self) -> &SecureStats {

@@ -20,6 +20,11 @@ pub enum ClientCommand {
     /// Encrypt the first --train-size MNIST training images (and labels) shard by shard, under
     /// fresh per-shard key domains of the authority, into one dataset file in --out.
     Encrypt(EncryptArgs),
+    /// Classify one image with a server's trained model without showing it the image in the
+    /// clear: open a fresh query domain at the authority, encrypt the image under it, send it
+    /// to the server (`server train --serve`) and map the class back through the label
+    /// permutation of --seed.
+    Predict(crate::predict_cmd::PredictArgs),
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +47,7 @@ pub struct EncryptArgs {
 pub fn run(c: ClientCommand) -> anyhow::Result<()> {
     match c {
         ClientCommand::Encrypt(a) => encrypt(&a),
+        ClientCommand::Predict(a) => crate::predict_cmd::predict(&a),
     }
 }
 

@@ -9,6 +9,11 @@
 //!     --token-file client.token --data data/ --out enc/ --train-size 2048
 //! cryptonn server train --authority https://authority.example.org:7443 --ca pki/ca.pem \
 //!     --token-file server.token --data enc/ --epochs 2
+//! cryptonn server train … --serve 0.0.0.0:7444 --serve-tokens predict-tokens \
+//!     --serve-tls-cert pki/trainer.pem --serve-tls-key pki/trainer.key
+//! cryptonn client predict --authority https://authority.example.org:7443 --ca pki/ca.pem \
+//!     --token-file client.token --server https://trainer.example.org:7444 \
+//!     --server-ca pki/ca.pem --server-token-file predict.token digit.pgm
 //! cryptonn inspect enc/mnist-train-….cnnenc
 //! ```
 //!
@@ -19,6 +24,9 @@ mod authority_cmd;
 mod client_cmd;
 mod connect;
 mod inspect;
+mod predict_cmd;
+mod query_image;
+mod serve_predictions;
 mod server_cmd;
 mod train_options;
 
@@ -40,10 +48,12 @@ enum Command {
     /// The key authority: serve keys, provision tokens.
     #[command(subcommand)]
     Authority(authority_cmd::AuthorityCommand),
-    /// The data owner: encrypt a training set under the authority's public keys.
+    /// The data owner: encrypt a training set under the authority's public keys; ask a server
+    /// for a secure prediction.
     #[command(subcommand)]
     Client(client_cmd::ClientCommand),
-    /// The server: train on an encrypted dataset with keys from the authority.
+    /// The server: train on an encrypted dataset with keys from the authority, then serve
+    /// secure predictions.
     #[command(subcommand)]
     Server(server_cmd::ServerCommand),
     /// Make a private CA, the authority's certificate and client certificates (PEM).

@@ -1,4 +1,5 @@
-//! `cryptonn server …`: training over an encrypted dataset with keys from a remote authority.
+//! `cryptonn server …`: training over an encrypted dataset with keys from a remote authority,
+//! then (with `--serve`) secure predictions with the trained model.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use cryptonn::coordinator::secure_prediction::SecurePredictor;
 use cryptonn::coordinator::secure_training::{EncryptedDataset, SecureFirstLayer};
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::ristretto::Ristretto255;
@@ -15,12 +17,14 @@ use cryptonn::nn::lenet::LeNet5;
 use cryptonn::nn::train::{train_with_backend, BatchSchedule, Mode};
 
 use crate::connect::ConnectArgs;
+use crate::serve_predictions::ServeOptions;
 use crate::train_options::{print_final, write_json, Bars, SecureSummary, TrainOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
     /// Train LeNet-5 on an encrypted dataset (secure mode of examples/train_lenet, with the
-    /// same options and JSON summary), asking the authority for fresh keys every step.
+    /// same options and JSON summary), asking the authority for fresh keys every step; with
+    /// --serve, then serve secure predictions with the trained model until SIGTERM / Ctrl-C.
     Train(TrainArgs),
 }
 
@@ -42,6 +46,8 @@ pub struct TrainArgs {
     name: String,
     #[command(flatten)]
     train: TrainOptions,
+    #[command(flatten)]
+    serve: ServeOptions,
 }
 
 pub fn run(c: ServerCommand) -> anyhow::Result<()> {
@@ -83,12 +89,16 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         anyhow::bail!("secure training needs --batches fixed-shards (one key domain per shard)");
     }
     a.train.init_threads()?;
+    // Checked (and bound) before training, served after it.
+    let serving = a.serve.prepare()?;
     let group = Ristretto255;
     let path = dataset_file(&a.data)?;
     let t_load = Instant::now();
     let data = EncryptedDataset::load(group, &path)
         .with_context(|| format!("loading {}", path.display()))?;
     let header = data.header();
+    let params = header.params;
+    let training_domains = header.domains.clone();
     let expected = a.train.encoding.encryption_params();
     if header.params != expected {
         anyhow::bail!(
@@ -147,11 +157,11 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         keys.peer()
     );
     let peer = keys.peer().to_string();
-    let mut backend = SecureFirstLayer::new(data, keys, table, cfg.quant)?;
+    let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
     let labels = LabelPermutation::from_seed(cfg.seed);
     let model = LeNet5::new(cfg.lenet, cfg.seed);
     let mut bars = Bars::new();
-    let (_model, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut bars)
+    let (model, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut bars)
         .with_context(|| format!("training with keys from {peer}"))?;
     let s = *backend.stats();
     println!(
@@ -181,5 +191,12 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     print_final(&report, mode, start);
+    if let Some(serving) = serving {
+        drop(backend);
+        let keys = a.connect.connect(&a.name)?;
+        let predictor = SecurePredictor::new(model, cfg.quant, params, keys, table)
+            .context("setting up secure prediction")?;
+        serving.run(predictor, &a.connect.authority, training_domains)?;
+    }
     Ok(())
 }

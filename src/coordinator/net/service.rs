@@ -326,6 +326,11 @@ impl Listener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+
+    /// The bound (non-blocking) socket, for the other services of the crate.
+    pub(crate) fn into_std(self) -> std::net::TcpListener {
+        self.inner
+    }
 }
 
 /// Serves `state` on `listener` until `shutdown` completes (call inside a tokio runtime).
