@@ -23,10 +23,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use cryptonn::coordinator::net::auth::{random_token, Role};
 use cryptonn::coordinator::net::convert::{feip_request_from_proto, feip_request_to_proto};
-use cryptonn::coordinator::net::service::Listener;
-use cryptonn::coordinator::net::{
-    generate_pki, proto, serve, RemoteConfig, RemoteKeyService, ServeConfig, ServerTls, TokenTable,
-};
+use cryptonn::coordinator::net::{proto, LoopbackAuthority, RemoteKeyService, TokenTable};
 use cryptonn::coordinator::secure_training::geometry::{gradient_key_vectors, gradient_outputs};
 use cryptonn::coordinator::secure_training::EncryptionParams;
 use cryptonn::coordinator::{
@@ -98,35 +95,13 @@ fn main() -> anyhow::Result<()> {
     let local_domain = local.create_domain(params.domain_config()?)?;
     let served_domain = served.create_domain(params.domain_config()?)?;
 
-    let pki = generate_pki(&["localhost".into()], &[])?;
     let token = random_token();
     let mut tokens = TokenTable::new();
     tokens
         .add(Role::Server, "server-1", &token)
         .map_err(anyhow::Error::msg)?;
-    let listener = Listener::bind("127.0.0.1:0".parse()?)?;
-    let addr = listener.local_addr()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.spawn(serve(
-        Arc::new(Mutex::new(served)),
-        Arc::new(tokens),
-        listener,
-        ServeConfig {
-            tls: Some(ServerTls {
-                cert_pem: pki.server.cert_pem.clone().into_bytes(),
-                key_pem: pki.server.key_pem.clone().into_bytes(),
-                client_ca_pem: None,
-            }),
-            ..ServeConfig::default()
-        },
-        std::future::pending(),
-    ));
-    let mut config = RemoteConfig::new(
-        format!("https://{addr}"),
-        token,
-        Some(pki.ca_cert_pem.clone().into_bytes()),
-    );
-    config.tls_domain = Some("localhost".into());
+    let authority = LoopbackAuthority::start(Arc::new(Mutex::new(served)), tokens)?;
+    let config = authority.remote_config(&token, RequesterId::new("server-1"));
     let remote = RemoteKeyService::connect(Ristretto255, config)?;
     remote.public_key(served_domain)?; // TLS handshake before the clock starts
 

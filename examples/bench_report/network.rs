@@ -13,14 +13,10 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use cryptonn::coordinator::net::auth::{random_token, Role};
-use cryptonn::coordinator::net::service::Listener;
-use cryptonn::coordinator::net::{
-    generate_pki, serve, RemoteConfig, RemoteKeyService, ServeConfig, ServerTls, TokenTable,
-};
+use cryptonn::coordinator::net::{LoopbackAuthority, RemoteKeyService, TokenTable};
 use cryptonn::coordinator::secure_training::{
     encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
 };
@@ -187,37 +183,13 @@ pub fn run(
     )?;
     let state = Arc::new(Mutex::new(state));
 
-    let pki = generate_pki(&["localhost".into()], &[])?;
     let token = random_token();
     let mut tokens = TokenTable::new();
     tokens
         .add(Role::Server, "server", &token)
         .map_err(anyhow::Error::msg)?;
-    let listener = Listener::bind("127.0.0.1:0".parse()?)?;
-    let addr = listener.local_addr()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.spawn(serve(
-        Arc::clone(&state),
-        Arc::new(tokens),
-        listener,
-        ServeConfig {
-            tls: Some(ServerTls {
-                cert_pem: pki.server.cert_pem.clone().into_bytes(),
-                key_pem: pki.server.key_pem.clone().into_bytes(),
-                client_ca_pem: None,
-            }),
-            ..ServeConfig::default()
-        },
-        std::future::pending(),
-    ));
-    let mut remote_config = RemoteConfig::new(
-        format!("https://{addr}"),
-        token,
-        Some(pki.ca_cert_pem.clone().into_bytes()),
-    );
-    remote_config.tls_domain = Some("localhost".into());
-    remote_config.requester = RequesterId::new("server");
-    remote_config.retry_for = Duration::ZERO;
+    let authority = LoopbackAuthority::start(Arc::clone(&state), tokens)?;
+    let remote_config = authority.remote_config(&token, RequesterId::new("server"));
 
     let rounds = plan.rounds.max(1);
     let bar = crate::stats::bar("network", 2 * rounds as u64);
@@ -245,7 +217,7 @@ pub fn run(
         }
     }
     bar.finish_and_clear();
-    drop(runtime);
+    drop(authority);
     let _ = std::fs::remove_dir_all(&dir);
     let weights_identical = hashes.windows(2).all(|w| w[0] == w[1]);
     ensure!(

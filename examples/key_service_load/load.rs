@@ -8,10 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cryptonn::coordinator::net::auth::{random_token, Role};
-use cryptonn::coordinator::net::service::Listener;
-use cryptonn::coordinator::net::{
-    generate_pki, serve, RemoteConfig, RemoteKeyService, ServeConfig, ServerTls, TokenTable,
-};
+use cryptonn::coordinator::net::{LoopbackAuthority, RemoteKeyService, TokenTable};
 use cryptonn::coordinator::{
     CoordinatorError, DomainConfig, FeipKeyRequest, KeyService, KeyVectorData, PersistentAuthority,
     PolicyConfig, RequesterId, StateOptions,
@@ -79,7 +76,6 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
     let seconds = cfg.seconds.clamp(1, 300);
     let dir = std::env::temp_dir().join(format!("cryptonn-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let pki = generate_pki(&["localhost".into()], &[])?;
     let mut state = PersistentAuthority::open(
         Ristretto255,
         &dir.join("state"),
@@ -101,23 +97,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
             .create_domain(DomainConfig::new(params).with_policy(PolicyConfig::per_batch()))?;
         requesters.push((name, token, domain));
     }
-    let listener = Listener::bind("127.0.0.1:0".parse()?)?;
-    let addr = listener.local_addr()?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.spawn(serve(
-        Arc::new(Mutex::new(state)),
-        Arc::new(tokens),
-        listener,
-        ServeConfig {
-            tls: Some(ServerTls {
-                cert_pem: pki.server.cert_pem.clone().into_bytes(),
-                key_pem: pki.server.key_pem.clone().into_bytes(),
-                client_ca_pem: None,
-            }),
-            ..ServeConfig::default()
-        },
-        std::future::pending(),
-    ));
+    let authority = LoopbackAuthority::start(Arc::new(Mutex::new(state)), tokens)?;
+    let addr = authority.addr();
     println!(
         "authority on {addr} (TLS, fsync {}); {} requesters x batches of {} keys of length {} for \
          {seconds} s",
@@ -128,14 +109,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
         .into_iter()
         .enumerate()
         .map(|(i, (name, token, domain))| {
-            let mut config = RemoteConfig::new(
-                format!("https://{addr}"),
-                token,
-                Some(pki.ca_cert_pem.clone().into_bytes()),
-            );
-            config.tls_domain = Some("localhost".into());
-            config.requester = RequesterId::new(name);
-            config.retry_for = Duration::ZERO;
+            let config = authority.remote_config(&token, RequesterId::new(name));
             let barrier = Arc::clone(&barrier);
             let (batch, dim) = (cfg.batch, cfg.dim);
             std::thread::spawn(move || -> anyhow::Result<Outcome> {

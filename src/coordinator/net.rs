@@ -19,6 +19,8 @@
 //! - [`remote`]: [`RemoteKeyService`], a blocking [`KeyService`] over a private tokio runtime
 //!   that retries with backoff while the authority is unreachable (e.g. restarting).
 //! - [`tls`]: certificate loading and generation (rcgen) for TLS and mutual TLS.
+//! - [`loopback`]: [`LoopbackAuthority`], an authority served on 127.0.0.1 for experiments,
+//!   benchmarks and tests.
 //! - [`prediction`]: secure prediction over the network, served by the server process
 //!   ([`PredictionService`], [`serve_predictions`]) and called by clients
 //!   ([`RemotePredictor`]); `proto/prediction.proto`.
@@ -38,7 +40,9 @@
 //! [`CoordinatorError::Refused`]: crate::coordinator::CoordinatorError::Refused
 
 pub mod auth;
+mod channel;
 pub mod convert;
+pub mod loopback;
 pub mod prediction;
 pub mod remote;
 pub mod service;
@@ -52,6 +56,7 @@ pub mod proto {
 }
 
 pub use auth::{Caller, Role, TokenTable};
+pub use loopback::{LoopbackAuthority, LoopbackError};
 pub use prediction::{
     open_remote_query_domain, serve_predictions, PredictionError, PredictionService, QueryInfo,
     RemotePrediction, RemotePredictor, PREDICTION_MAX_MESSAGE_BYTES,

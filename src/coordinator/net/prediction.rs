@@ -50,25 +50,24 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
-use tonic::metadata::MetadataValue;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{
-    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
-};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainId, DomainPublicKey};
 use crate::coordinator::net::auth::{Role, TokenTable};
+use crate::coordinator::net::channel::{connect, ClientConnection};
 use crate::coordinator::net::proto;
 use crate::coordinator::net::proto::predictor_client::PredictorClient;
 use crate::coordinator::net::proto::predictor_server::{Predictor, PredictorServer};
 use crate::coordinator::net::remote::{RemoteConfig, RemoteKeyService};
-use crate::coordinator::net::service::{Listener, ServeConfig, ServeError};
+use crate::coordinator::net::service::{
+    incoming, server_builder, Listener, ServeConfig, ServeError,
+};
 use crate::coordinator::secure_prediction::{EncryptedQuery, Prediction, SecurePredictor};
 use crate::coordinator::secure_training::{EncryptionParams, SecureTrainingError};
 use crate::fe::group::PrimeOrderGroup;
@@ -383,22 +382,8 @@ pub async fn serve_predictions<G: PrimeOrderGroup>(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })?;
-    let tokio_listener = tokio::net::TcpListener::from_std(listener.into_std())
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let incoming = TcpIncoming::from(tokio_listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        let mut t =
-            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-        if let Some(ca) = &tls.client_ca_pem {
-            t = t.client_ca_root(Certificate::from_pem(ca));
-        }
-        builder = builder.tls_config(t)?;
-    }
+    let incoming = incoming(listener)?;
+    let mut builder = server_builder(&config)?;
     let svc = PredictorServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -439,9 +424,8 @@ pub fn open_remote_query_domain<G: PrimeOrderGroup>(
 /// then answers it twice, with the same keys).
 pub struct RemotePredictor<G: PrimeOrderGroup> {
     group: G,
-    runtime: tokio::runtime::Runtime,
+    connection: ClientConnection,
     client: PredictorClient<Channel>,
-    auth: MetadataValue<tonic::metadata::Ascii>,
     config: RemoteConfig,
 }
 
@@ -465,41 +449,15 @@ impl<G: PrimeOrderGroup> RemotePredictor<G> {
             peer: config.url.clone(),
             reason,
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| bad(format!("runtime: {e}")))?;
-        let mut endpoint = Endpoint::from_shared(config.url.clone())
-            .map_err(|e| bad(format!("invalid URL: {e}")))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5));
-        if let Some(ca) = &config.ca_pem {
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
-            if let Some(d) = &config.tls_domain {
-                tls = tls.domain_name(d.clone());
-            }
-            if let Some((cert, key)) = &config.identity {
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| bad(format!("TLS: {e}")))?;
-        }
-        let channel = {
-            let _guard = runtime.enter();
-            endpoint.connect_lazy()
-        };
-        let client = PredictorClient::new(channel)
+        let connection = connect(&config, "cryptonn-predict-client")
+            .map_err(|(code, message)| bad(format!("{code}: {message}")))?;
+        let client = PredictorClient::new(connection.channel.clone())
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
-        let auth = format!("Bearer {}", config.token)
-            .parse()
-            .map_err(|_| bad("the token is not printable ASCII".into()))?;
         Ok(Self {
             group,
-            runtime,
+            connection,
             client,
-            auth,
             config,
         })
     }
@@ -516,31 +474,15 @@ impl<G: PrimeOrderGroup> RemotePredictor<G> {
         F: Fn(PredictorClient<Channel>, Request<T>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
-        let start = Instant::now();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let mut request = Request::new(message.clone());
-            request
-                .metadata_mut()
-                .insert("authorization", self.auth.clone());
-            match self.runtime.block_on(rpc(self.client.clone(), request)) {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(s)
-                    if s.code() == Code::Unavailable
-                        && start.elapsed() + backoff < self.config.retry_for =>
-                {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Err(s) => {
-                    return Err(PredictionError::Status {
-                        peer: self.config.url.clone(),
-                        code: s.code(),
-                        message: s.message().to_string(),
-                    })
-                }
-            }
-        }
+        self.connection
+            .call(&self.client, message, rpc, self.config.retry_for, |s| {
+                s.code() == Code::Unavailable
+            })
+            .map_err(|s| PredictionError::Status {
+                peer: self.config.url.clone(),
+                code: s.code(),
+                message: s.message().to_string(),
+            })
     }
 
     fn invalid(&self, reason: impl Into<String>) -> PredictionError {

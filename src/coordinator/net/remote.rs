@@ -11,10 +11,9 @@
 //! domain errors typed as in-process, the rest as [`CoordinatorError::Remote`].
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
 use crate::coordinator::error::CoordinatorError;
@@ -23,6 +22,7 @@ use crate::coordinator::messages::{
     DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse,
     RequesterId,
 };
+use crate::coordinator::net::channel::{connect, ClientConnection};
 use crate::coordinator::net::convert::{
     error_of, febo_params_to_proto, febo_request_to_proto, febo_response_from_proto,
     feip_params_to_proto, feip_request_to_proto, feip_response_from_proto, public_key_from_proto,
@@ -88,9 +88,8 @@ impl RemoteConfig {
 /// A blocking client of a remote authority (see the [module docs](self)).
 pub struct RemoteKeyService<G: PrimeOrderGroup> {
     group: G,
-    runtime: tokio::runtime::Runtime,
+    connection: ClientConnection,
     client: KeyAuthorityClient<Channel>,
-    auth: MetadataValue<tonic::metadata::Ascii>,
     config: RemoteConfig,
 }
 
@@ -126,43 +125,15 @@ impl<G: PrimeOrderGroup> RemoteKeyService<G> {
     /// runtime cannot start.
     pub fn connect(group: G, config: RemoteConfig) -> Result<Self, CoordinatorError> {
         let peer = config.url.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("cryptonn-key-client")
-            .enable_all()
-            .build()
-            .map_err(|e| remote(&peer, "Runtime", e))?;
-        let mut endpoint = Endpoint::from_shared(config.url.clone())
-            .map_err(|e| remote(&peer, "InvalidUrl", e))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5));
-        if let Some(ca) = &config.ca_pem {
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
-            if let Some(d) = &config.tls_domain {
-                tls = tls.domain_name(d.clone());
-            }
-            if let Some((cert, key)) = &config.identity {
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| remote(&peer, "Tls", e))?;
-        }
-        let channel = {
-            let _guard = runtime.enter();
-            endpoint.connect_lazy()
-        };
-        let client = KeyAuthorityClient::new(channel)
+        let connection = connect(&config, "cryptonn-key-client")
+            .map_err(|(code, message)| remote(&peer, code, message))?;
+        let client = KeyAuthorityClient::new(connection.channel.clone())
             .max_decoding_message_size(config.max_message_bytes)
             .max_encoding_message_size(config.max_message_bytes);
-        let auth = format!("Bearer {}", config.token)
-            .parse()
-            .map_err(|_| remote(&peer, "InvalidToken", "the token is not printable ASCII"))?;
         Ok(Self {
             group,
-            runtime,
+            connection,
             client,
-            auth,
             config,
         })
     }
@@ -180,23 +151,9 @@ impl<G: PrimeOrderGroup> RemoteKeyService<G> {
         F: Fn(KeyAuthorityClient<Channel>, Request<T>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<R>, Status>>,
     {
-        let start = Instant::now();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let mut request = Request::new(message.clone());
-            request
-                .metadata_mut()
-                .insert("authorization", self.auth.clone());
-            let result = self.runtime.block_on(rpc(self.client.clone(), request));
-            match result {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(s) if retryable(&s) && start.elapsed() + backoff < self.config.retry_for => {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Err(s) => return Err(error_of(&self.config.url, &s)),
-            }
-        }
+        self.connection
+            .call(&self.client, message, rpc, self.config.retry_for, retryable)
+            .map_err(|s| error_of(&self.config.url, &s))
     }
 
     /// Creates `count` key domains with the given parameters (client or operator role). With

@@ -326,11 +326,32 @@ impl Listener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+}
 
-    /// The bound (non-blocking) socket, for the other services of the crate.
-    pub(crate) fn into_std(self) -> std::net::TcpListener {
-        self.inner
+/// The accepted connections of `listener` (TCP_NODELAY), for tonic; call inside a tokio
+/// runtime.
+pub(crate) fn incoming(listener: Listener) -> Result<TcpIncoming, ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let tokio_listener = tokio::net::TcpListener::from_std(listener.inner)
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    Ok(TcpIncoming::from(tokio_listener).with_nodelay(Some(true)))
+}
+
+/// A tonic server with `config`'s TLS identity (and client CA, for mutual TLS), if any.
+pub(crate) fn server_builder(config: &ServeConfig) -> Result<Server, ServeError> {
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut t =
+            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            t = t.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(t)?;
     }
+    Ok(builder)
 }
 
 /// Serves `state` on `listener` until `shutdown` completes (call inside a tokio runtime).
@@ -344,22 +365,8 @@ pub async fn serve<G: PrimeOrderGroup>(
     config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })?;
-    let tokio_listener = tokio::net::TcpListener::from_std(listener.inner)
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let incoming = TcpIncoming::from(tokio_listener).with_nodelay(Some(true));
-    let mut builder = Server::builder();
-    if let Some(tls) = &config.tls {
-        let mut t =
-            ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
-        if let Some(ca) = &tls.client_ca_pem {
-            t = t.client_ca_root(Certificate::from_pem(ca));
-        }
-        builder = builder.tls_config(t)?;
-    }
+    let incoming = incoming(listener)?;
+    let mut builder = server_builder(&config)?;
     let svc = KeyAuthorityServer::new(AuthorityService::new(state, tokens))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
