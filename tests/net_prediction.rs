@@ -332,6 +332,8 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
             .arg(&s.predict_token)
             .args(["--seed", &SEED.to_string(), "--json"])
             .arg(&json)
+            .arg("--save-query")
+            .arg(s.dir.join(format!("query-{i}.cnnq")))
             .args(input)
             .output()
             .unwrap();
@@ -361,6 +363,20 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
             got["server_seconds"]
         );
     }
+    // The saved query is the bytes sent, and `inspect` describes it without the pixels.
+    let saved = s.dir.join("query-3.cnnq");
+    let out = Command::new(BIN)
+        .arg("inspect")
+        .arg(&saved)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "inspect: {text}");
+    assert!(
+        text.contains("encrypted prediction query")
+            && text.contains(&format!("domain-{}", domains[3])),
+        "{text}"
+    );
     let mut distinct = domains.clone();
     distinct.sort_unstable();
     distinct.dedup();

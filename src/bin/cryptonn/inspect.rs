@@ -3,8 +3,9 @@
 //! Recognised by their magic bytes: wire-format objects (`CNFE`: public keys, ciphertexts,
 //! function keys), encrypted datasets (`CNNENCDS`), audit logs (`CNNAUDIT`), the authority's
 //! master seed (`CNNSEED1`: only its permissions are shown), discrete-log tables
-//! (`CNNDLOG`), and the authority's domain journal (JSON lines). Scalars (function keys) and
-//! seeds are never printed.
+//! (`CNNDLOG`), encrypted prediction queries (`CNNQ`, from `client predict --save-query`), and
+//! the authority's domain journal (JSON lines). Scalars (function keys) and seeds are never
+//! printed.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -12,8 +13,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use cryptonn::coordinator::secure_prediction::EncryptedQuery;
 use cryptonn::coordinator::secure_training::encrypted_dataset::read_header;
 use cryptonn::coordinator::{read_audit_file, AuditOutcome, AuditedKey};
+use cryptonn::fe::group::ristretto::Ristretto255;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -119,6 +122,17 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<()> {
             "  the authority's master seed (SECRET: every master key follows from it; not \
              shown), group id {}, mode {mode}",
             head.get(8).copied().unwrap_or(0)
+        );
+    } else if head.starts_with(b"CNNQ") {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let q = EncryptedQuery::from_bytes(&Ristretto255, &bytes)
+            .with_context(|| format!("{}: not a valid encrypted query", path.display()))?;
+        println!(
+            "  encrypted prediction query (Ristretto255): query domain {}, FEIP ciphertext of n = \
+             {} pixels; encoding {:?}",
+            q.domain(),
+            q.ciphertext().components().len(),
+            q.params()
         );
     } else if head.starts_with(b"CNNDLOG") {
         println!("  baby-step table of the discrete logarithm (public precomputation)");

@@ -56,6 +56,10 @@ pub struct PredictArgs {
     /// Write a JSON summary (class, probabilities, domain, seconds, …) to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also write the encrypted query, exactly the bytes sent to the server, to this file
+    /// (`cryptonn inspect FILE` describes it).
+    #[arg(long, value_name = "FILE")]
+    save_query: Option<PathBuf>,
 }
 
 impl PredictArgs {
@@ -141,8 +145,12 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let query = EncryptedQuery::encrypt(&group, &pk, &info.params, &image, &mut rand_core::OsRng)
         .with_context(|| format!("encrypting {source}"))?;
-    let query_bytes = query.to_bytes(&group).len();
+    let encoded = query.to_bytes(&group);
+    let query_bytes = encoded.len();
     let encrypt_seconds = t.elapsed().as_secs_f64();
+    if let Some(path) = &a.save_query {
+        std::fs::write(path, &encoded).with_context(|| format!("writing {}", path.display()))?;
+    }
 
     let t = Instant::now();
     let answer = server
