@@ -20,9 +20,9 @@
 
 use std::sync::Arc;
 
-use crate::coordinator::box_grid::{BoxGrid, BoxGridVector, BoxOrigin};
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::messages::KeyVectorData;
+use crate::coordinator::placement::{Placement, PlacementFrame, PlacementGrid, PlacementOrigin};
 use crate::nn::data::{IMAGE_PIXELS, IMAGE_SIDE, PADDING};
 use crate::nn::first_layer::{BOX_SIDE, FILTERS, KERNEL, OUTPUTS, PATCH, POOLED_SIDE};
 
@@ -186,21 +186,37 @@ pub fn gradient_outputs(dq: &[i64], pad: i64) -> Vec<LinearOutput> {
     out
 }
 
-/// The key vectors of [`forward_outputs`], in its order, as box grids
-/// ([`crate::coordinator::box_grid`]): filter `f`'s 5x5 weights with stride 1 at origin
-/// `(2i, 2j)`, one shared grid per filter.
+/// The placement frame of conv1 + 2x2 average pooling: the 1 x 28 x 28 image padded by 2,
+/// boxes of 2 x 2 adjacent pixels ([`crate::coordinator::placement`]).
+///
+/// # Errors
+/// Never in practice (the constants are valid); [`CoordinatorError::Placement`] otherwise.
+pub fn placement_frame() -> Result<PlacementFrame, CoordinatorError> {
+    Ok(PlacementFrame::new(
+        1, IMAGE_SIDE, IMAGE_SIDE, PADDING, 2, 1,
+    )?)
+}
+
+/// The key vectors of [`forward_outputs`], in its order, as placements
+/// ([`crate::coordinator::placement`]): filter `f`'s 1 x 5 x 5 weights with stride 1 at origin
+/// `(0, 2i, 2j)`, one shared grid per filter.
 ///
 /// # Errors
 /// [`CoordinatorError`] for `wq.len() != 150` or a weight beyond the grid bound `2^61`.
 pub fn forward_key_vectors(wq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
     check_len("conv1 weights wq", FILTERS * PATCH, wq.len())?;
+    let frame = placement_frame()?;
     let mut out = Vec::with_capacity(OUTPUTS);
     for f in wq.chunks_exact(PATCH) {
-        let grid = Arc::new(BoxGrid::new(KERNEL, KERNEL, 1, f.to_vec())?);
+        let grid = Arc::new(PlacementGrid::new(frame, 1, KERNEL, KERNEL, 1, f.to_vec())?);
         for i in 0..POOLED_SIDE {
             for j in 0..POOLED_SIDE {
-                let origin = BoxOrigin { u: 2 * i, v: 2 * j };
-                out.push(KeyVectorData::BoxGrid(BoxGridVector::new(
+                let origin = PlacementOrigin {
+                    channel: 0,
+                    row: 2 * i,
+                    col: 2 * j,
+                };
+                out.push(KeyVectorData::Placement(Placement::new(
                     Arc::clone(&grid),
                     origin,
                 )?));
@@ -210,22 +226,27 @@ pub fn forward_key_vectors(wq: &[i64]) -> Result<Vec<KeyVectorData>, Coordinator
     Ok(out)
 }
 
-/// The key vectors of [`gradient_outputs`], in its order, as box grids: the output gradient
-/// `dq[f]` (14x14) with stride 2 at origin `(a, b)`, one shared grid per filter.
+/// The key vectors of [`gradient_outputs`], in its order, as placements: the output gradient
+/// `dq[f]` (1 x 14 x 14) with stride 2 at origin `(0, a, b)`, one shared grid per filter.
 ///
 /// # Errors
 /// [`CoordinatorError`] for `dq.len() != 1176` or an entry beyond the grid bound `2^61`.
 pub fn gradient_key_vectors(dq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
     check_len("conv1 output gradient dq", OUTPUTS, dq.len())?;
+    let frame = placement_frame()?;
     let side = POOLED_SIDE;
     let mut out = Vec::with_capacity(GRADIENT_OUTPUTS);
     for df in dq.chunks_exact(side * side) {
-        let grid = Arc::new(BoxGrid::new(side, side, 2, df.to_vec())?);
+        let grid = Arc::new(PlacementGrid::new(frame, 1, side, side, 2, df.to_vec())?);
         for a in 0..KERNEL {
             for b in 0..KERNEL {
-                out.push(KeyVectorData::BoxGrid(BoxGridVector::new(
+                out.push(KeyVectorData::Placement(Placement::new(
                     Arc::clone(&grid),
-                    BoxOrigin { u: a, v: b },
+                    PlacementOrigin {
+                        channel: 0,
+                        row: a,
+                        col: b,
+                    },
                 )?));
             }
         }
@@ -302,13 +323,13 @@ mod tests {
 
     fn pixel_terms(v: &KeyVectorData) -> Vec<(usize, i64)> {
         match v {
-            KeyVectorData::BoxGrid(g) => g.pixel_terms(),
-            other => panic!("expected a box grid, got {other:?}"),
+            KeyVectorData::Placement(g) => g.input_terms(),
+            other => panic!("expected a placement, got {other:?}"),
         }
     }
 
     #[test]
-    fn box_grid_keys_expand_to_the_pixel_keys() {
+    fn placement_keys_expand_to_the_pixel_keys() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let sparse = |p: f64, lim: i64, n: usize, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<i64> {
             (0..n)
