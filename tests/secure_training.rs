@@ -51,7 +51,7 @@ fn encrypt<G: PrimeOrderGroup>(
         .map(|&d| authority.public_key(d).expect("public key"))
         .collect();
     let path = temp_path(name);
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     encrypt_to_file(&group, data, &labels, &pks, &params, &path, &|_| {}).expect("encrypt");
     Setup {
         authority: Arc::new(Mutex::new(authority)),
@@ -94,11 +94,16 @@ fn assert_bit_identical<G: PrimeOrderGroup>(
         &format!("exact-{:?}-{images}.cnnenc", group.id()),
     );
     let mut secure = server(group, &setup, &cfg, half_width);
-    let labels = LabelPermutation::from_seed(cfg.seed);
-    let mut quantized =
-        QuantizedFirstLayer::new(&data, labels, cfg.quant, cfg.normalization).expect("quantized");
-    let mut m_s = LeNet5::new(cfg.lenet, cfg.seed);
-    let mut m_q = LeNet5::new(cfg.lenet, cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
+    let mut quantized = QuantizedFirstLayer::new(
+        &data,
+        labels,
+        cfg.quant,
+        cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+    )
+    .expect("quantized");
+    let mut m_s = LeNet5::lenet5(cfg.lenet, cfg.seed);
+    let mut m_q = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let (mut sgd_s, mut sgd_q) = (Sgd::new(cfg.sgd), Sgd::new(cfg.sgd));
     let steps_per_epoch = images.div_ceil(batch);
     let mut steps = 0;

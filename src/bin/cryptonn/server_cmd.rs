@@ -158,8 +158,8 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     );
     let peer = keys.peer().to_string();
     let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
-    let labels = LabelPermutation::from_seed(cfg.seed);
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let mut bars = Bars::new();
     let (model, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut bars)
         .with_context(|| format!("training with keys from {peer}"))?;

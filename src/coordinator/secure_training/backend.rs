@@ -33,7 +33,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 use crate::coordinator::key_service::KeyService;
@@ -50,11 +50,23 @@ use crate::fe::febo::{Febo, FeboOp};
 use crate::fe::feip::{Ciphertext, FunctionKey};
 use crate::fe::group::multiexp::{multi_exp, recode, Ct0Table, OddMultiples, Wnaf};
 use crate::fe::group::PrimeOrderGroup;
-use crate::nn::data::{PixelNormalization, CLASSES};
+use crate::nn::data::CLASSES;
 use crate::nn::error::{check_shape, NnError};
 use crate::nn::first_layer::{
-    check_bound, max_abs, FirstLayerBackend, QuantConfig, BOX_SIDE, FILTERS, OUTPUTS, PATCH,
-    POOLED_SIDE,
+    check_bound, max_abs, FirstLayerBackend, FirstLayerSpec, QuantConfig, BOX_SIDE, FILTERS,
+    OUTPUTS, PATCH, POOLED_SIDE,
+};
+
+/// The first layer this backend computes: LeNet-5's conv1 + S2 on MNIST.
+const LENET5_SPEC: FirstLayerSpec = FirstLayerSpec::Conv {
+    channels: 1,
+    height: 28,
+    width: 28,
+    filters: FILTERS,
+    kernel: crate::nn::first_layer::KERNEL,
+    stride: 1,
+    padding: 2,
+    pool: 2,
 };
 
 /// Counters and timings of a secure training run.
@@ -432,15 +444,19 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         &self.quant
     }
 
-    fn normalization(&self) -> PixelNormalization {
-        self.data.header().params.normalization
+    fn spec(&self) -> &FirstLayerSpec {
+        &LENET5_SPEC
+    }
+
+    fn classes(&self) -> usize {
+        CLASSES
     }
 
     fn forward(
         &mut self,
         batch: &[usize],
         wq: ArrayView2<'_, i64>,
-    ) -> Result<Array4<i64>, NnError> {
+    ) -> Result<Array2<i64>, NnError> {
         let domain = self.shard_domain(batch)?;
         check_shape("conv1 weights wq", &[FILTERS, PATCH], wq.shape())?;
         check_bound(
@@ -468,7 +484,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
             FORWARD_HINT,
         )?;
         let flat: Vec<i64> = values.into_iter().flatten().collect();
-        let z = Array4::from_shape_vec((batch.len(), FILTERS, POOLED_SIDE, POOLED_SIDE), flat)
+        let z = Array2::from_shape_vec((batch.len(), OUTPUTS), flat)
             .map_err(|e| NnError::InvalidConfig(e.to_string()))?;
         check_bound(
             "conv1 forward z",
@@ -552,12 +568,12 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
     fn weight_gradient(
         &mut self,
         batch: &[usize],
-        dq: ArrayView4<'_, i64>,
+        dq: ArrayView2<'_, i64>,
     ) -> Result<Array2<i64>, NnError> {
         let domain = self.shard_domain(batch)?;
         check_shape(
             "conv1 output gradient dq",
-            &[batch.len(), FILTERS, POOLED_SIDE, POOLED_SIDE],
+            &[batch.len(), OUTPUTS],
             dq.shape(),
         )?;
         check_bound(
