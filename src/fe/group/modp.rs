@@ -83,10 +83,24 @@ fn hex_to_bytes(hex: &str) -> Vec<u8> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModpElement(Nat);
 
-/// A scalar modulo `q`, stored as its canonical big-endian bytes (zeroizable).
-#[derive(Clone, Debug, Eq)]
+/// A scalar modulo `q`, stored as its canonical big-endian bytes. Zeroized on drop; `Debug`
+/// prints only the type name (scalars are master-key entries, function keys and encryption
+/// randomness).
+#[derive(Clone, Eq)]
 pub struct ModpScalar {
     be: Vec<u8>,
+}
+
+impl std::fmt::Debug for ModpScalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModpScalar(..)")
+    }
+}
+
+impl Drop for ModpScalar {
+    fn drop(&mut self) {
+        self.be.zeroize();
+    }
 }
 
 impl PartialEq for ModpScalar {
