@@ -23,13 +23,16 @@ ADDR=$(sed -n 's/^listening on //p' "$D/auth.out")
 CONN=(--authority "https://$ADDR" --ca "$D/pki/ca.pem" --tls-name localhost)
 OPTS=(--train-size "$N" --batch-size "$B" --seed "$SEED")
 COMMON=(--epochs 1 --test-size 1000 --cache-dir "$ROOT/cache" --data "$ROOT/data")
+# One label permutation (the data owner's) for both arms, so the weights can be compared.
 "$BIN" client encrypt "${CONN[@]}" --token-file "$D/client.token" --data "$ROOT/data" \
-    --out "$D/enc" "${OPTS[@]}" >/dev/null
+    --out "$D/enc" --labels "$D/owner/labels" --trainer server-1 "${OPTS[@]}" >/dev/null
 for r in $(seq "$ROUNDS"); do
-    "$EX" --mode secure "${COMMON[@]}" "${OPTS[@]}" --json "$D/in-$r.json" >/dev/null 2>&1
+    "$EX" --mode secure "${COMMON[@]}" "${OPTS[@]}" --labels "$D/owner/labels" \
+        --authority-dir "$D/inproc-authority" --json "$D/in-$r.json" >/dev/null 2>&1
     "$BIN" server train "${CONN[@]}" --token-file "$D/server.token" --name server-1 \
         --data "$D/enc" --mnist "$ROOT/data" --cache-dir "$ROOT/cache" --epochs 1 \
-        --test-size 1000 "${OPTS[@]}" --json "$D/net-$r.json" >/dev/null 2>&1
+        --test-size 1000 --labels "$D/owner/labels" "${OPTS[@]}" --json "$D/net-$r.json" \
+        >/dev/null 2>&1
 done
 python3 - "$D" "$ROUNDS" <<'PY'
 import json, statistics, sys

@@ -23,12 +23,13 @@ use anyhow::Context;
 use cryptonn::coordinator::secure_training::encrypted_dataset::encrypt_to_file;
 use cryptonn::coordinator::secure_training::geometry::forward_outputs;
 use cryptonn::coordinator::secure_training::{
-    create_shard_domains, EncryptedDataset, EncryptionParams, SecureFirstLayer,
+    create_shard_domains, register_label_commitments, EncryptedDataset, EncryptionParams,
+    SecureFirstLayer,
 };
 use cryptonn::coordinator::{
-    reconstruct, Authority, CoordinatorError, DomainId, DomainPublicKey, FeboKeyRequest,
-    FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, InProcessKeyService, KeyService,
-    KeyVectorData, RequesterId,
+    reconstruct, Authority, CoordinatorError, DomainAccess, DomainId, DomainPublicKey,
+    FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, InProcessKeyService,
+    KeyService, KeyVectorData, RequesterId,
 };
 use cryptonn::fe::dlog::{BabyStepTable, DlogSolver};
 use cryptonn::fe::feip::{Feip, FunctionKey, KeyVector};
@@ -69,6 +70,12 @@ impl KeyService<G> for Recording {
     fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError> {
         self.inner.febo_keys(request)
     }
+    fn register_febo_commitments(
+        &self,
+        registration: &cryptonn::coordinator::FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        self.inner.register_febo_commitments(registration)
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,7 +93,8 @@ fn main() -> anyhow::Result<()> {
     let group = Ristretto255;
     let mut authority = Authority::new(group);
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-    let domains = create_shard_domains(&mut authority, images, &params)?;
+    let access = DomainAccess::new(RequesterId::new("owner"), RequesterId::new("server"));
+    let domains = create_shard_domains(&mut authority, images, &params, &access)?;
     let pks = domains
         .iter()
         .map(|&d| authority.public_key(d))
@@ -105,6 +113,8 @@ fn main() -> anyhow::Result<()> {
         std::path::Path::new("cache"),
     )?);
     let data = EncryptedDataset::load(group, &path)?;
+    let owner = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("owner"));
+    register_label_commitments(&data, &owner)?;
     let mut backend =
         SecureFirstLayer::new(data, Arc::clone(&service), Arc::clone(&table), cfg.quant)?;
     let model = LeNet5::lenet5(cfg.lenet, cfg.seed);

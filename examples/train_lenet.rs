@@ -29,17 +29,18 @@ use cryptonn::coordinator::secure_prediction::{
     open_query_domain, EncryptedQuery, SecurePredictor,
 };
 use cryptonn::coordinator::secure_training::{
-    create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
+    create_shard_domains, encrypt_or_reuse, register_label_commitments, EncryptedDataset,
+    EncryptionParams, SecureFirstLayer,
 };
 use cryptonn::coordinator::{
-    AuditConfig, AuditFileOptions, AuditFileSink, AuditLog, Authority, InProcessKeyService,
-    RequesterId,
+    AuditConfig, AuditFileOptions, AuditFileSink, AuditLog, Authority, DomainAccess,
+    InProcessKeyService, RequesterId,
 };
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
-use cryptonn::nn::data::{default_data_dir, Dataset, LabelPermutation, Mnist};
+use cryptonn::nn::data::{default_data_dir, Dataset, LabelPermutation, Mnist, CLASSES};
 use cryptonn::nn::first_layer::{FirstLayerBackend, QuantizedFirstLayer};
 use cryptonn::nn::lenet::LeNet5;
 use cryptonn::nn::train::{
@@ -52,6 +53,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[path = "../src/bin/cryptonn/train_options.rs"]
 mod train_options;
 use train_options::{print_final, write_json, Bars, SecureSummary, TrainOptions};
+
+/// The in-process parties' names at the authority (its audit log's requester ids).
+const DATA_OWNER: &str = "data-owner";
+const SERVER: &str = "server";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CliMode {
@@ -83,11 +88,21 @@ struct Args {
     /// Group of the functional encryption (secure mode).
     #[arg(long, value_enum, default_value = "ristretto")]
     group: CliGroup,
-    /// Where the encrypted dataset, the authority's seed and the discrete-log table are kept;
-    /// secure mode also writes its audit log there (`audit-g<group>.cnnaudit`, one binary record
-    /// per issued key, overwritten by each run; read it with `cryptonn::coordinator::read_audit_file`).
+    /// Where the encrypted dataset and the discrete-log table are kept (what a server may see;
+    /// never the authority's or the data owner's secrets).
     #[arg(long, default_value = "cache")]
     cache_dir: PathBuf,
+    /// The authority's own directory (mode 0700): its master seed
+    /// (`authority-seed-g<group>.bin`, 0600) and audit log (`audit-g<group>.cnnaudit`, one
+    /// binary record per issued key, overwritten by each run; read it with
+    /// `cryptonn::coordinator::read_audit_file`). Must not be, contain or lie in --cache-dir.
+    #[arg(long, default_value = "authority-state")]
+    authority_dir: PathBuf,
+    /// The data owner's secret label permutation π (mode 0600): drawn from the OS RNG into this
+    /// file on the first run, read on later ones (quantised and secure mode use the same π, so
+    /// they stay bit-identical). Must not lie in --cache-dir.
+    #[arg(long, default_value = "data-owner/label-permutation")]
+    labels: PathBuf,
     /// Encrypt the training set again even if the cache holds a current copy.
     #[arg(long)]
     reencrypt: bool,
@@ -146,11 +161,25 @@ fn run() -> anyhow::Result<ExitCode> {
         );
     }
     let mut bars = Bars::new();
-    let (report, extra) = if mode == Mode::Secure {
+    let labels = if mode == Mode::Plain {
+        None
+    } else {
+        check_apart(&args.cache_dir, &args.authority_dir, &args.labels)?;
+        let (labels, created) = LabelPermutation::load_or_create(&args.labels, CLASSES)?;
+        println!(
+            "data owner: label permutation {} {}",
+            if created { "drawn into" } else { "read from" },
+            args.labels.display()
+        );
+        Some(labels)
+    };
+    let (report, extra) = if let (Mode::Secure, Some(labels)) = (mode, &labels) {
         let secure = SecureRun {
             cfg: &cfg,
             train: &train_set,
             test: &test_set,
+            labels,
+            authority_dir: &args.authority_dir,
             cache_dir: &args.cache_dir,
             reencrypt: args.reencrypt,
             half_width: args.train.dlog_half_width,
@@ -161,6 +190,18 @@ fn run() -> anyhow::Result<ExitCode> {
             CliGroup::Modp2048 => secure.run(ModpGroup::rfc3526_2048(), &mut bars)?,
             CliGroup::Modp3072 => secure.run(ModpGroup::rfc3526_3072(), &mut bars)?,
         }
+    } else if let Some(labels) = &labels {
+        // Quantised: the same π as secure mode, as an explicit input.
+        let mut backend = QuantizedFirstLayer::new(
+            &train_set,
+            labels.clone(),
+            cfg.quant,
+            cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+        )?;
+        let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
+        let (_, report) =
+            train_with_backend(&cfg, model, &mut backend, &test_set, labels, &mut bars)?;
+        (report, None)
     } else {
         (
             train(
@@ -182,11 +223,63 @@ fn run() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `inner` is `outer` or lies inside it (both resolved as far as they exist).
+fn within(inner: &Path, outer: &Path) -> bool {
+    let resolve = |p: &Path| {
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().map_or_else(|_| p.to_path_buf(), |d| d.join(p))
+        };
+        // Resolve the longest existing prefix (symbolic links, `..`), keep the rest.
+        let mut head = abs.clone();
+        let mut tail = Vec::new();
+        while !head.exists() {
+            match (head.file_name().map(|n| n.to_os_string()), head.parent()) {
+                (Some(name), Some(parent)) => {
+                    tail.push(name);
+                    head = parent.to_path_buf();
+                }
+                _ => break,
+            }
+        }
+        let mut out = head.canonicalize().unwrap_or(head);
+        out.extend(tail.iter().rev());
+        out
+    };
+    resolve(inner).starts_with(resolve(outer))
+}
+
+/// Refuses to keep secrets in the dataset cache: the authority's directory and the dataset
+/// cache must be disjoint, and the label permutation must not lie in the cache.
+fn check_apart(cache: &Path, authority: &Path, labels: &Path) -> anyhow::Result<()> {
+    if within(authority, cache) || within(cache, authority) {
+        anyhow::bail!(
+            "--authority-dir {} and --cache-dir {} overlap: the authority's master seed must never \
+             sit with the encrypted dataset (a copy of the cache would hand out every master key); \
+             give them separate directories",
+            authority.display(),
+            cache.display()
+        );
+    }
+    if within(labels, cache) {
+        anyhow::bail!(
+            "--labels {} lies in --cache-dir {}: keep the data owner's label permutation apart \
+             from the dataset cache",
+            labels.display(),
+            cache.display()
+        );
+    }
+    Ok(())
+}
+
 /// Everything secure mode needs besides the group.
 struct SecureRun<'a> {
     cfg: &'a TrainConfig,
     train: &'a Dataset,
     test: &'a Dataset,
+    labels: &'a LabelPermutation,
+    authority_dir: &'a Path,
     cache_dir: &'a Path,
     reencrypt: bool,
     half_width: u64,
@@ -194,32 +287,84 @@ struct SecureRun<'a> {
 }
 
 impl SecureRun<'_> {
-    /// The authority's persistent secret: 32 random bytes in the cache directory, from which
-    /// its master keys are derived (so the cached encrypted dataset stays decryptable across
-    /// runs). Whoever reads this file holds every master key of the run.
-    fn authority_seed(&self, group_id: u8) -> anyhow::Result<[u8; 32]> {
-        let path = self
-            .cache_dir
-            .join(format!("authority-seed-g{group_id}.bin"));
-        if let Ok(bytes) = std::fs::read(&path) {
-            if let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                return Ok(seed);
+    /// The authority's persistent secret: 32 random bytes in its own directory (0700, the file
+    /// 0600), from which its master keys are derived (so the cached encrypted dataset stays
+    /// decryptable across runs). Whoever reads this file holds every master key of the run.
+    /// A seed left in the dataset cache by older versions is moved here.
+    fn authority_seed(&self, group_id: u8) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
+        let name = format!("authority-seed-g{group_id}.bin");
+        let path = self.authority_dir.join(&name);
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(self.authority_dir)
+            .with_context(|| format!("creating {}", self.authority_dir.display()))?;
+        let old = self.cache_dir.join(&name);
+        if old.exists() {
+            if path.exists() {
+                anyhow::bail!(
+                    "{} holds an authority seed from an older version, and {} holds another; \
+                     delete the one in the dataset cache (and its encrypted datasets, or run \
+                     with --reencrypt)",
+                    old.display(),
+                    path.display()
+                );
             }
+            #[cfg(unix)]
+            std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .with_context(|| format!("chmod 600 {}", old.display()))?;
+            std::fs::rename(&old, &path).with_context(|| {
+                format!(
+                    "moving the authority seed out of the dataset cache: move {} to {} yourself \
+                     (mode 0600), or delete it and run with --reencrypt",
+                    old.display(),
+                    path.display()
+                )
+            })?;
+            let _ =
+                std::fs::remove_file(self.cache_dir.join(format!("audit-g{group_id}.cnnaudit")));
+            println!(
+                "moved the authority seed out of the dataset cache: {} -> {}",
+                old.display(),
+                path.display()
+            );
         }
-        std::fs::create_dir_all(self.cache_dir)
-            .with_context(|| format!("creating {}", self.cache_dir.display()))?;
-        let mut seed = [0u8; 32];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+        if path.exists() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    anyhow::bail!(
+                        "{}: mode {mode:o} lets others read the authority's master seed; chmod 600 it",
+                        path.display()
+                    );
+                }
+            }
+            let bytes = zeroize::Zeroizing::new(
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            );
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            if bytes.len() != 32 {
+                anyhow::bail!("{}: not a 32-byte seed", path.display());
+            }
+            seed.copy_from_slice(&bytes);
+            return Ok(seed);
+        }
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed[..]);
         let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
         {
             let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
+            opts.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             let mut f = opts
                 .open(&tmp)
                 .with_context(|| format!("creating {}", tmp.display()))?;
-            std::io::Write::write_all(&mut f, &seed)?;
+            std::io::Write::write_all(&mut f, &seed[..])?;
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &path)?;
@@ -244,14 +389,16 @@ impl SecureRun<'_> {
         let seed = self.authority_seed(gid)?;
         // Every issued key is audited to a file (about 14 M keys per full epoch), so the
         // authority's memory stays flat; the file is overwritten by the next run.
-        let audit_path = self.cache_dir.join(format!("audit-g{gid}.cnnaudit"));
+        let audit_path = self.authority_dir.join(format!("audit-g{gid}.cnnaudit"));
         let audit_sink = AuditFileSink::create(&audit_path, AuditFileOptions::default())
             .with_context(|| format!("creating {}", audit_path.display()))?;
-        let mut authority = Authority::from_seed(group.clone(), seed).with_audit_log(
+        let mut authority = Authority::from_seed(group.clone(), *seed).with_audit_log(
             AuditLog::with_sink(AuditConfig::default(), Box::new(audit_sink)),
         );
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-        let domains = create_shard_domains(&mut authority, self.train.len(), &params)?;
+        // Every shard domain is bound to its data owner and its one trainer.
+        let access = DomainAccess::new(RequesterId::new(DATA_OWNER), RequesterId::new(SERVER));
+        let domains = create_shard_domains(&mut authority, self.train.len(), &params, &access)?;
         let pks = domains
             .iter()
             .map(|&d| authority.public_key(d))
@@ -264,8 +411,8 @@ impl SecureRun<'_> {
             cfg.batch_size,
             setup_seconds
         );
-        // Data owner: encrypt once, or reuse the cached file.
-        let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
+        // Data owner: encrypt once (with its own π), or reuse the cached file.
+        let labels = self.labels;
         let bar = ProgressBar::new(self.train.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(
@@ -279,7 +426,7 @@ impl SecureRun<'_> {
             &group,
             self.cache_dir,
             self.train,
-            &labels,
+            labels,
             &pks,
             &params,
             self.reencrypt,
@@ -294,6 +441,10 @@ impl SecureRun<'_> {
         // Server: ciphertexts, key service, discrete-log table.
         let t_load = Instant::now();
         let data = EncryptedDataset::load(group.clone(), &path)?;
+        // Data owner: registers the FEBO commitments of its label ciphertexts, so that the
+        // authority serves FEBO keys for them (and for nothing else).
+        let owner = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new(DATA_OWNER));
+        register_label_commitments(&data, &owner)?;
         let ciphertext_bytes = data.ciphertext_bytes();
         println!(
             "encrypted dataset {} ({} images, {:.1} MB, {}; load {:.1} s)",
@@ -318,11 +469,11 @@ impl SecureRun<'_> {
             self.half_width,
             t_table.elapsed().as_secs_f64()
         );
-        let keys = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("server"));
+        let keys = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new(SERVER));
         let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
         let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
         let (model, report) =
-            train_with_backend(cfg, model, &mut backend, self.test, &labels, observer)?;
+            train_with_backend(cfg, model, &mut backend, self.test, labels, observer)?;
         let s = *backend.stats();
         let audit_records = authority
             .lock()
@@ -354,7 +505,7 @@ impl SecureRun<'_> {
         }
         .to_map();
         if self.predict > 0 {
-            let p = self.secure_predictions(&group, &authority, model, table, &labels)?;
+            let p = self.secure_predictions(&group, &authority, model, table, labels)?;
             extra.insert("secure_prediction".into(), serde_json::to_value(p)?);
         }
         Ok((report, Some(extra)))
@@ -391,7 +542,7 @@ impl SecureRun<'_> {
             )?)?)
             .probs;
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, 1);
-        let keys = InProcessKeyService::new(Arc::clone(authority), RequesterId::new("server"));
+        let keys = InProcessKeyService::new(Arc::clone(authority), RequesterId::new(SERVER));
         let mut predictor = SecurePredictor::new(model, cfg.quant, params, keys, table)?;
         let mut rng = rand_core::OsRng;
         let (mut correct, mut identical) = (0, 0);
@@ -402,7 +553,9 @@ impl SecureRun<'_> {
                 let mut a = authority
                     .lock()
                     .map_err(|_| anyhow::anyhow!("authority poisoned"))?;
-                let domain = open_query_domain(&mut a, &params)?;
+                let access =
+                    DomainAccess::new(RequesterId::new(DATA_OWNER), RequesterId::new(SERVER));
+                let domain = open_query_domain(&mut a, &params, access)?;
                 a.public_key(domain)?
             };
             let query = EncryptedQuery::encrypt(group, &pk, &params, test.image(i), &mut rng)?;

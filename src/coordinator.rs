@@ -64,8 +64,9 @@ pub use key_service::{InProcessKeyService, KeyService, SharedAuthority};
 pub use leakage::{reconstruct, Reconstruction};
 pub use matmul::{EncryptedMatrix, FeipKeyBatch};
 pub use messages::{
-    DomainId, DomainPublicKey, DomainStatus, FeboKeyItem, FeboKeyRequest, FeboKeyResponse,
-    FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId, SparseKeyVector,
+    DomainAccess, DomainId, DomainPublicKey, DomainStatus, FeboCommitmentRegistration, FeboKeyItem,
+    FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId,
+    SparseKeyVector,
 };
 pub use persistent::{PersistentAuthority, StateError, StateOptions};
 pub use placement::{Placement, PlacementError, PlacementFrame, PlacementGrid, PlacementOrigin};

@@ -311,6 +311,21 @@ fn febo_elementwise_operations() {
     );
     let x = array![[-84, 0, 7], [1000, -1000, 42]];
     let enc = s.client.febo_encrypt_matrix(&x).unwrap();
+    // The data owner registers its ciphertexts' commitments: FEBO keys exist for nothing else.
+    {
+        use cryptonn::coordinator::{FeboCommitmentRegistration, KeyService};
+        let owner = InProcessKeyService::new(Arc::clone(&s.authority), RequesterId::new("owner"));
+        let commitments = enc
+            .ciphertexts()
+            .iter()
+            .map(|c| Ristretto255.element_to_bytes(c.commitment()))
+            .collect();
+        let registration = FeboCommitmentRegistration {
+            domain: s.domain,
+            commitments,
+        };
+        assert_eq!(owner.register_febo_commitments(&registration).unwrap(), 6);
+    }
     let y = array![[5, -3, 7], [100, 7, -6]];
     let server = &s.server;
     assert_eq!(
@@ -347,7 +362,7 @@ fn febo_elementwise_operations() {
     let auth = s.authority.lock().unwrap();
     // + - * and two divisions were served (6 keys each); the refused requests issued none.
     assert_eq!(auth.audit_log().issued_in(s.domain).count(), 5 * 6);
-    // A bad commitment encoding is a typed error.
+    // A commitment that was never registered (here not even a group element) is refused.
     drop(auth);
     use cryptonn::coordinator::{FeboKeyItem, KeyService};
     let req = FeboKeyRequest {
@@ -360,7 +375,7 @@ fn febo_elementwise_operations() {
     };
     assert!(matches!(
         server.key_service().febo_keys(&req),
-        Err(CoordinatorError::Fe(FeError::Group(_)))
+        Err(CoordinatorError::UnregisteredCommitment { index: 0, .. })
     ));
     // FEBO on a domain without FEBO.
     let mut plain = setup(Ristretto255, permissive(2, 10, 10), ristretto_table(), 13);

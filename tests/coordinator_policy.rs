@@ -181,7 +181,8 @@ fn rotation_end_to_end() {
         let a = auth.lock().unwrap();
         assert_eq!(a.status(old).unwrap(), DomainStatus::Rotated { successor });
         assert_eq!(a.status(successor).unwrap(), DomainStatus::Active);
-        assert_eq!(a.issued_rank(successor).unwrap(), Some(0));
+        // Rank accounting follows the data: the successor carries the span issued so far.
+        assert_eq!(a.issued_rank(successor).unwrap(), Some(2));
         let last = a.audit_log().records().last().unwrap();
         assert_eq!(last.outcome, AuditOutcome::Rotated { successor });
     }
@@ -199,10 +200,20 @@ fn rotation_end_to_end() {
         .unwrap();
     let enc_new = c.encrypt_matrix(&x).unwrap();
     assert_eq!(enc_new.domain(), successor);
-    assert_eq!(s.secure_matmul(&w2, &enc_new).unwrap(), w2.dot(&x));
+    // What was issued before the rotation is served again on the re-encrypted data ...
+    assert_eq!(s.secure_matmul(&w1, &enc_new).unwrap(), w1.dot(&x));
+    // ... but the batch that reached the cap is refused, not served afresh: re-encrypting the
+    // same x must not reset the cap (issue 14, hole 2).
+    assert!(matches!(
+        s.secure_matmul(&w2, &enc_new),
+        Err(CoordinatorError::Refused {
+            reason: PolicyRefusal::RankCapReached { cap: 3, .. },
+            ..
+        })
+    ));
     // Keys of the new domain do not open the old ciphertexts (typed error, not garbage).
     let batch = s
-        .request_keys(successor, &w2.select(ndarray::Axis(0), &[0]))
+        .request_keys(successor, &w1.select(ndarray::Axis(0), &[0]))
         .unwrap();
     assert!(matches!(
         s.secure_matmul_with_keys(&batch, &enc_old),

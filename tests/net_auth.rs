@@ -165,13 +165,25 @@ fn roles_tokens_and_refusals() {
         CoordinatorError::UnknownDomain(DomainId(99))
     ));
     let err = server
-        .create_domains(FeipParams::new(4, 10, 10).unwrap(), None, 1, false)
+        .create_domains(
+            FeipParams::new(4, 10, 10).unwrap(),
+            None,
+            1,
+            false,
+            &[RequesterId::new("server-1")],
+        )
         .unwrap_err();
     assert_eq!(code(&err), "PermissionDenied", "{err}");
     let err = server.read_audit_log(0, 0).unwrap_err();
     assert_eq!(code(&err), "PermissionDenied", "{err}");
     let created = client
-        .create_domains(FeipParams::new(4, 10, 10).unwrap(), None, 2, true)
+        .create_domains(
+            FeipParams::new(4, 10, 10).unwrap(),
+            None,
+            2,
+            true,
+            &[RequesterId::new("server-1")],
+        )
         .unwrap();
     assert_eq!(created, vec![DomainId(1), DomainId(2)]);
 

@@ -77,6 +77,11 @@ fn setup() -> Setup {
     );
     let tokens = dir.join("tokens");
     std::fs::write(&tokens, format!("client owner {c}\nserver server-1 {s}\n")).unwrap();
+    // The data owner's label permutation, fixed here so that the in-process reference can
+    // use the same one (the client reads an existing file instead of drawing a fresh π).
+    LabelPermutation::from_seed(SEED, 10)
+        .write_new(&dir.join("owner/labels"))
+        .unwrap();
     // The server's own tokens file: who may ask it for predictions.
     let predict_tokens = dir.join("predict-tokens");
     std::fs::write(
@@ -84,6 +89,11 @@ fn setup() -> Setup {
         format!("client hospital {p}\nserver other-server {w}\n"),
     )
     .unwrap();
+    #[cfg(unix)]
+    for f in [&tokens, &predict_tokens] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     for (name, t) in [
         ("client.token", &c),
         ("server.token", &s),
@@ -278,6 +288,9 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
         .arg(default_data_dir())
         .arg("--out")
         .arg(s.dir.join("enc"))
+        .arg("--labels")
+        .arg(s.dir.join("owner/labels"))
+        .args(["--trainer", "server-1"])
         .args(encoding_args())
         .status()
         .unwrap();
@@ -344,7 +357,9 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
             .arg(&s.ca)
             .args(["--server-tls-name", "localhost", "--server-token-file"])
             .arg(&s.predict_token)
-            .args(["--seed", &SEED.to_string(), "--json"])
+            .arg("--labels")
+            .arg(s.dir.join("owner/labels"))
+            .args(["--server-name", "server-1", "--json"])
             .arg(&json)
             .arg("--save-query")
             .arg(s.dir.join(format!("query-{i}.cnnq")))
@@ -417,7 +432,7 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
     keys_config.tls_domain = Some("localhost".into());
     keys_config.requester = RequesterId::new("owner");
     let keys = RemoteKeyService::connect(Ristretto255, keys_config).unwrap();
-    let pk = open_remote_query_domain(&keys, &info.params).unwrap();
+    let pk = open_remote_query_domain(&keys, &info.params, &RequesterId::new("server-1")).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let i = QUERIES - 1;
     let query = EncryptedQuery::encrypt(&Ristretto255, &pk, &info.params, &images[i], &mut rng)
@@ -449,7 +464,7 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
         scale_x: info.params.scale_x * 2.0,
         ..info.params
     };
-    let other_pk = open_remote_query_domain(&keys, &other).unwrap();
+    let other_pk = open_remote_query_domain(&keys, &other, &RequesterId::new("server-1")).unwrap();
     let other_query =
         EncryptedQuery::encrypt(&Ristretto255, &other_pk, &other, &images[i], &mut rng).unwrap();
     let (code, message) = status(predictor.predict(&other_query));

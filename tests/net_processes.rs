@@ -53,6 +53,16 @@ fn setup(name: &str) -> Setup {
     let (c, s) = (random_token(), random_token());
     let tokens = dir.join("tokens");
     std::fs::write(&tokens, format!("client owner {c}\nserver server-1 {s}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // The data owner's label permutation, fixed here so that the in-process reference can
+    // use the same one (the client reads an existing file instead of drawing a fresh π).
+    LabelPermutation::from_seed(SEED, 10)
+        .write_new(&dir.join("owner/labels"))
+        .unwrap();
     std::fs::write(dir.join("client.token"), &c).unwrap();
     std::fs::write(dir.join("server.token"), &s).unwrap();
     // The discrete-log table is shared by all runs of this test binary.
@@ -135,6 +145,9 @@ fn run_client(s: &Setup, addr: &str) {
         .arg(default_data_dir())
         .arg("--out")
         .arg(s.dir.join("enc"))
+        .arg("--labels")
+        .arg(s.dir.join("owner/labels"))
+        .args(["--trainer", "server-1"])
         .args(encoding_args())
         .status()
         .unwrap();
@@ -180,7 +193,9 @@ fn in_process_weights(epochs: usize, cache: &Path) -> String {
     let test = mnist.test.take(TEST_SIZE, "test").unwrap();
     let mut authority = Authority::from_seed(Ristretto255, [9; 32]);
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-    let domains = create_shard_domains(&mut authority, IMAGES, &params).unwrap();
+    let access =
+        cryptonn::coordinator::DomainAccess::new(RequesterId::new("o"), RequesterId::new("s"));
+    let domains = create_shard_domains(&mut authority, IMAGES, &params, &access).unwrap();
     let pks: Vec<_> = domains
         .iter()
         .map(|&d| authority.public_key(d).unwrap())
@@ -199,7 +214,10 @@ fn in_process_weights(epochs: usize, cache: &Path) -> String {
     )
     .unwrap();
     let data = EncryptedDataset::load(Ristretto255, &path).unwrap();
-    let keys = InProcessKeyService::new(Arc::new(Mutex::new(authority)), RequesterId::new("s"));
+    let authority = Arc::new(Mutex::new(authority));
+    let owner = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("o"));
+    cryptonn::coordinator::secure_training::register_label_commitments(&data, &owner).unwrap();
+    let keys = InProcessKeyService::new(authority, RequesterId::new("s"));
     let table = Arc::new(BabyStepTable::load_or_build(Ristretto255, HALF_WIDTH, cache).unwrap());
     let mut backend = SecureFirstLayer::new(data, keys, table, cfg.quant).unwrap();
     let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
@@ -248,6 +266,9 @@ fn three_processes_match_in_process_and_survive_authority_kill() {
     assert!(status.success(), "server train failed: {status}");
     let first = summary(&s);
     assert_eq!(first["weights_sha256"].as_str().unwrap(), reference);
+    // The server trained without the data owner's label permutation (it was never given the
+    // file), so it could not, and did not, report a test accuracy.
+    assert_eq!(first["test_accuracy"].as_array().unwrap().len(), 0);
     eprintln!(
         "three processes match ({:.1} s)",
         start.elapsed().as_secs_f64()

@@ -30,6 +30,11 @@ struct Fixture {
     cfg: TrainConfig,
 }
 
+/// Query domains: the prediction client owns them, only the server gets their keys.
+fn access() -> cryptonn::coordinator::DomainAccess {
+    cryptonn::coordinator::DomainAccess::new(RequesterId::new("client"), RequesterId::new("server"))
+}
+
 fn fixture() -> Fixture {
     let cfg = TrainConfig::default();
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, 1);
@@ -49,7 +54,7 @@ fn fixture() -> Fixture {
 /// The client's side: a fresh query domain, then encryption under its public key.
 fn encrypt_query(f: &Fixture, image: &[u8], seed: u64) -> EncryptedQuery<Ristretto255> {
     let mut authority = f.authority.lock().expect("authority");
-    let domain = open_query_domain(&mut authority, &f.params).expect("query domain");
+    let domain = open_query_domain(&mut authority, &f.params, access()).expect("query domain");
     let pk = authority.public_key(domain).expect("public key");
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     EncryptedQuery::encrypt(&Ristretto255, &pk, &f.params, image, &mut rng).expect("encrypt")
@@ -173,7 +178,7 @@ fn damaged_or_mismatched_queries_are_rejected() {
 
     // A wrong image size.
     let mut authority = f.authority.lock().expect("authority");
-    let domain = open_query_domain(&mut authority, &f.params).expect("domain");
+    let domain = open_query_domain(&mut authority, &f.params, access()).expect("domain");
     let pk = authority.public_key(domain).expect("pk");
     drop(authority);
     let mut rng = ChaCha20Rng::seed_from_u64(9);
@@ -187,7 +192,7 @@ fn damaged_or_mismatched_queries_are_rejected() {
         ..f.params
     };
     let mut authority = f.authority.lock().expect("authority");
-    let d2 = open_query_domain(&mut authority, &other).expect("domain");
+    let d2 = open_query_domain(&mut authority, &other, access()).expect("domain");
     let pk2 = authority.public_key(d2).expect("pk");
     drop(authority);
     let q2 = EncryptedQuery::encrypt(&Ristretto255, &pk2, &other, &image, &mut rng).expect("enc");

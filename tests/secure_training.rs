@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptonn::coordinator::secure_training::encrypted_dataset::encrypt_to_file;
 use cryptonn::coordinator::secure_training::{
-    create_shard_domains, EncryptedDataset, EncryptionParams, SecureFirstLayer, SecureTrainingError,
+    create_shard_domains, register_label_commitments, EncryptedDataset, EncryptionParams,
+    SecureFirstLayer, SecureTrainingError,
 };
 use cryptonn::coordinator::{Authority, InProcessKeyService, RequesterId};
 use cryptonn::fe::dlog::BabyStepTable;
@@ -45,7 +46,12 @@ fn encrypt<G: PrimeOrderGroup>(
 ) -> Setup<G> {
     let mut authority = Authority::from_seed(group.clone(), [7; 32]);
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-    let domains = create_shard_domains(&mut authority, data.len(), &params).expect("domains");
+    let access = &cryptonn::coordinator::DomainAccess::new(
+        RequesterId::new("owner"),
+        RequesterId::new("server"),
+    );
+    let domains =
+        create_shard_domains(&mut authority, data.len(), &params, access).expect("domains");
     let pks: Vec<_> = domains
         .iter()
         .map(|&d| authority.public_key(d).expect("public key"))
@@ -53,10 +59,12 @@ fn encrypt<G: PrimeOrderGroup>(
     let path = temp_path(name);
     let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     encrypt_to_file(&group, data, &labels, &pks, &params, &path, &|_| {}).expect("encrypt");
-    Setup {
-        authority: Arc::new(Mutex::new(authority)),
-        path,
-    }
+    let authority = Arc::new(Mutex::new(authority));
+    // The data owner registers its label ciphertexts' FEBO commitments.
+    let owner = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("owner"));
+    let file = EncryptedDataset::load(group, &path).expect("load");
+    register_label_commitments(&file, &owner).expect("register");
+    Setup { authority, path }
 }
 
 fn server<G: PrimeOrderGroup>(
@@ -210,7 +218,16 @@ fn a_dataset_of_another_authority_is_rejected() {
     // Another authority (another seed) with the same domain ids.
     let mut other = Authority::from_seed(Ristretto255, [9; 32]);
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-    create_shard_domains(&mut other, 8, &params).expect("domains");
+    create_shard_domains(
+        &mut other,
+        8,
+        &params,
+        &cryptonn::coordinator::DomainAccess::new(
+            RequesterId::new("owner"),
+            RequesterId::new("server"),
+        ),
+    )
+    .expect("domains");
     let keys = InProcessKeyService::new(Arc::new(Mutex::new(other)), RequesterId::new("server"));
     let data = EncryptedDataset::load(Ristretto255, &setup.path).expect("load");
     let table = Arc::new(BabyStepTable::new(Ristretto255, 1 << 10).expect("table"));

@@ -77,6 +77,12 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> KeyService<G> for SamplingKeyService<
     fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError> {
         self.inner.febo_keys(request)
     }
+    fn register_febo_commitments(
+        &self,
+        registration: &cryptonn::coordinator::FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        self.inner.register_febo_commitments(registration)
+    }
 }
 
 /// Outcome of the cross-shard attempts, serialised as `leakage.cross_domain`.

@@ -124,6 +124,13 @@ impl KeyService<Ristretto255> for LocalAuthority {
     ) -> Result<FeboKeyResponse<Ristretto255>, CoordinatorError> {
         self.lock()?.issue_febo_keys(&self.requester, request)
     }
+    fn register_febo_commitments(
+        &self,
+        registration: &cryptonn::coordinator::FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        self.lock()?
+            .register_febo_commitments(&self.requester, registration)
+    }
 }
 
 /// One run's figures: (ms per step, key ms per step, weights hash).
@@ -166,8 +173,12 @@ pub fn run(
         PersistentAuthority::open(Ristretto255, &dir.join("state"), StateOptions::default())?;
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
     let mut pks = Vec::new();
+    let access = cryptonn::coordinator::DomainAccess::new(
+        RequesterId::new("owner"),
+        RequesterId::new("server"),
+    );
     for _ in 0..params.shards(train_set.len()) {
-        let d = state.create_domain(params.domain_config()?)?;
+        let d = state.create_domain_for(params.domain_config()?, access.clone())?;
         pks.push(state.public_key(d)?);
     }
     let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
@@ -182,6 +193,15 @@ pub fn run(
         &|_| {},
     )?;
     let state = Arc::new(Mutex::new(state));
+    // The data owner registers its label ciphertexts' FEBO commitments.
+    let owner = LocalAuthority {
+        state: Arc::clone(&state),
+        requester: RequesterId::new("owner"),
+    };
+    cryptonn::coordinator::secure_training::register_label_commitments(
+        &EncryptedDataset::load(Ristretto255, &dataset)?,
+        &owner,
+    )?;
 
     let token = random_token();
     let mut tokens = TokenTable::new();

@@ -113,7 +113,11 @@ pub fn run(
     let mut authority = Authority::from_seed(group, seed)
         .with_audit_log(AuditLog::with_sink(AuditConfig::default(), Box::new(sink)));
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-    let domains = create_shard_domains(&mut authority, train_set.len(), &params)?;
+    let access = cryptonn::coordinator::DomainAccess::new(
+        RequesterId::new("owner"),
+        RequesterId::new("server"),
+    );
+    let domains = create_shard_domains(&mut authority, train_set.len(), &params, &access)?;
     let pks = domains
         .iter()
         .map(|&d| authority.public_key(d))
@@ -139,6 +143,8 @@ pub fn run(
 
     let t = Instant::now();
     let data = EncryptedDataset::load(group, &path)?;
+    let owner = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("owner"));
+    cryptonn::coordinator::secure_training::register_label_commitments(&data, &owner)?;
     let ciphertext_bytes = data.ciphertext_bytes();
     let table = Arc::new(BabyStepTable::load_or_build(group, half_width, cache_dir)?);
     let server_setup_seconds = t.elapsed().as_secs_f64();

@@ -47,19 +47,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
 use rayon::prelude::*;
+use zeroize::Zeroizing;
 
 use crate::coordinator::audit::{AuditConfig, AuditLog, AuditOutcome, AuditedKey};
 use crate::coordinator::error::CoordinatorError;
+use crate::coordinator::error::PolicyRefusal;
 use crate::coordinator::messages::{
-    DomainId, DomainPublicKey, DomainStatus, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest,
-    FeipKeyResponse, RequesterId, SparseKeyVector,
+    commitment_digest, DomainAccess, DomainId, DomainPublicKey, DomainStatus,
+    FeboCommitmentRegistration, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse,
+    RequesterId, SparseKeyVector,
 };
 use crate::coordinator::policy::{DefaultPolicy, KeyPolicy, PolicyConfig, Verdict};
+use crate::fe::error::FeError;
 use crate::fe::febo::{Febo, FeboMasterSecretKey, FeboParams, FeboPublicKey};
 use crate::fe::feip::{Feip, FeipParams, MasterPublicKey, MasterSecretKey};
 use crate::fe::group::PrimeOrderGroup;
@@ -118,6 +122,10 @@ struct Domain<G: PrimeOrderGroup> {
     secrets: Option<DomainSecrets<G>>,
     policy: Box<dyn KeyPolicy>,
     status: DomainStatus,
+    /// Who may use the domain; `None`: an unbound in-process domain (any requester).
+    access: Option<DomainAccess>,
+    /// SHA-256 of the canonical encoding of every FEBO commitment its owner registered.
+    registered: HashSet<[u8; 32]>,
 }
 
 /// The time source of audit records: seconds since the Unix epoch.
@@ -160,9 +168,9 @@ impl<G: PrimeOrderGroup> Authority<G> {
     /// An authority over `group` whose master keys come from the operating system's RNG.
     #[must_use]
     pub fn new(group: G) -> Self {
-        let mut seed = [0u8; 32];
-        OsRng.fill_bytes(&mut seed);
-        Self::from_seed(group, seed)
+        let mut seed = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(&mut seed[..]);
+        Self::from_seed(group, *seed)
     }
 
     /// A deterministic authority: every master secret key follows from `seed`. **For tests and
@@ -218,7 +226,42 @@ impl<G: PrimeOrderGroup> Authority<G> {
         &self.audit
     }
 
-    /// Setup of a new key domain under the default policy configured in `config.policy`.
+    /// Setup of a new key domain under the default policy, bound to `access`: only
+    /// `access.requesters` receive its function keys and only `access.owner` registers its FEBO
+    /// commitments. This is how every networked domain is created.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::InvalidConfig`] if `access` names no requester; otherwise as
+    /// [`create_domain`](Self::create_domain).
+    pub fn create_domain_for(
+        &mut self,
+        config: DomainConfig,
+        access: DomainAccess,
+    ) -> Result<DomainId, CoordinatorError> {
+        if access.requesters.is_empty() {
+            return Err(CoordinatorError::InvalidConfig(
+                "a bound key domain needs at least one requester",
+            ));
+        }
+        let id = self.create_domain(config)?;
+        if let Some(d) = self.domains.get_mut(&id) {
+            d.access = Some(access);
+        }
+        Ok(id)
+    }
+
+    /// Who may use a domain (`None`: an unbound domain).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownDomain`].
+    pub fn access(&self, id: DomainId) -> Result<Option<&DomainAccess>, CoordinatorError> {
+        Ok(self.domain(id)?.access.as_ref())
+    }
+
+    /// Setup of a new **unbound** key domain under the default policy configured in
+    /// `config.policy`: any requester of this in-process authority may ask for its keys. For
+    /// single-process experiments and tests; a domain whose ciphertexts leave the process
+    /// should be bound with [`create_domain_for`](Self::create_domain_for).
     ///
     /// # Errors
     /// Infallible today for valid [`FeipParams`]; the `Result` leaves room for parameter checks.
@@ -266,9 +309,93 @@ impl<G: PrimeOrderGroup> Authority<G> {
                 }),
                 policy,
                 status: DomainStatus::Active,
+                access: None,
+                registered: HashSet::new(),
             },
         );
         Ok(id)
+    }
+
+    /// Refuses `requester` unless the domain is unbound or binds it as a requester.
+    fn check_requester(
+        d: &Domain<G>,
+        id: DomainId,
+        requester: &RequesterId,
+    ) -> Result<(), CoordinatorError> {
+        match &d.access {
+            Some(a) if !a.admits(requester) => Err(CoordinatorError::NotPermitted {
+                domain: id,
+                requester: requester.clone(),
+                action: "request function keys",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Registers the commitments of FEBO ciphertexts that `registrant` (the domain's owner)
+    /// produced in a domain; [`issue_febo_keys`](Self::issue_febo_keys) serves only registered
+    /// commitments. Each commitment must be a canonical encoding of a group element.
+    /// Registering a commitment twice is harmless. Returns the number of newly registered
+    /// commitments.
+    ///
+    /// # Errors
+    /// The domain errors of [`issue_feip_keys`](Self::issue_feip_keys);
+    /// [`CoordinatorError::FeboDisabled`]; [`CoordinatorError::NotPermitted`] unless
+    /// `registrant` owns a bound domain; [`CoordinatorError::Empty`];
+    /// [`CoordinatorError::Fe`] for a commitment that is not a canonical group element (nothing
+    /// is registered then).
+    pub fn register_febo_commitments(
+        &mut self,
+        registrant: &RequesterId,
+        registration: &FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        let id = registration.domain;
+        let d = self.domain(id)?;
+        Self::status_error(id, d.status)?;
+        if d.febo.is_none() {
+            return Err(CoordinatorError::FeboDisabled(id));
+        }
+        if let Some(a) = &d.access {
+            if &a.owner != registrant {
+                return Err(CoordinatorError::NotPermitted {
+                    domain: id,
+                    requester: registrant.clone(),
+                    action: "register FEBO commitments",
+                });
+            }
+        }
+        if registration.commitments.is_empty() {
+            return Err(CoordinatorError::Empty("registration without commitments"));
+        }
+        let digests = registration
+            .commitments
+            .par_iter()
+            .map(|c| {
+                self.group.element_from_bytes(c).map_err(FeError::from)?;
+                Ok(commitment_digest(c))
+            })
+            .collect::<Result<Vec<_>, CoordinatorError>>()?;
+        Ok(self.insert_registered(id, digests))
+    }
+
+    /// Adds commitment digests to a domain's registry (also used when a persisted authority
+    /// replays its journal); returns how many were new.
+    pub(crate) fn insert_registered(&mut self, id: DomainId, digests: Vec<[u8; 32]>) -> usize {
+        let Some(d) = self.domains.get_mut(&id) else {
+            return 0;
+        };
+        digests
+            .into_iter()
+            .filter(|h| d.registered.insert(*h))
+            .count()
+    }
+
+    /// Binds an existing domain to `access` (journal replay of
+    /// [`create_domain_for`](Self::create_domain_for)).
+    pub(crate) fn bind(&mut self, id: DomainId, access: DomainAccess) {
+        if let Some(d) = self.domains.get_mut(&id) {
+            d.access = Some(access);
+        }
     }
 
     fn domain(&self, id: DomainId) -> Result<&Domain<G>, CoordinatorError> {
@@ -327,9 +454,12 @@ impl<G: PrimeOrderGroup> Authority<G> {
         })
     }
 
-    /// Retires an active domain and creates its successor (same parameters and policy
-    /// configuration, fresh master secret key, empty policy history). The old master secret
-    /// key is erased. Clients must re-encrypt under the successor's public key.
+    /// Retires an active domain and creates its successor (same parameters, binding and policy
+    /// configuration, fresh master secret key). The successor's policy is
+    /// [`KeyPolicy::successor`]: the default policy hands on the issued span, so rotation never
+    /// resets the rank cap for data re-encrypted under the successor. The old master secret key
+    /// is erased. Clients must re-encrypt under the successor's public key (and register its
+    /// FEBO commitments again).
     ///
     /// # Errors
     /// [`CoordinatorError::UnknownDomain`], or the status error of a domain that is not active.
@@ -337,8 +467,12 @@ impl<G: PrimeOrderGroup> Authority<G> {
         let d = self.domain(id)?;
         Self::status_error(id, d.status)?;
         let config = d.config;
-        let policy = d.policy.fresh();
+        let policy = d.policy.successor();
+        let access = d.access.clone();
         let successor = self.create_domain_with_policy(config, policy)?;
+        if let Some(access) = access {
+            self.bind(successor, access);
+        }
         if let Some(d) = self.domains.get_mut(&id) {
             d.status = DomainStatus::Rotated { successor };
             d.secrets = None;
@@ -402,7 +536,8 @@ impl<G: PrimeOrderGroup> Authority<G> {
     ///
     /// # Errors
     /// [`CoordinatorError::UnknownDomain`], [`CoordinatorError::DomainRotated`],
-    /// [`CoordinatorError::DomainClosed`]; [`CoordinatorError::Empty`] for an empty batch;
+    /// [`CoordinatorError::DomainClosed`]; [`CoordinatorError::NotPermitted`] for a requester
+    /// the domain is not bound to; [`CoordinatorError::Empty`] for an empty batch;
     /// [`CoordinatorError::Fe`] for a malformed vector (length, bound, sparse index order);
     /// [`CoordinatorError::Placement`] for placements that expand beyond
     /// [`MAX_EXPANSION`](crate::coordinator::placement::MAX_EXPANSION) entries in all;
@@ -417,6 +552,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
         let id = request.domain;
         let d = self.domain(id)?;
         Self::status_error(id, d.status)?;
+        Self::check_requester(d, id, requester)?;
         if request.vectors.is_empty() {
             return Err(CoordinatorError::Empty("key request without vectors"));
         }
@@ -491,14 +627,20 @@ impl<G: PrimeOrderGroup> Authority<G> {
     /// Derives one ciphertext-bound FEBO key per item and records each in the audit log.
     ///
     /// A FEBO key reveals `x Δ y` for the one ciphertext it is bound to — for `+` and `−` that
-    /// is `x` itself, which is what CryptoNN uses FEBO for. The FEIP policy does not apply; every
-    /// key is audited.
+    /// is `x` itself, which is what CryptoNN uses FEBO for. So keys are issued only to a
+    /// requester the domain is bound to, and only for commitments its owner registered
+    /// ([`register_febo_commitments`](Self::register_febo_commitments)): without that, a key
+    /// request would be a Diffie–Hellman oracle `cmt ↦ cmt^s` on any element, including
+    /// disguised ones (`cmt · g^t`, divided by `h^t` afterwards). The FEIP policy does not
+    /// apply; every key, and every refused item, is audited.
     ///
     /// # Errors
     /// The domain errors of [`issue_feip_keys`](Self::issue_feip_keys);
     /// [`CoordinatorError::FeboDisabled`] if the domain has no FEBO key;
-    /// [`CoordinatorError::Empty`]; [`CoordinatorError::Fe`] for an invalid commitment encoding,
-    /// an operand with `|y| > Y`, or division by zero.
+    /// [`CoordinatorError::NotPermitted`]; [`CoordinatorError::Empty`];
+    /// [`CoordinatorError::UnregisteredCommitment`] for a commitment not registered in this
+    /// domain (no key of the batch is issued); [`CoordinatorError::Fe`] for an invalid
+    /// commitment encoding, an operand with `|y| > Y`, or division by zero.
     pub fn issue_febo_keys(
         &mut self,
         requester: &RequesterId,
@@ -508,17 +650,41 @@ impl<G: PrimeOrderGroup> Authority<G> {
         let id = request.domain;
         let d = self.domain(id)?;
         Self::status_error(id, d.status)?;
-        let (Some(febo), Some(params)) = (d.febo.as_ref(), d.config.febo) else {
+        let (true, Some(params)) = (d.febo.is_some(), d.config.febo) else {
             return Err(CoordinatorError::FeboDisabled(id));
         };
-        let msk = d
-            .secrets
-            .as_ref()
-            .and_then(|s| s.febo.as_ref())
-            .ok_or(CoordinatorError::DomainClosed(id))?;
+        if d.secrets.as_ref().and_then(|s| s.febo.as_ref()).is_none() {
+            return Err(CoordinatorError::DomainClosed(id));
+        }
+        Self::check_requester(d, id, requester)?;
         if request.items.is_empty() {
             return Err(CoordinatorError::Empty("FEBO key request without items"));
         }
+        if let Some(index) = request
+            .items
+            .iter()
+            .position(|item| !d.registered.contains(&commitment_digest(&item.commitment)))
+        {
+            let item = &request.items[index];
+            let key = AuditedKey::Febo {
+                op: item.op.to_byte(),
+                operand: item.operand,
+                commitment_sha256: Sha256::digest(&item.commitment).into(),
+            };
+            let now = (self.clock)();
+            let reason = PolicyRefusal::Custom("unregistered FEBO commitment".into());
+            self.audit
+                .append(now, id, requester, key, AuditOutcome::Refused(reason))?;
+            self.audit.commit()?;
+            return Err(CoordinatorError::UnregisteredCommitment { domain: id, index });
+        }
+        let d = self.domain(id)?;
+        let (Some(febo), Some(msk)) = (
+            d.febo.as_ref(),
+            d.secrets.as_ref().and_then(|s| s.febo.as_ref()),
+        ) else {
+            return Err(CoordinatorError::DomainClosed(id));
+        };
         let keys = request
             .items
             .par_iter()
@@ -543,5 +709,15 @@ impl<G: PrimeOrderGroup> Authority<G> {
             params,
             keys,
         })
+    }
+}
+
+impl<G: PrimeOrderGroup> Drop for Authority<G> {
+    /// Overwrites the ChaCha20 state from which master keys are drawn (the domains' own secrets
+    /// zeroize themselves on drop). `rand_chacha` offers no `Zeroize`; the overwrite is
+    /// followed by a `black_box` read so that the store is not elided as dead.
+    fn drop(&mut self) {
+        self.rng = ChaCha20Rng::from_seed([0u8; 32]);
+        std::hint::black_box(&self.rng);
     }
 }

@@ -15,6 +15,7 @@ use ndarray::{ArrayView2, AsArray, Ix2};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
 use rayon::prelude::*;
+use zeroize::Zeroizing;
 
 use crate::coordinator::elementwise::FeboEncryptedMatrix;
 use crate::coordinator::error::CoordinatorError;
@@ -42,10 +43,21 @@ impl<G: PrimeOrderGroup> std::fmt::Debug for Client<G> {
     }
 }
 
-fn seed_from<R: RngCore>(rng: &mut R) -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
+/// A 32-byte seed from `rng`, zeroized when dropped (whoever holds a ciphertext's seed
+/// decrypts it).
+fn seed_from<R: RngCore>(rng: &mut R) -> Zeroizing<[u8; 32]> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut seed[..]);
     seed
+}
+
+impl<G: PrimeOrderGroup> Drop for Client<G> {
+    /// Overwrites the ChaCha20 state from which every ciphertext's randomness is drawn
+    /// (`rand_chacha` offers no `Zeroize`; the `black_box` keeps the store from being elided).
+    fn drop(&mut self) {
+        self.rng = ChaCha20Rng::from_seed([0u8; 32]);
+        std::hint::black_box(&self.rng);
+    }
 }
 
 impl<G: PrimeOrderGroup> Client<G> {
@@ -54,7 +66,7 @@ impl<G: PrimeOrderGroup> Client<G> {
     /// # Errors
     /// [`CoordinatorError::Fe`] if the public key's length does not match its parameters.
     pub fn new(group: G, pk: DomainPublicKey<G>) -> Result<Self, CoordinatorError> {
-        Self::from_seed(group, pk, seed_from(&mut OsRng))
+        Self::from_seed(group, pk, *seed_from(&mut OsRng))
     }
 
     /// A deterministic client: its encryption randomness follows from `seed`. **For tests and
@@ -117,14 +129,14 @@ impl<G: PrimeOrderGroup> Client<G> {
         if m == 0 {
             return Err(CoordinatorError::Empty("matrix without columns"));
         }
-        let seeds: Vec<[u8; 32]> = (0..m).map(|_| seed_from(&mut self.rng)).collect();
+        let seeds: Vec<Zeroizing<[u8; 32]>> = (0..m).map(|_| seed_from(&mut self.rng)).collect();
         let (feip, prepared) = (&self.feip, &self.prepared);
         let columns = seeds
             .into_par_iter()
             .enumerate()
             .map(|(j, seed)| {
                 let col: Vec<i64> = x.column(j).to_vec();
-                let mut rng = ChaCha20Rng::from_seed(seed);
+                let mut rng = ChaCha20Rng::from_seed(*seed);
                 feip.encrypt_prepared(prepared, &col, &mut rng)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -198,11 +210,12 @@ impl<G: PrimeOrderGroup> Client<G> {
             .ok_or(CoordinatorError::FeboDisabled(self.pk.domain))?;
         let febo = Febo::new(self.feip.group().clone(), *params);
         let values: Vec<i64> = x.iter().copied().collect();
-        let seeds: Vec<[u8; 32]> = values.iter().map(|_| seed_from(&mut self.rng)).collect();
+        let seeds: Vec<Zeroizing<[u8; 32]>> =
+            values.iter().map(|_| seed_from(&mut self.rng)).collect();
         let cells = values
             .par_iter()
             .zip(seeds)
-            .map(|(&v, seed)| febo.encrypt(pk, v, &mut ChaCha20Rng::from_seed(seed)))
+            .map(|(&v, seed)| febo.encrypt(pk, v, &mut ChaCha20Rng::from_seed(*seed)))
             .collect::<Result<Vec<_>, _>>()?;
         FeboEncryptedMatrix::from_ciphertexts(self.pk.domain, *params, x.dim(), cells)
     }

@@ -36,6 +36,29 @@ pub enum CoordinatorError {
         /// Why.
         reason: PolicyRefusal,
     },
+    /// The requester is not one the domain was bound to at its creation (see
+    /// [`DomainAccess`](crate::coordinator::DomainAccess)); over gRPC this is
+    /// `PERMISSION_DENIED`.
+    #[error("{requester} may not {action} in key domain {domain}")]
+    NotPermitted {
+        /// The domain.
+        domain: DomainId,
+        /// Who asked.
+        requester: crate::coordinator::messages::RequesterId,
+        /// What it asked for ("request function keys", "register FEBO commitments").
+        action: &'static str,
+    },
+    /// A FEBO key was asked for a commitment that the domain's data owner did not register:
+    /// FEBO keys are issued only for ciphertexts the data owner produced in that domain.
+    #[error(
+        "FEBO key request item {index}: the commitment is not registered in key domain {domain}"
+    )]
+    UnregisteredCommitment {
+        /// The domain.
+        domain: DomainId,
+        /// Position of the item in the request.
+        index: usize,
+    },
     /// The domain has no FEBO key (it was created without FEBO parameters).
     #[error("key domain {0} has no FEBO key")]
     FeboDisabled(DomainId),

@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::coordinator::authority::Authority;
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::messages::{
-    DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse,
-    RequesterId,
+    DomainId, DomainPublicKey, FeboCommitmentRegistration, FeboKeyRequest, FeboKeyResponse,
+    FeipKeyRequest, FeipKeyResponse, RequesterId,
 };
 use crate::fe::group::PrimeOrderGroup;
 
-/// The requests a server can make of the authority.
+/// The requests a party can make of the authority: a server's (public keys, function keys) and
+/// a data owner's registration of the FEBO ciphertexts it produced.
 pub trait KeyService<G: PrimeOrderGroup>: Send + Sync {
     /// The identity under which this service's requests are made (and audited).
     fn requester(&self) -> &RequesterId;
@@ -42,6 +43,18 @@ pub trait KeyService<G: PrimeOrderGroup>: Send + Sync {
     /// # Errors
     /// As [`Authority::issue_febo_keys`], plus transport errors of the implementation.
     fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError>;
+
+    /// Registers the commitments of FEBO ciphertexts this party (a domain's owner: the data
+    /// owner) produced, so that the domain's bound server may later get keys for them. Returns
+    /// the number of newly registered commitments.
+    ///
+    /// # Errors
+    /// As [`Authority::register_febo_commitments`], plus transport errors of the
+    /// implementation.
+    fn register_febo_commitments(
+        &self,
+        registration: &FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError>;
 }
 
 impl<G: PrimeOrderGroup, K: KeyService<G> + ?Sized> KeyService<G> for Arc<K> {
@@ -56,6 +69,12 @@ impl<G: PrimeOrderGroup, K: KeyService<G> + ?Sized> KeyService<G> for Arc<K> {
     }
     fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError> {
         (**self).febo_keys(request)
+    }
+    fn register_febo_commitments(
+        &self,
+        registration: &FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        (**self).register_febo_commitments(registration)
     }
 }
 
@@ -105,5 +124,12 @@ impl<G: PrimeOrderGroup> KeyService<G> for InProcessKeyService<G> {
     }
     fn febo_keys(&self, request: &FeboKeyRequest) -> Result<FeboKeyResponse<G>, CoordinatorError> {
         self.lock()?.issue_febo_keys(&self.requester, request)
+    }
+    fn register_febo_commitments(
+        &self,
+        registration: &FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        self.lock()?
+            .register_febo_commitments(&self.requester, registration)
     }
 }

@@ -332,6 +332,59 @@ pub enum DomainStatus {
     Closed,
 }
 
+/// Who may use a key domain, fixed when it is created: the **owner** (the data owner or
+/// prediction client that created it; the only party that may register FEBO commitments) and
+/// the **requesters** (the servers allowed to ask for its function keys, e.g. the data owner's
+/// trainer or a prediction client's prediction server). Any other party gets
+/// [`CoordinatorError::NotPermitted`](crate::coordinator::CoordinatorError::NotPermitted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainAccess {
+    /// The party that created the domain.
+    pub owner: RequesterId,
+    /// The parties allowed to request function keys.
+    pub requesters: Vec<RequesterId>,
+}
+
+impl DomainAccess {
+    /// A domain created by `owner` whose keys only `requester` may ask for.
+    #[must_use]
+    pub fn new(owner: RequesterId, requester: RequesterId) -> Self {
+        Self {
+            owner,
+            requesters: vec![requester],
+        }
+    }
+
+    /// Whether `requester` may ask for function keys.
+    #[must_use]
+    pub fn admits(&self, requester: &RequesterId) -> bool {
+        self.requesters.contains(requester)
+    }
+}
+
+/// The data owner's registration of the FEBO ciphertexts it produced in one domain: the
+/// canonical encodings of their commitments `g^r`. The authority issues FEBO keys only for
+/// registered commitments (so a FEBO key request is not a Diffie–Hellman oracle on arbitrary
+/// elements such as `cmt · g^t`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeboCommitmentRegistration {
+    /// The key domain the ciphertexts were encrypted under.
+    pub domain: DomainId,
+    /// The canonical encodings of the commitments.
+    pub commitments: Vec<Vec<u8>>,
+}
+
+/// SHA-256 of a FEBO commitment's canonical encoding, under the label
+/// `"cryptonn/febo-commitment/v1"`: what the authority keeps of a registered commitment.
+#[must_use]
+pub fn commitment_digest(commitment: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"cryptonn/febo-commitment/v1");
+    h.update(commitment);
+    h.finalize().into()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

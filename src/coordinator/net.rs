@@ -1,10 +1,12 @@
 //! The key service over the network: gRPC (tonic + prost) with TLS (rustls, `ring` provider).
 //!
 //! ```text
-//!  client ──(client token)── GetPublicKey, CreateDomains ──┐
-//!  server ──(server token)── GetPublicKey, IssueFeipKeys, ─┼──▶ AuthorityService ─▶ PersistentAuthority
-//!                            IssueFeboKeys                 │      (policy, audit, journal)
-//!  operator ─(operator token)─ all, ReadAuditLog, ListDomains
+//!  client ──(client token)── GetPublicKey, CreateDomains, ───┐
+//!                            RegisterFeboCommitments         │
+//!  server ──(server token)── GetPublicKey, IssueFeipKeys, ───┼──▶ AuthorityService ─▶ PersistentAuthority
+//!                            IssueFeboKeys                   │      (policy, audit, journal)
+//!  operator ─(operator token)─ GetPublicKey, CreateDomains, ──┘
+//!                              ReadAuditLog, ListDomains (no function keys)
 //! ```
 //!
 //! - [`proto`]: the messages and service generated from `proto/cryptonn.proto` (by a pure-Rust
@@ -29,10 +31,14 @@
 //! Every RPC needs a bearer token (`authorization: Bearer …`); the token fixes the caller's
 //! role and the name under which its requests are audited — the channel, not the request,
 //! says who asks. Tokens are compared by their SHA-256 in constant time. Clients may only
-//! fetch public keys (and create the domains their data is encrypted under); only servers and
-//! the operator get function keys; only the operator reads the audit log. Tokens are secrets
-//! and must only travel over TLS; with a client CA the authority also requires a client
-//! certificate (mutual TLS). Decoding is bounded: every message is limited to
+//! fetch public keys, create the domains their data is encrypted under (naming the server(s)
+//! allowed to use them) and register the FEBO commitments of their ciphertexts; only the servers
+//! a domain names get its function keys, FEBO keys only for registered commitments (anything
+//! else is `PERMISSION_DENIED`); only the operator reads the audit log, and it gets no function
+//! keys. Tokens are secrets and must only travel over TLS: plaintext is refused unless both the
+//! listening address and the client's URL are loopback, and a tokens file that group or others
+//! may read is refused. With a client CA the authority also requires a client certificate
+//! (mutual TLS). Decoding is bounded: every message is limited to
 //! [`DEFAULT_MAX_MESSAGE_BYTES`] unless configured otherwise, and every payload is validated
 //! as in-process requests are (bounds, dimensions, canonical encodings).
 //!

@@ -36,8 +36,8 @@ use crate::coordinator::audit::{
 use crate::coordinator::authority::{Authority, DomainConfig};
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::messages::{
-    DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse,
-    KeyVectorData, RequesterId,
+    commitment_digest, DomainAccess, DomainId, DomainPublicKey, FeboCommitmentRegistration,
+    FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId,
 };
 use crate::coordinator::policy::PolicyConfig;
 use crate::fe::febo::FeboParams;
@@ -117,6 +117,9 @@ enum JournalEntry {
         y_bound: u64,
         febo: Option<(u64, u64)>,
         policy: PolicyConfig,
+        /// Who may use the domain (absent in journals written before domains were bound).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access: Option<DomainAccess>,
     },
     Rotate {
         domain: u64,
@@ -127,6 +130,12 @@ enum JournalEntry {
     Review {
         domain: u64,
         vectors: Vec<KeyVectorData>,
+    },
+    /// FEBO commitments registered by the domain's owner: their digests
+    /// ([`commitment_digest`]), hex, concatenated.
+    Register {
+        domain: u64,
+        digests: String,
     },
 }
 
@@ -392,15 +401,54 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
     pub fn create_domain(&mut self, config: DomainConfig) -> Result<DomainId, CoordinatorError> {
         self.check()?;
         let id = self.authority.create_domain(config)?;
-        self.append(&JournalEntry::Create {
-            domain: id.0,
-            n: config.feip.n(),
-            x_bound: config.feip.x_bound(),
-            y_bound: config.feip.y_bound(),
-            febo: config.febo.map(|f| (f.x_bound(), f.y_bound())),
-            policy: config.policy,
-        })?;
+        self.append(&create_entry(id, &config, None))?;
         Ok(id)
+    }
+
+    /// Creates a domain bound to `access` ([`Authority::create_domain_for`]), journaled with
+    /// its binding.
+    ///
+    /// # Errors
+    /// As [`Authority::create_domain_for`] and [`create_domain`](Self::create_domain).
+    pub fn create_domain_for(
+        &mut self,
+        config: DomainConfig,
+        access: DomainAccess,
+    ) -> Result<DomainId, CoordinatorError> {
+        self.check()?;
+        let id = self.authority.create_domain_for(config, access.clone())?;
+        self.append(&create_entry(id, &config, Some(access)))?;
+        Ok(id)
+    }
+
+    /// Registers FEBO commitments ([`Authority::register_febo_commitments`]), journaled (as
+    /// digests) after they are validated.
+    ///
+    /// # Errors
+    /// As [`Authority::register_febo_commitments`] and [`create_domain`](Self::create_domain).
+    pub fn register_febo_commitments(
+        &mut self,
+        registrant: &RequesterId,
+        registration: &FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        self.check()?;
+        let new = self
+            .authority
+            .register_febo_commitments(registrant, registration)?;
+        if new == 0 {
+            return Ok(0);
+        }
+        let mut digests = String::with_capacity(64 * registration.commitments.len());
+        for c in &registration.commitments {
+            for b in commitment_digest(c) {
+                digests.push_str(&format!("{b:02x}"));
+            }
+        }
+        self.append(&JournalEntry::Register {
+            domain: registration.domain.0,
+            digests,
+        })?;
+        Ok(new)
     }
 
     /// Rotates a domain, journaled.
@@ -468,6 +516,41 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
     }
 }
 
+fn create_entry(id: DomainId, config: &DomainConfig, access: Option<DomainAccess>) -> JournalEntry {
+    JournalEntry::Create {
+        domain: id.0,
+        n: config.feip.n(),
+        x_bound: config.feip.x_bound(),
+        y_bound: config.feip.y_bound(),
+        febo: config.febo.map(|f| (f.x_bound(), f.y_bound())),
+        policy: config.policy,
+        access,
+    }
+}
+
+/// The digests of a journal's `Register` entry.
+fn parse_digests(hex: &str) -> Result<Vec<[u8; 32]>, CoordinatorError> {
+    let bad = CoordinatorError::InvalidConfig("a registration entry holds malformed digests");
+    if hex.len() % 64 != 0 || !hex.is_ascii() {
+        return Err(bad);
+    }
+    hex.as_bytes()
+        .chunks(64)
+        .map(|chunk| {
+            let mut d = [0u8; 32];
+            for (i, pair) in chunk.chunks(2).enumerate() {
+                let text = std::str::from_utf8(pair).map_err(|_| {
+                    CoordinatorError::InvalidConfig("a registration entry holds malformed digests")
+                })?;
+                d[i] = u8::from_str_radix(text, 16).map_err(|_| {
+                    CoordinatorError::InvalidConfig("a registration entry holds malformed digests")
+                })?;
+            }
+            Ok(d)
+        })
+        .collect()
+}
+
 fn replay<G: PrimeOrderGroup>(
     authority: &mut Authority<G>,
     entry: JournalEntry,
@@ -480,6 +563,7 @@ fn replay<G: PrimeOrderGroup>(
             y_bound,
             febo,
             policy,
+            access,
         } => {
             let mut config =
                 DomainConfig::new(FeipParams::new(n, x_bound, y_bound)?).with_policy(policy);
@@ -492,6 +576,12 @@ fn replay<G: PrimeOrderGroup>(
                     "the journal's domain ids do not follow the order of creation",
                 ));
             }
+            if let Some(access) = access {
+                authority.bind(id, access);
+            }
+        }
+        JournalEntry::Register { domain, digests } => {
+            authority.insert_registered(DomainId(domain), parse_digests(&digests)?);
         }
         JournalEntry::Rotate { domain } => {
             authority.rotate(DomainId(domain))?;

@@ -26,9 +26,14 @@
 //!
 //! When the cap is reached the operator chooses ([`RankCapAction`]): **refuse**, or **rotate**
 //! to a fresh domain with a new master secret key (clients re-encrypt under its public key; keys
-//! of the old domain are useless on the new ciphertexts, so the rank count starts again from
-//! zero). A batch whose own rank exceeds the cap is refused even under `Rotate`, since no domain
-//! could serve it.
+//! of the old domain are useless on the new ciphertexts). **Rank accounting follows the data,
+//! not the domain:** the authority cannot tell whether a client re-encrypts the same inputs
+//! under the successor, and if it does, keys of both domains combine on those inputs (eight
+//! 4-non-zero keys per domain recovered 16/16 coordinates of a 16-vector before this rule). So
+//! the successor inherits the span issued in its predecessor ([`KeyPolicy::successor`]) and
+//! refuses at the cap; rotation renews the key material, never the budget (test
+//! `rotation_does_not_reset_the_rank_cap` in `tests/coordinator_policy.rs`). A batch whose own
+//! rank exceeds the cap is refused.
 //!
 //! Per-batch domains (one fresh domain per training mini-batch, so that its keys are useless on
 //! other batches) use [`PolicyConfig::per_batch`]: the rank cap is off and the weight filter
@@ -214,8 +219,17 @@ pub trait KeyPolicy: Send + std::fmt::Debug {
     /// Decides on a batch of validated key vectors of one domain. An implementation must be
     /// all-or-nothing: on [`Verdict::Admit`] every vector counts as issued, otherwise none does.
     fn review(&mut self, batch: &[SparseKeyVector]) -> Verdict;
-    /// A policy with the same configuration and no history, for a rotated domain.
+    /// A policy with the same configuration and no history.
     fn fresh(&self) -> Box<dyn KeyPolicy>;
+    /// The policy of a rotated domain's successor. The authority cannot tell whether a client
+    /// re-encrypts the same data under the successor, so rank accounting must follow the data,
+    /// not the domain: [`DefaultPolicy`] hands its issued span on to the successor (and the
+    /// successor refuses at the cap instead of rotating again). The default implementation
+    /// returns [`fresh`](Self::fresh); a custom policy that tracks a budget must override it,
+    /// or rotation resets that budget.
+    fn successor(&self) -> Box<dyn KeyPolicy> {
+        self.fresh()
+    }
     /// The rank of the vectors admitted so far, if the policy tracks it.
     fn issued_rank(&self) -> Option<usize> {
         None
@@ -319,6 +333,14 @@ impl KeyPolicy for DefaultPolicy {
                 .as_ref()
                 .map(|_| EchelonBasis::new(self.field, self.n, 0)),
         })
+    }
+
+    /// The successor inherits the issued span (rank accounting follows the data: re-encrypting
+    /// the same inputs under the successor must not reset the cap), and refuses at the cap.
+    fn successor(&self) -> Box<dyn KeyPolicy> {
+        let mut next = self.clone();
+        next.config.on_rank_cap = RankCapAction::Refuse;
+        Box::new(next)
     }
 
     fn issued_rank(&self) -> Option<usize> {

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::coordinator::authority::Authority;
 use crate::coordinator::key_service::KeyService;
-use crate::coordinator::messages::{DomainId, DomainPublicKey};
+use crate::coordinator::messages::{DomainAccess, DomainId, DomainPublicKey};
 use crate::coordinator::secure_training::backend::{
     all_box_members, request_output_keys, solve_outputs, PreparedImage, FORWARD_HINT,
 };
@@ -59,15 +59,18 @@ const QUERY_VERSION: u16 = 1;
 const MAX_QUERY_HEADER: usize = 1 << 16;
 
 /// Opens a fresh key domain for one query, with the parameters of `params` (the pixel
-/// encoding the server's model was trained with; `shard_size` is ignored).
+/// encoding the server's model was trained with; `shard_size` is ignored), bound to `access`
+/// (the prediction client as owner, its prediction server as the one requester). A query has
+/// no FEBO ciphertext, so no commitment is registered and the domain issues no FEBO key.
 ///
 /// # Errors
 /// [`SecureTrainingError::Parameters`] for unusable scales; the authority's errors.
 pub fn open_query_domain<G: PrimeOrderGroup>(
     authority: &mut Authority<G>,
     params: &EncryptionParams,
+    access: DomainAccess,
 ) -> Result<DomainId, SecureTrainingError> {
-    Ok(authority.create_domain(query_params(params).domain_config()?)?)
+    Ok(authority.create_domain_for(query_params(params).domain_config()?, access)?)
 }
 
 /// `params` with one image per shard (a query is a shard of one).

@@ -58,6 +58,7 @@ pub mod encrypted_dataset;
 pub mod error;
 pub mod geometry;
 pub mod multiexp;
+pub mod registration;
 
 pub use backend::{SecureFirstLayer, SecureStats};
 pub use encrypted_dataset::{
@@ -65,3 +66,4 @@ pub use encrypted_dataset::{
     EncryptionParams,
 };
 pub use error::SecureTrainingError;
+pub use registration::register_label_commitments;

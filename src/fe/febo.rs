@@ -196,12 +196,22 @@ impl<G: PrimeOrderGroup> FeboCiphertext<G> {
 }
 
 /// A ciphertext-bound FEBO function key: the operation, the public operand `y`, and the group
-/// element `sk`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// element `sk` (with its ciphertext it opens `x Δ y`). `Debug` shows the operation and
+/// operand, never `sk`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct FeboFunctionKey<G: PrimeOrderGroup> {
     op: FeboOp,
     y: i64,
     sk: G::Element,
+}
+
+impl<G: PrimeOrderGroup> std::fmt::Debug for FeboFunctionKey<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeboFunctionKey")
+            .field("op", &self.op)
+            .field("y", &self.y)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<G: PrimeOrderGroup> FeboFunctionKey<G> {

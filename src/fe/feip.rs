@@ -264,10 +264,22 @@ impl<G: PrimeOrderGroup> PreparedCiphertext<'_, G> {
 }
 
 /// A function key `sk_y = <y, s> mod q` (the key vector `y` itself is public and kept by the
-/// caller).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// caller). Zeroized on drop; `Debug` prints only the type name.
+#[derive(Clone, PartialEq, Eq)]
 pub struct FunctionKey<G: PrimeOrderGroup> {
     sk: G::Scalar,
+}
+
+impl<G: PrimeOrderGroup> std::fmt::Debug for FunctionKey<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FunctionKey { .. }")
+    }
+}
+
+impl<G: PrimeOrderGroup> Drop for FunctionKey<G> {
+    fn drop(&mut self) {
+        self.sk.zeroize();
+    }
 }
 
 impl<G: PrimeOrderGroup> FunctionKey<G> {

@@ -31,6 +31,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
+use thiserror::Error;
 
 use crate::nn::error::{DataError, NnError};
 use crate::nn::init::{seeded_rng, RngStream};
@@ -848,6 +849,51 @@ pub fn parse_idx(path: &Path, bytes: &[u8], ndim: u8) -> Result<(Vec<usize>, Vec
     Ok((dims, bytes[header_len..].to_vec()))
 }
 
+/// First word of a label-permutation file.
+const LABEL_FILE_MAGIC: &str = "CNNPERM1";
+
+/// Why a label permutation could not be made, read or kept.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LabelFileError {
+    /// The file could not be read or written.
+    #[error("label permutation file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file may be read by group or others.
+    #[error("label permutation file {path}: mode {mode:o} lets others read the data owner's secret; chmod 600 it")]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file is not a label permutation.
+    #[error(
+        "label permutation file {path} is malformed (expected `CNNPERM1 <classes> π(0) π(1) …`)"
+    )]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The mapping is not a permutation of its classes.
+    #[error("the label mapping is not a permutation")]
+    NotAPermutation,
+    /// Too many classes (or none).
+    #[error("a label permutation of {got} classes; at most {supported} are supported")]
+    Classes {
+        /// The most classes supported.
+        supported: usize,
+        /// Classes given.
+        got: usize,
+    },
+}
+
 /// A secret permutation `π` of the classes (CryptoNN's random label mapping).
 #[derive(Clone, PartialEq, Eq)]
 pub struct LabelPermutation {
@@ -890,10 +936,151 @@ impl LabelPermutation {
         Self { forward, inverse }
     }
 
+    /// A uniformly random permutation of `classes` classes (1 to 256) drawn from the operating
+    /// system's RNG: the data owner's secret, never derivable from a run seed. Keep it with
+    /// [`write_new`](Self::write_new).
+    ///
+    /// # Errors
+    /// [`LabelFileError::Classes`] for no classes or more than 256.
+    pub fn from_os_rng(classes: usize) -> Result<Self, LabelFileError> {
+        if classes == 0 || classes > 256 {
+            return Err(LabelFileError::Classes {
+                supported: 256,
+                got: classes,
+            });
+        }
+        let mut forward: Vec<u8> = (0..classes).map(|i| i as u8).collect();
+        forward.shuffle(&mut rand::rngs::OsRng);
+        Self::checked_from_forward(&forward)
+    }
+
+    /// The permutation with `π(i) = forward[i]`.
+    ///
+    /// # Errors
+    /// [`LabelFileError::Classes`] for an empty or over-long mapping,
+    /// [`LabelFileError::NotAPermutation`] unless `forward` is a permutation of
+    /// `0..forward.len()`.
+    pub fn checked_from_forward(forward: &[u8]) -> Result<Self, LabelFileError> {
+        if forward.is_empty() || forward.len() > 256 {
+            return Err(LabelFileError::Classes {
+                supported: 256,
+                got: forward.len(),
+            });
+        }
+        let mut seen = vec![false; forward.len()];
+        for &k in forward {
+            let slot = seen
+                .get_mut(usize::from(k))
+                .ok_or(LabelFileError::NotAPermutation)?;
+            if *slot {
+                return Err(LabelFileError::NotAPermutation);
+            }
+            *slot = true;
+        }
+        Ok(Self::from_forward(forward.to_vec()))
+    }
+
+    /// The mapping `(π(0), π(1), …)`.
+    #[must_use]
+    pub fn forward(&self) -> Vec<u8> {
+        self.forward.clone()
+    }
+
     /// Number of classes.
     #[must_use]
     pub fn classes(&self) -> usize {
         self.forward.len()
+    }
+
+    /// Writes the permutation to a new file `path` (`CNNPERM1 <classes> π(0) π(1) …`), created
+    /// exclusively with mode 0600 (its directory, if missing, with mode 0700).
+    ///
+    /// # Errors
+    /// [`LabelFileError::Io`], e.g. if `path` already exists.
+    pub fn write_new(&self, path: &Path) -> Result<(), LabelFileError> {
+        use std::io::Write;
+        let io = |source| LabelFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.create(dir).map_err(io)?;
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(path).map_err(io)?;
+        let mut line = format!("{LABEL_FILE_MAGIC} {}", self.classes());
+        for k in &self.forward {
+            line.push_str(&format!(" {k}"));
+        }
+        line.push('\n');
+        f.write_all(line.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)
+    }
+
+    /// Reads a permutation written by [`write_new`](Self::write_new), refusing a file that
+    /// group or others may read.
+    ///
+    /// # Errors
+    /// [`LabelFileError::Io`], [`LabelFileError::InsecurePermissions`],
+    /// [`LabelFileError::Malformed`], or the errors of [`checked_from_forward`](Self::checked_from_forward).
+    pub fn read_file(path: &Path) -> Result<Self, LabelFileError> {
+        let io = |source| LabelFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(LabelFileError::InsecurePermissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let malformed = || LabelFileError::Malformed {
+            path: path.to_path_buf(),
+        };
+        let mut fields = text.split_whitespace();
+        if fields.next() != Some(LABEL_FILE_MAGIC) {
+            return Err(malformed());
+        }
+        let classes: usize = fields
+            .next()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(malformed)?;
+        let forward = fields
+            .map(str::parse::<u8>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| malformed())?;
+        if forward.len() != classes {
+            return Err(malformed());
+        }
+        Self::checked_from_forward(&forward)
+    }
+
+    /// The data owner's permutation kept in `path`: read it if the file exists, else draw a
+    /// fresh one ([`from_os_rng`](Self::from_os_rng)) and write it there
+    /// ([`write_new`](Self::write_new)). Returns it and whether it was created.
+    ///
+    /// # Errors
+    /// As [`read_file`](Self::read_file) and [`write_new`](Self::write_new).
+    pub fn load_or_create(path: &Path, classes: usize) -> Result<(Self, bool), LabelFileError> {
+        if path.exists() {
+            return Ok((Self::read_file(path)?, false));
+        }
+        let p = Self::from_os_rng(classes)?;
+        p.write_new(path)?;
+        Ok((p, true))
     }
 
     /// `π(label)`: the class the network is trained to predict for a true label.

@@ -44,7 +44,8 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA (mutual TLS), on top of tokens.
     #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
-    /// Serve without TLS. Tokens then travel in the clear: loopback experiments only.
+    /// Serve without TLS. Tokens then travel in the clear, so --listen must be a loopback
+    /// address (127.0.0.0/8, ::1): loopback experiments only.
     #[arg(long, conflicts_with = "tls_cert")]
     plaintext: bool,
     /// Largest gRPC message accepted or sent, in bytes.
@@ -79,7 +80,9 @@ pub struct CertsArgs {
     /// Host names or IP addresses of the authority (repeatable).
     #[arg(long = "host", required = true)]
     hosts: Vec<String>,
-    /// Client certificate to make, by name (repeatable), for mutual TLS.
+    /// Client certificate to make, by name (repeatable), for mutual TLS: 1-64 characters from
+    /// A-Z a-z 0-9 . _ - (it becomes a file name). Certificates are valid for one year;
+    /// renew by running `certs` again and restarting the authority (docs/deploy.md).
     #[arg(long = "client")]
     clients: Vec<String>,
 }
@@ -102,7 +105,17 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
             key_pem: read(k)?,
             client_ca_pem: a.client_ca.as_ref().map(read).transpose()?,
         }),
-        _ if a.plaintext => None,
+        _ if a.plaintext => {
+            if !a.listen.ip().is_loopback() {
+                anyhow::bail!(
+                    "--plaintext on {}: without TLS the authority only listens on loopback \
+                     addresses (127.0.0.1, ::1); give --tls-cert and --tls-key to serve {}",
+                    a.listen,
+                    a.listen.ip()
+                );
+            }
+            None
+        }
         _ => anyhow::bail!("pass --tls-cert and --tls-key (or --plaintext for loopback tests)"),
     };
     let tokens = TokenTable::from_file(&a.tokens)?;
@@ -168,10 +181,21 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
 fn token(a: TokenArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let role = Role::from_name(&a.role).context("unknown role")?;
-    if a.name.split_whitespace().count() != 1 {
-        anyhow::bail!("the name must be one word, got {:?}", a.name);
+    if a.name.split_whitespace().count() != 1 || a.name.contains('#') {
+        anyhow::bail!("the name must be one word without '#', got {:?}", a.name);
     }
     let token = random_token();
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(&a.tokens) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{}: mode {mode:o} lets others read the tokens; chmod 600 it first",
+                a.tokens.display()
+            );
+        }
+    }
     let mut opts = std::fs::OpenOptions::new();
     opts.append(true).create(true);
     #[cfg(unix)]

@@ -6,11 +6,13 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use cryptonn::coordinator::secure_training::encrypted_dataset::{cache_file_name, source_digest};
-use cryptonn::coordinator::secure_training::{encrypt_or_reuse, EncryptionParams};
-use cryptonn::coordinator::KeyService;
+use cryptonn::coordinator::secure_training::{
+    encrypt_or_reuse, register_label_commitments, EncryptedDataset, EncryptionParams,
+};
+use cryptonn::coordinator::{KeyService, RequesterId};
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
-use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
+use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist, CLASSES};
 
 use crate::connect::ConnectArgs;
 use crate::train_options::EncodingOptions;
@@ -22,8 +24,8 @@ pub enum ClientCommand {
     Encrypt(EncryptArgs),
     /// Classify one image with a server's trained model without showing it the image in the
     /// clear: open a fresh query domain at the authority, encrypt the image under it, send it
-    /// to the server (`server train --serve`) and map the class back through the label
-    /// permutation of --seed.
+    /// to the server (`server train --serve`) and map the class back through the data owner's
+    /// label permutation (--labels).
     Predict(crate::predict_cmd::PredictArgs),
 }
 
@@ -40,6 +42,15 @@ pub struct EncryptArgs {
     /// Encrypt again even if --out holds a dataset for the same data, parameters and keys.
     #[arg(long)]
     reencrypt: bool,
+    /// The data owner's secret label permutation π: read from FILE, or drawn from the OS RNG
+    /// and written there (mode 0600) if FILE does not exist. Keep it apart from --out (which
+    /// goes to the server); `client predict --labels` needs it to map classes back.
+    #[arg(long, value_name = "FILE")]
+    labels: PathBuf,
+    /// The name of the server allowed to train on this data (the name its token was
+    /// provisioned for): the only party the shard domains will issue keys to.
+    #[arg(long, value_name = "NAME", default_value = "server")]
+    trainer: String,
     #[command(flatten)]
     encoding: EncodingOptions,
 }
@@ -58,7 +69,31 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
     let mnist = Mnist::load(&a.data)?;
     let train = mnist.train.take(train_size, "training")?;
     let params: EncryptionParams = a.encoding.encryption_params();
-    let labels = LabelPermutation::from_seed(a.encoding.seed, cryptonn::nn::data::CLASSES);
+    if let (Ok(out), Some(parent)) = (
+        std::fs::create_dir_all(&a.out).and_then(|()| a.out.canonicalize()),
+        a.labels.parent(),
+    ) {
+        let dir = if parent.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            parent
+        };
+        if dir.canonicalize().is_ok_and(|d| d.starts_with(&out)) {
+            anyhow::bail!(
+                "--labels {} lies inside --out {}, which is handed to the server; keep the \
+                 label permutation elsewhere",
+                a.labels.display(),
+                a.out.display()
+            );
+        }
+    }
+    let (labels, created) = LabelPermutation::load_or_create(&a.labels, CLASSES)?;
+    println!(
+        "client: label permutation {} {}",
+        if created { "drawn into" } else { "read from" },
+        a.labels.display()
+    );
+    let trainer = RequesterId::new(a.trainer.as_str());
     let keys = a.connect.connect("client")?;
     let shards = u32::try_from(params.shards(train.len())).context("too many shards")?;
     // Reuse a dataset already in --out whose domains are still served (same data, parameters).
@@ -78,6 +113,7 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
                     Some(params.febo_params()?),
                     shards,
                     true,
+                    std::slice::from_ref(&trainer),
                 )
                 .with_context(|| format!("creating {shards} shard domains at {}", keys.peer()))?,
         };
@@ -105,8 +141,12 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
         &|_| {},
     )
     .with_context(|| format!("encrypting into {}", a.out.display()))?;
+    let data = EncryptedDataset::load(group, &path)
+        .with_context(|| format!("reading back {}", path.display()))?;
+    let registered = register_label_commitments(&data, &keys)
+        .with_context(|| format!("registering FEBO commitments at {}", keys.peer()))?;
     println!(
-        "{} {} ({:.1} s)",
+        "{} {} ({:.1} s); {registered} new FEBO commitments registered for {trainer}",
         if reused { "reused" } else { "wrote" },
         path.display(),
         start.elapsed().as_secs_f64()

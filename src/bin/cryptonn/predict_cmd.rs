@@ -15,6 +15,7 @@ use cryptonn::coordinator::net::{
     open_remote_query_domain, RemoteConfig, RemotePredictor, PREDICTION_MAX_MESSAGE_BYTES,
 };
 use cryptonn::coordinator::secure_prediction::EncryptedQuery;
+use cryptonn::coordinator::RequesterId;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
 
@@ -50,9 +51,14 @@ pub struct PredictArgs {
     /// Directory holding the MNIST IDX files (for --mnist-test).
     #[arg(long, default_value_os_t = default_data_dir())]
     data: PathBuf,
-    /// Seed of the label permutation: the --seed given to `client encrypt`.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// The data owner's label permutation file (the --labels of `client encrypt`), to map the
+    /// server's class back to a true label. It never leaves this machine.
+    #[arg(long, value_name = "FILE")]
+    labels: PathBuf,
+    /// The prediction server's name at the authority (the name its token was provisioned
+    /// for): the only party the query domain will issue keys to.
+    #[arg(long, value_name = "NAME", default_value = "server")]
+    server_name: String,
     /// Write a JSON summary (class, probabilities, domain, seconds, …) to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -122,7 +128,7 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let group = Ristretto255;
     let (image, source, label) = a.image()?;
-    let labels = LabelPermutation::from_seed(a.seed, cryptonn::nn::data::CLASSES);
+    let labels = LabelPermutation::read_file(&a.labels)?;
 
     let server = RemotePredictor::connect(group, a.server_config()?)?;
     let info = server
@@ -138,8 +144,12 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
 
     let t = Instant::now();
     let authority = a.connect.connect("client")?;
-    let pk = open_remote_query_domain(&authority, &info.params)
-        .with_context(|| format!("opening a query domain at {}", authority.peer()))?;
+    let pk = open_remote_query_domain(
+        &authority,
+        &info.params,
+        &RequesterId::new(a.server_name.as_str()),
+    )
+    .with_context(|| format!("opening a query domain at {}", authority.peer()))?;
     let domain_seconds = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -199,7 +209,6 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
             "server": a.server,
             "authority": a.connect.authority,
             "weights_sha256": info.weights_sha256,
-            "seed": a.seed,
         });
         let text = serde_json::to_string_pretty(&value)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

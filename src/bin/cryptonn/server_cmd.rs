@@ -44,6 +44,12 @@ pub struct TrainArgs {
     /// The server's name (must be the name its token was provisioned for).
     #[arg(long, default_value = "server")]
     name: String,
+    /// The data owner's label permutation file, ONLY to measure the test accuracy in true
+    /// classes. It hands the server π, so a deployment leaves it out: the server then trains
+    /// without knowing what its classes mean and reports no test accuracy (the data owner
+    /// maps predictions back with `client predict --labels`).
+    #[arg(long, value_name = "FILE")]
+    labels: Option<PathBuf>,
     #[command(flatten)]
     train: TrainOptions,
     #[command(flatten)]
@@ -127,7 +133,18 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         t_load.elapsed().as_secs_f64()
     );
     let mnist = Mnist::load(&a.mnist)?;
-    let test = mnist.test.take(a.train.test_size, "test")?;
+    // Without π the server cannot tell which of its classes is which true digit, so it
+    // evaluates nothing (an empty test set) rather than report a meaningless figure.
+    let labels = match &a.labels {
+        Some(p) => Some(LabelPermutation::read_file(p)?),
+        None => None,
+    };
+    let test_size = if labels.is_some() {
+        a.train.test_size
+    } else {
+        0
+    };
+    let test = mnist.test.take(test_size, "test")?;
     let keys = a.connect.connect(&a.name)?;
     let t_setup = Instant::now();
     data.verify_keys(&keys)
@@ -158,11 +175,21 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     );
     let peer = keys.peer().to_string();
     let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
-    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let mut bars = Bars::new();
-    let (model, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut bars)
-        .with_context(|| format!("training with keys from {peer}"))?;
+    // The evaluation permutation: π if given, else any (the test set is then empty).
+    let eval_labels =
+        labels.unwrap_or_else(|| LabelPermutation::identity(cryptonn::nn::data::CLASSES));
+    let (model, mut report) =
+        train_with_backend(&cfg, model, &mut backend, &test, &eval_labels, &mut bars)
+            .with_context(|| format!("training with keys from {peer}"))?;
+    if a.labels.is_none() {
+        report.test_accuracy.clear();
+        println!(
+            "test accuracy: not measured (the server does not know the data owner's label \
+             permutation; pass --labels FILE only in experiments)"
+        );
+    }
     let s = *backend.stats();
     println!(
         "secure: {} key requests ({} FEIP + {} FEBO keys) to {peer}, {} decryptions; group ops \

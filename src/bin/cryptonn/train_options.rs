@@ -354,6 +354,17 @@ pub fn write_json(
 /// Prints the closing lines of a run.
 pub fn print_final(report: &TrainReport, mode: Mode, start: Instant) {
     println!("weights sha256 {}", report.weights_sha256);
+    if report.test_accuracy.is_empty() {
+        println!(
+            "final test accuracy not measured ({mode}, {} epochs, {} training images, {:.0} \
+             img/s); total wall time {:.1} s",
+            report.epochs,
+            report.train_size,
+            report.images_per_second,
+            start.elapsed().as_secs_f64()
+        );
+        return;
+    }
     println!(
         "final test accuracy {:.2} % ({mode}, {} epochs, {} training images, {:.0} img/s); total wall time {:.1} s",
         100.0 * report.test_accuracy.last().copied().unwrap_or(0.0),

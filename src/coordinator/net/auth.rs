@@ -110,6 +110,14 @@ pub enum TokenError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The tokens file may be read by group or others.
+    #[error("{path}: mode {mode:o} lets others read the tokens; chmod 600 it")]
+    InsecurePermissions {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A line is malformed.
     #[error("{path}:{line}: {reason}")]
     Malformed {
@@ -156,12 +164,29 @@ impl TokenTable {
         Ok(())
     }
 
-    /// Reads a tokens file (format in the [module docs](self)).
+    /// Reads a tokens file (format in the [module docs](self)). Like the master seed, it must
+    /// not be readable by group or others (mode 0600).
     ///
     /// # Errors
+    /// [`TokenError::InsecurePermissions`] for a group- or world-readable file; otherwise
     /// [`TokenError`] naming the file and line.
     pub fn from_file(path: &Path) -> Result<Self, TokenError> {
         let shown = path.display().to_string();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|source| TokenError::Io {
+                    path: shown.clone(),
+                    source,
+                })?
+                .permissions()
+                .mode()
+                & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(TokenError::InsecurePermissions { path: shown, mode });
+            }
+        }
         let text = std::fs::read_to_string(path).map_err(|source| TokenError::Io {
             path: shown.clone(),
             source,
@@ -274,6 +299,18 @@ mod tests {
             format!("# comment\nserver s1 {s}\nclient c1 {c} # x\n"),
         )
         .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // A group/world-readable tokens file is refused, as the master seed is.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = TokenTable::from_file(&path).unwrap_err();
+            assert!(
+                matches!(err, TokenError::InsecurePermissions { mode: 0o644, .. }),
+                "{err}"
+            );
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let t = TokenTable::from_file(&path).unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t.lookup(&s).unwrap().role, Role::Server);

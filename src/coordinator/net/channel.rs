@@ -117,8 +117,18 @@ impl ClientConnection {
 /// `InvalidToken`) and the cause.
 pub(crate) type ConnectFailure = (&'static str, String);
 
+/// Whether `host` (of a URL) names a loopback interface: `localhost`, `127.0.0.0/8` or `::1`.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Sets up the connection to `config.url` (no network traffic until the first call), its
-/// runtime running on one thread named `thread_name`.
+/// runtime running on one thread named `thread_name`. Without TLS (no CA) only loopback hosts
+/// are accepted (`Plaintext`), since the bearer token would cross the network in the clear.
 pub(crate) fn connect(
     config: &RemoteConfig,
     thread_name: &str,
@@ -133,6 +143,19 @@ pub(crate) fn connect(
         .map_err(|e| ("InvalidUrl", e.to_string()))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5));
+    if config.ca_pem.is_none() {
+        let host = endpoint.uri().host().unwrap_or("");
+        if !is_loopback_host(host) {
+            return Err((
+                "Plaintext",
+                format!(
+                    "refusing plaintext gRPC to {}: without TLS (a CA certificate) only \
+                     loopback hosts are allowed, since the bearer token would travel in the clear",
+                    config.url
+                ),
+            ));
+        }
+    }
     if let Some(ca) = &config.ca_pem {
         let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
         if let Some(d) = &config.tls_domain {

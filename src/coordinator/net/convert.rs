@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 use crate::coordinator::error::{CoordinatorError, PolicyRefusal};
 use crate::coordinator::messages::{
     DomainId, DomainPublicKey, FeboKeyItem, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest,
-    FeipKeyResponse, KeyVectorData,
+    FeipKeyResponse, KeyVectorData, RequesterId,
 };
 use crate::coordinator::net::proto;
 use crate::coordinator::placement::{
@@ -47,6 +47,24 @@ enum ErrorDetail {
     FeboDisabled {
         domain: u64,
     },
+    NotPermitted {
+        domain: u64,
+        requester: String,
+        action: String,
+    },
+    UnregisteredCommitment {
+        domain: u64,
+        index: usize,
+    },
+}
+
+/// The `&'static str` of a [`CoordinatorError::NotPermitted`] action received over the wire.
+fn permitted_action(action: &str) -> &'static str {
+    if action == "register FEBO commitments" {
+        "register FEBO commitments"
+    } else {
+        "request function keys"
+    }
 }
 
 /// The gRPC status of a coordinator error (the message is the error's `Display`).
@@ -83,6 +101,25 @@ pub fn status_of(e: &CoordinatorError) -> Status {
         CoordinatorError::FeboDisabled(d) => (
             Code::FailedPrecondition,
             Some(ErrorDetail::FeboDisabled { domain: d.0 }),
+        ),
+        CoordinatorError::NotPermitted {
+            domain,
+            requester,
+            action,
+        } => (
+            Code::PermissionDenied,
+            Some(ErrorDetail::NotPermitted {
+                domain: domain.0,
+                requester: requester.0.clone(),
+                action: (*action).to_string(),
+            }),
+        ),
+        CoordinatorError::UnregisteredCommitment { domain, index } => (
+            Code::PermissionDenied,
+            Some(ErrorDetail::UnregisteredCommitment {
+                domain: domain.0,
+                index: *index,
+            }),
         ),
         CoordinatorError::Empty(_)
         | CoordinatorError::Fe(_)
@@ -125,6 +162,21 @@ pub fn error_of(peer: &str, status: &Status) -> CoordinatorError {
             ErrorDetail::Closed { domain } => CoordinatorError::DomainClosed(DomainId(domain)),
             ErrorDetail::FeboDisabled { domain } => {
                 CoordinatorError::FeboDisabled(DomainId(domain))
+            }
+            ErrorDetail::NotPermitted {
+                domain,
+                requester,
+                action,
+            } => CoordinatorError::NotPermitted {
+                domain: DomainId(domain),
+                requester: RequesterId(requester),
+                action: permitted_action(&action),
+            },
+            ErrorDetail::UnregisteredCommitment { domain, index } => {
+                CoordinatorError::UnregisteredCommitment {
+                    domain: DomainId(domain),
+                    index,
+                }
             }
         };
     }

@@ -58,7 +58,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::key_service::KeyService;
-use crate::coordinator::messages::{DomainId, DomainPublicKey};
+use crate::coordinator::messages::{DomainId, DomainPublicKey, RequesterId};
 use crate::coordinator::net::auth::{Role, TokenTable};
 use crate::coordinator::net::channel::{connect, ClientConnection};
 use crate::coordinator::net::proto;
@@ -382,6 +382,7 @@ pub async fn serve_predictions<G: PrimeOrderGroup>(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    crate::coordinator::net::service::check_transport(&listener, &config)?;
     let incoming = incoming(listener)?;
     let mut builder = server_builder(&config)?;
     let svc = PredictorServer::new(service)
@@ -397,7 +398,9 @@ pub async fn serve_predictions<G: PrimeOrderGroup>(
 /// Opens a fresh query domain at a remote authority (client token) and returns its public
 /// key: the networked form of
 /// [`open_query_domain`](crate::coordinator::secure_prediction::open_query_domain), with the
-/// same domain configuration (one shard's parameters, the per-batch policy).
+/// same domain configuration (one shard's parameters, the per-batch policy), bound to this
+/// client as owner and to `server` (the prediction server's name at the authority) as its only
+/// requester.
 ///
 /// # Errors
 /// [`SecureTrainingError::Parameters`] for unusable parameters; the authority's refusal or a
@@ -405,9 +408,15 @@ pub async fn serve_predictions<G: PrimeOrderGroup>(
 pub fn open_remote_query_domain<G: PrimeOrderGroup>(
     authority: &RemoteKeyService<G>,
     params: &EncryptionParams,
+    server: &RequesterId,
 ) -> Result<DomainPublicKey<G>, SecureTrainingError> {
-    let domains =
-        authority.create_domains(params.feip_params()?, Some(params.febo_params()?), 1, true)?;
+    let domains = authority.create_domains(
+        params.feip_params()?,
+        Some(params.febo_params()?),
+        1,
+        true,
+        std::slice::from_ref(server),
+    )?;
     let [domain] = domains[..] else {
         return Err(SecureTrainingError::Coordinator(CoordinatorError::Remote {
             peer: authority.peer().to_string(),

@@ -18,8 +18,8 @@ use tonic::{Code, Request, Status};
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{
-    DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse,
-    RequesterId,
+    DomainId, DomainPublicKey, FeboCommitmentRegistration, FeboKeyRequest, FeboKeyResponse,
+    FeipKeyRequest, FeipKeyResponse, RequesterId,
 };
 pub use crate::coordinator::net::channel::RemoteConfig;
 use crate::coordinator::net::channel::{connect, ClientConnection};
@@ -105,7 +105,8 @@ impl<G: PrimeOrderGroup> RemoteKeyService<G> {
             .map_err(|s| error_of(&self.config.url, &s))
     }
 
-    /// Creates `count` key domains with the given parameters (client or operator role). With
+    /// Creates `count` key domains with the given parameters (client or operator role), owned
+    /// by this party and bound to `requesters` (the servers allowed to ask for their keys). With
     /// `per_batch` they get the per-batch policy
     /// ([`PolicyConfig::per_batch`](crate::coordinator::PolicyConfig::per_batch)), else the
     /// default policy.
@@ -119,8 +120,10 @@ impl<G: PrimeOrderGroup> RemoteKeyService<G> {
         febo: Option<FeboParams>,
         count: u32,
         per_batch: bool,
+        requesters: &[RequesterId],
     ) -> Result<Vec<DomainId>, CoordinatorError> {
         let message = proto::CreateDomainsRequest {
+            requesters: requesters.iter().map(|r| r.0.clone()).collect(),
             feip: Some(feip_params_to_proto(&feip)),
             febo: febo.as_ref().map(febo_params_to_proto),
             count,
@@ -210,5 +213,19 @@ impl<G: PrimeOrderGroup> KeyService<G> for RemoteKeyService<G> {
             |mut c, r| async move { c.issue_febo_keys(r).await },
         )?;
         febo_response_from_proto(&self.group, &self.config.url, request, &reply)
+    }
+
+    fn register_febo_commitments(
+        &self,
+        registration: &FeboCommitmentRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        let message = proto::FeboCommitmentBatch {
+            domain: registration.domain.0,
+            commitments: registration.commitments.clone(),
+        };
+        let reply = self.call(message, |mut c, r| async move {
+            c.register_febo_commitments(r).await
+        })?;
+        usize::try_from(reply.registered).map_err(|e| remote(&self.config.url, "InvalidReply", e))
     }
 }

@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status};
 
 use crate::coordinator::audit::read_audit_file;
 use crate::coordinator::authority::DomainConfig;
-use crate::coordinator::messages::{DomainId, DomainStatus};
+use crate::coordinator::messages::{
+    DomainAccess, DomainId, DomainStatus, FeboCommitmentRegistration, RequesterId,
+};
 use crate::coordinator::net::auth::{Role, TokenTable};
 use crate::coordinator::net::convert::{
     febo_params_from_proto, febo_request_from_proto, febo_response_to_proto,
@@ -104,12 +106,21 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
         &self,
         request: Request<proto::CreateDomainsRequest>,
     ) -> Result<Response<proto::CreateDomainsReply>, Status> {
-        self.tokens.authorize(
+        let caller = self.tokens.authorize(
             request.metadata(),
             "CreateDomains",
             &[Role::Client, Role::Operator],
         )?;
         let r = request.into_inner();
+        if r.requesters.is_empty() || r.requesters.iter().any(|n| n.trim().is_empty()) {
+            return Err(Status::invalid_argument(
+                "name the requester(s) allowed to ask for the domains' keys (e.g. the trainer)",
+            ));
+        }
+        let access = DomainAccess {
+            owner: caller.requester,
+            requesters: r.requesters.iter().map(RequesterId::new).collect(),
+        };
         if r.count == 0 || r.count > MAX_DOMAINS_PER_CALL {
             return Err(Status::invalid_argument(format!(
                 "count must be 1..={MAX_DOMAINS_PER_CALL}, got {}",
@@ -130,7 +141,7 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
         let domains = blocking(move || {
             let mut state = lock(&state)?;
             (0..r.count)
-                .map(|_| state.create_domain(config).map(|d| d.0))
+                .map(|_| state.create_domain_for(config, access.clone()).map(|d| d.0))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| status_of(&e))
         })
@@ -142,11 +153,9 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
         &self,
         request: Request<proto::FeipKeyBatch>,
     ) -> Result<Response<proto::FeipKeyReply>, Status> {
-        let caller = self.tokens.authorize(
-            request.metadata(),
-            "IssueFeipKeys",
-            &[Role::Server, Role::Operator],
-        )?;
+        let caller = self
+            .tokens
+            .authorize(request.metadata(), "IssueFeipKeys", &[Role::Server])?;
         let request = feip_request_from_proto(request.into_inner()).map_err(|e| status_of(&e))?;
         let state = Arc::clone(&self.state);
         let reply = blocking(move || {
@@ -164,11 +173,9 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
         &self,
         request: Request<proto::FeboKeyBatch>,
     ) -> Result<Response<proto::FeboKeyReply>, Status> {
-        let caller = self.tokens.authorize(
-            request.metadata(),
-            "IssueFeboKeys",
-            &[Role::Server, Role::Operator],
-        )?;
+        let caller = self
+            .tokens
+            .authorize(request.metadata(), "IssueFeboKeys", &[Role::Server])?;
         let request = febo_request_from_proto(request.into_inner()).map_err(|e| status_of(&e))?;
         let state = Arc::clone(&self.state);
         let reply = blocking(move || {
@@ -180,6 +187,33 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
         })
         .await?;
         Ok(Response::new(reply))
+    }
+
+    async fn register_febo_commitments(
+        &self,
+        request: Request<proto::FeboCommitmentBatch>,
+    ) -> Result<Response<proto::RegisterCommitmentsReply>, Status> {
+        let caller = self.tokens.authorize(
+            request.metadata(),
+            "RegisterFeboCommitments",
+            &[Role::Client],
+        )?;
+        let r = request.into_inner();
+        let registration = FeboCommitmentRegistration {
+            domain: DomainId(r.domain),
+            commitments: r.commitments,
+        };
+        let state = Arc::clone(&self.state);
+        let registered = blocking(move || {
+            let mut state = lock(&state)?;
+            state
+                .register_febo_commitments(&caller.requester, &registration)
+                .map_err(|e| status_of(&e))
+        })
+        .await?;
+        Ok(Response::new(proto::RegisterCommitmentsReply {
+            registered: registered as u64,
+        }))
     }
 
     async fn read_audit_log(
@@ -267,7 +301,8 @@ impl std::fmt::Debug for ServerTls {
 /// How the authority serves.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// TLS (None: plaintext, for loopback experiments only — tokens travel in the clear).
+    /// TLS (None: plaintext, refused on any address but loopback — tokens travel in the
+    /// clear).
     pub tls: Option<ServerTls>,
     /// The largest message accepted or sent.
     pub max_message_bytes: usize,
@@ -293,6 +328,13 @@ pub enum ServeError {
         addr: SocketAddr,
         /// The cause.
         source: std::io::Error,
+    },
+    /// Plaintext (no TLS) was asked for on an address other than a loopback one: bearer tokens
+    /// would cross the network in the clear.
+    #[error("refusing to serve plaintext gRPC on {addr}: without TLS only loopback addresses (127.0.0.0/8, ::1) are allowed")]
+    PlaintextNotLoopback {
+        /// The address.
+        addr: SocketAddr,
     },
     /// The TLS material or the transport failed.
     #[error("transport: {0}")]
@@ -328,6 +370,21 @@ impl Listener {
     }
 }
 
+/// Refuses plaintext serving (`config.tls` is `None`) on a non-loopback address.
+///
+/// # Errors
+/// [`ServeError::PlaintextNotLoopback`]; [`ServeError::Bind`] if the address is unknown.
+pub fn check_transport(listener: &Listener, config: &ServeConfig) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    if config.tls.is_none() && !addr.ip().is_loopback() {
+        return Err(ServeError::PlaintextNotLoopback { addr });
+    }
+    Ok(())
+}
+
 /// The accepted connections of `listener` (TCP_NODELAY), for tonic; call inside a tokio
 /// runtime.
 pub(crate) fn incoming(listener: Listener) -> Result<TcpIncoming, ServeError> {
@@ -357,6 +414,7 @@ pub(crate) fn server_builder(config: &ServeConfig) -> Result<Server, ServeError>
 /// Serves `state` on `listener` until `shutdown` completes (call inside a tokio runtime).
 ///
 /// # Errors
+/// [`ServeError::PlaintextNotLoopback`] for plaintext on a non-loopback address;
 /// [`ServeError`] for bad TLS material or a transport failure.
 pub async fn serve<G: PrimeOrderGroup>(
     state: Arc<Mutex<PersistentAuthority<G>>>,
@@ -365,6 +423,7 @@ pub async fn serve<G: PrimeOrderGroup>(
     config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    check_transport(&listener, &config)?;
     let incoming = incoming(listener)?;
     let mut builder = server_builder(&config)?;
     let svc = KeyAuthorityServer::new(AuthorityService::new(state, tokens))

@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 use crate::coordinator::authority::{Authority, DomainConfig};
 use crate::coordinator::key_service::KeyService;
-use crate::coordinator::messages::{DomainId, DomainPublicKey};
+use crate::coordinator::messages::{DomainAccess, DomainId, DomainPublicKey};
 use crate::coordinator::policy::PolicyConfig;
 use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::fe::febo::{Febo, FeboCiphertext, FeboParams};
@@ -150,7 +150,8 @@ impl EncryptionParams {
     }
 }
 
-/// The authority creates one key domain per shard of `images` training images (in order).
+/// The authority creates one key domain per shard of `images` training images (in order),
+/// each bound to `access` (the data owner and its trainer).
 ///
 /// # Errors
 /// [`SecureTrainingError::Parameters`] for bad parameters; the authority's errors.
@@ -158,10 +159,11 @@ pub fn create_shard_domains<G: PrimeOrderGroup>(
     authority: &mut Authority<G>,
     images: usize,
     params: &EncryptionParams,
+    access: &DomainAccess,
 ) -> Result<Vec<DomainId>, SecureTrainingError> {
     let config = params.domain_config()?;
     (0..params.shards(images))
-        .map(|_| Ok(authority.create_domain(config)?))
+        .map(|_| Ok(authority.create_domain_for(config, access.clone())?))
         .collect()
 }
 
