@@ -40,10 +40,10 @@ use crate::coordinator::secure_training::backend::{
     PreparedImage, FORWARD_HINT,
 };
 use crate::coordinator::secure_training::geometry::{self, LinearOutput};
-use crate::coordinator::secure_training::multiexp::recode;
 use crate::coordinator::secure_training::{EncryptionParams, SecureStats, SecureTrainingError};
 use crate::fe::dlog::BabyStepTable;
 use crate::fe::feip::{Ciphertext, Feip};
+use crate::fe::group::multiexp::recode;
 use crate::fe::group::PrimeOrderGroup;
 use crate::fe::serialize::WireFormat;
 use crate::nn::data::IMAGE_PIXELS;

@@ -45,12 +45,10 @@ use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::coordinator::secure_training::geometry::{
     self, ConvGeometry, FirstLayerGeometry, LinearGeometry, LinearOutput,
 };
-use crate::coordinator::secure_training::multiexp::{
-    multi_exp, recode, Ct0Table, OddMultiples, Wnaf,
-};
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
 use crate::fe::febo::{Febo, FeboOp};
 use crate::fe::feip::{Ciphertext, FunctionKey};
+use crate::fe::group::multiexp::{multi_exp, recode, Ct0Table, OddMultiples, Wnaf};
 use crate::fe::group::PrimeOrderGroup;
 use crate::nn::data::{PixelNormalization, CLASSES};
 use crate::nn::error::{check_shape, NnError};
