@@ -1,5 +1,6 @@
 //! What one weight-gradient key request of secure training costs, in-process and over
-//! loopback, with the key vectors as pixel-form sparse vectors and as box grids.
+//! loopback, with the key vectors as pixel-form sparse vectors and as placements (one grid
+//! per filter).
 //!
 //! ```sh
 //! cargo run --release --example key_request_cost                 # 16 images, 15 repetitions
@@ -139,7 +140,7 @@ fn main() -> anyhow::Result<()> {
         let (a, c) = (median_ms(auth), median_ms(call));
         println!(
             "| {} | {:.2} MB | {:.1} ms | {:.1} ms | {a:.1} ms | {c:.1} ms | {:.1} ms |",
-            if grid { "box grid" } else { "pixel sparse" },
+            if grid { "placement" } else { "pixel sparse" },
             bytes as f64 / 1e6,
             median_ms(enc),
             median_ms(dec),

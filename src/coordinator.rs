@@ -15,6 +15,9 @@
 //!   [`secure matrix products`](matmul) and [`element-wise operations`](elementwise).
 //! - [`KeyService`] ([`key_service`]): how the server reaches the authority;
 //!   [`InProcessKeyService`] is the embedded default.
+//! - [`placement`]: the compact key form of a convolution with pooling (a grid of coefficients
+//!   over the boxes of a `C x H x W` input, placed at many origins), validated and expanded by
+//!   the authority.
 //! - [`leakage`]: reconstructs as much of an input as the keys a server holds determine.
 //! - [`persistent`]: an authority whose domains, policy state and audit log survive a restart.
 //! - `net` (feature `net`, on by default): the key service over gRPC + TLS, and its client.
@@ -23,12 +26,15 @@
 //! - [`secure_prediction`]: a client's encrypted image classified by the trained model (a key
 //!   domain per query).
 //!
+//! The protocol modules (authority, policy, audit, persistence, messages, placements, client,
+//! server, key service and its transport) import neither [`crate::nn`] nor the training and
+//! prediction modules, and name no dataset or model (see `docs/architecture.md`).
+//!
 //! Messages ([`messages`]) are plain data and never carry a master secret key. There is no path
 //! from an [`EncryptedMatrix`] to plaintext other than function keys issued by the authority.
 
 pub mod audit;
 pub mod authority;
-pub mod box_grid;
 pub mod client;
 pub mod elementwise;
 pub mod error;
@@ -40,6 +46,7 @@ pub mod messages;
 #[cfg(feature = "net")]
 pub mod net;
 pub mod persistent;
+pub mod placement;
 pub mod policy;
 pub mod secure_prediction;
 pub mod secure_training;
@@ -61,5 +68,6 @@ pub use messages::{
     FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId, SparseKeyVector,
 };
 pub use persistent::{PersistentAuthority, StateError, StateOptions};
+pub use placement::{Placement, PlacementError, PlacementFrame, PlacementGrid, PlacementOrigin};
 pub use policy::{DefaultPolicy, KeyPolicy, PolicyConfig, RankCap, RankCapAction, Verdict};
 pub use server::Server;

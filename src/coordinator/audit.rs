@@ -11,8 +11,8 @@
 //! # Where records go
 //! A log either keeps its records in memory ([`AuditLog::new`], the default, for tests and short
 //! runs) or streams them to an [`AuditSink`] ([`AuditLog::with_sink`]) and keeps only a
-//! counter, so its memory stays flat however many keys are issued. A full MNIST training run
-//! issues about 14 million keys per epoch: in memory that is gigabytes, in an
+//! counter, so its memory stays flat however many keys are issued. A full secure training run
+//! on 60,000 images issues about 14 million keys per epoch: in memory that is gigabytes, in an
 //! [`AuditFileSink`] it is 68 bytes per FEIP key on disk. The authority appends the records of
 //! a request and then [`commits`](AuditSink::commit) them *before* it hands out the keys; if the
 //! sink fails, no key of that request is returned.
@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::coordinator::error::PolicyRefusal;
 use crate::coordinator::messages::{DomainId, RequesterId, SparseKeyVector};
+use crate::coordinator::policy::PolicyRefusal;
 
 /// What the audit log keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -404,6 +404,8 @@ impl<G: PrimeOrderGroup> Authority<G> {
     /// [`CoordinatorError::UnknownDomain`], [`CoordinatorError::DomainRotated`],
     /// [`CoordinatorError::DomainClosed`]; [`CoordinatorError::Empty`] for an empty batch;
     /// [`CoordinatorError::Fe`] for a malformed vector (length, bound, sparse index order);
+    /// [`CoordinatorError::Placement`] for placements that expand beyond
+    /// [`MAX_EXPANSION`](crate::coordinator::placement::MAX_EXPANSION) entries in all;
     /// [`CoordinatorError::Refused`] when the policy refuses; [`CoordinatorError::DomainRotated`]
     /// (naming the fresh domain) when the policy rotates the domain. No key of a failed batch
     /// is issued.
@@ -418,6 +420,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
         if request.vectors.is_empty() {
             return Err(CoordinatorError::Empty("key request without vectors"));
         }
+        request.check_expansion()?;
         let params = d.config.feip;
         let vectors = request
             .vectors

@@ -3,37 +3,8 @@
 use thiserror::Error;
 
 use crate::coordinator::messages::DomainId;
+pub use crate::coordinator::policy::PolicyRefusal;
 use crate::fe::error::{DlogError, EncodingError, FeError};
-
-/// Why the key-request policy refused to issue a function key.
-///
-/// Carried inside [`CoordinatorError::Refused`], so the requesting server learns the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
-pub enum PolicyRefusal {
-    /// The key vector has fewer non-zero entries than the policy's minimum `t`. Low-weight
-    /// vectors (one-hot probes above all) reveal single inputs.
-    #[error("key vector has {got} non-zero entries, the policy requires at least {min}")]
-    TooFewNonZero {
-        /// Non-zero entries of the refused vector.
-        got: usize,
-        /// The policy's minimum `t`.
-        min: usize,
-    },
-    /// Issuing the key would raise the rank of the domain's issued key vectors above the cap.
-    #[error(
-        "issuing would raise the rank of the domain's key vectors to {rank}, above the cap {cap}"
-    )]
-    RankCapReached {
-        /// The rank the domain would reach.
-        rank: usize,
-        /// The policy's cap.
-        cap: usize,
-    },
-    /// A custom policy's reason.
-    #[error("refused by policy: {0}")]
-    Custom(String),
-}
 
 /// Why a coordinator operation (key request, encryption, secure product) failed.
 #[derive(Debug, Error)]
@@ -132,6 +103,9 @@ pub enum CoordinatorError {
     /// The audit log could not record a key; the key was not handed out.
     #[error(transparent)]
     Audit(#[from] crate::coordinator::audit::AuditError),
+    /// A malformed placement key vector (frame, grid, origin, expansion cap).
+    #[error(transparent)]
+    Placement(#[from] crate::coordinator::placement::PlacementError),
     /// A functional-encryption failure (bounds, dimensions, encodings).
     #[error(transparent)]
     Fe(#[from] FeError),

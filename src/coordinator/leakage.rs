@@ -117,7 +117,7 @@ impl Reconstruction {
 /// [`Reconstruction`] per input column.
 ///
 /// Cost: `O(k · r · n)` for the exact part and `O(r² · n)` for the estimate (`r` the rank),
-/// parallel with rayon; about a second for `n = k = 784`.
+/// parallel with rayon; about a second for `n = k` near a thousand.
 ///
 /// # Errors
 /// [`CoordinatorError::ShapeMismatch`] if `values` does not have one row per key;

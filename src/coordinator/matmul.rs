@@ -132,7 +132,7 @@ pub struct FeipKeyBatch<G: PrimeOrderGroup> {
 }
 
 impl<G: PrimeOrderGroup> FeipKeyBatch<G> {
-    /// A batch from key vectors (box grids are kept expanded to pixel form) and the keys
+    /// A batch from key vectors (placements are kept expanded to input form) and the keys
     /// issued for them, in the same order.
     ///
     /// # Errors
@@ -146,7 +146,7 @@ impl<G: PrimeOrderGroup> FeipKeyBatch<G> {
     ) -> Result<Self, CoordinatorError> {
         let vectors: Vec<KeyVectorData> = vectors
             .into_iter()
-            .map(KeyVectorData::into_pixel_form)
+            .map(KeyVectorData::into_expanded)
             .collect();
         if vectors.len() != keys.len() {
             return Err(CoordinatorError::ShapeMismatch {
@@ -163,8 +163,8 @@ impl<G: PrimeOrderGroup> FeipKeyBatch<G> {
             .map(|v| match v {
                 KeyVectorData::Dense(y) => y.iter().map(|a| a.unsigned_abs()).sum(),
                 KeyVectorData::Sparse(t) => t.iter().map(|(_, a)| a.unsigned_abs()).sum(),
-                KeyVectorData::BoxGrid(g) => {
-                    g.pixel_terms().iter().map(|(_, a)| a.unsigned_abs()).sum()
+                KeyVectorData::Placement(p) => {
+                    p.input_terms().iter().map(|(_, a)| a.unsigned_abs()).sum()
                 }
             })
             .collect();
@@ -253,9 +253,9 @@ pub fn vartime_matmul<G: PrimeOrderGroup>(
                         .zip(vs)
                         .map(|(key, v)| v.as_key_vector().map(|y| (key, y)))
                         .collect::<Option<Vec<_>>>()
-                        // `FeipKeyBatch::new` expands box grids to pixel form.
+                        // `FeipKeyBatch::new` expands placements.
                         .ok_or(CoordinatorError::InvalidConfig(
-                            "a box-grid key vector in a matrix key batch",
+                            "a placement key vector in a matrix key batch",
                         ))?;
                     feip.vartime_decrypt_many(&prepared, &pairs, &solver)
                         .into_iter()

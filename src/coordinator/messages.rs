@@ -9,12 +9,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::coordinator::box_grid::BoxGridVector;
+use crate::coordinator::placement::{Placement, PlacementError, MAX_EXPANSION};
 use crate::fe::error::FeError;
 use crate::fe::febo::{FeboFunctionKey, FeboOp, FeboParams, FeboPublicKey};
 use crate::fe::feip::{FeipParams, FunctionKey, KeyVector, MasterPublicKey};
 use crate::fe::group::PrimeOrderGroup;
-use crate::nn::data::IMAGE_PIXELS;
 
 /// The identifier of a key domain: one FEIP (and optionally FEBO) master key pair with its own
 /// bounds, policy state and audit trail.
@@ -45,21 +44,19 @@ impl fmt::Display for RequesterId {
     }
 }
 
-/// A key vector `y` as sent in a request: dense (all `n` entries) or sparse (`(index, value)`
-/// pairs with strictly increasing indices, absent entries zero), or, for the first layer of
-/// secure training and prediction (`n = 784`), a grid of coefficients over 2x2 box sums
-/// ([`BoxGridVector`]). Convolution keys have a few dozen non-zeros out of ~1000 entries, so
-/// sparse is the compact pixel form; a box grid shares its coefficients between all the keys
-/// of one filter.
+/// A key vector `y` as sent in a request: dense (all `n` entries), sparse (`(index, value)`
+/// pairs with strictly increasing indices, absent entries zero), or a [`Placement`]: a grid of
+/// coefficients over the boxes of a `C x H x W` input (`n = C·H·W`), placed at one origin.
+/// Convolution keys have a few dozen non-zeros out of ~1000 entries, so sparse is their compact
+/// input form; a placement shares its coefficients between all the keys of one filter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyVectorData {
     /// All `n` entries.
     Dense(Vec<i64>),
     /// The non-zero entries as `(index, value)`, indices strictly increasing.
     Sparse(Vec<(usize, i64)>),
-    /// A shared box grid at one origin; stands for the 784-pixel vector
-    /// [`BoxGridVector::pixel_terms`].
-    BoxGrid(BoxGridVector),
+    /// A shared grid at one origin; stands for the vector [`Placement::input_terms`].
+    Placement(Placement),
 }
 
 impl KeyVectorData {
@@ -80,23 +77,23 @@ impl KeyVectorData {
         }
     }
 
-    /// The borrowed form used by [`crate::fe::feip`]; `None` for a box grid, which has to be
-    /// expanded first ([`into_pixel_form`](Self::into_pixel_form)).
+    /// The borrowed form used by [`crate::fe::feip`]; `None` for a placement, which has to be
+    /// expanded first ([`into_expanded`](Self::into_expanded)).
     #[must_use]
     pub fn as_key_vector(&self) -> Option<KeyVector<'_>> {
         match self {
             Self::Dense(y) => Some(KeyVector::Dense(y)),
             Self::Sparse(t) => Some(KeyVector::Sparse(t)),
-            Self::BoxGrid(_) => None,
+            Self::Placement(_) => None,
         }
     }
 
-    /// The same vector in pixel form: a box grid expanded to its sparse pixel terms, dense and
+    /// The same vector in input form: a placement expanded to its sparse terms, dense and
     /// sparse vectors as they are.
     #[must_use]
-    pub fn into_pixel_form(self) -> Self {
+    pub fn into_expanded(self) -> Self {
         match self {
-            Self::BoxGrid(g) => Self::Sparse(g.pixel_terms()),
+            Self::Placement(p) => Self::Sparse(p.input_terms()),
             other => other,
         }
     }
@@ -115,8 +112,9 @@ impl SparseKeyVector {
     /// Validates `data` against the dimension `n` and bound `y_bound`.
     ///
     /// # Errors
-    /// [`FeError::DimensionMismatch`] for a dense vector of the wrong length or a box grid in
-    /// a domain with `n != 784`, [`FeError::InvalidSparseIndex`] for an index `>= n` or out of order,
+    /// [`FeError::DimensionMismatch`] for a dense vector of the wrong length or a placement
+    /// whose input length `C·H·W` is not `n`, [`FeError::InvalidSparseIndex`] for an index
+    /// `>= n` or out of order,
     /// [`FeError::KeyOutOfBound`] for an entry with `|y_i| > y_bound`.
     pub fn from_data(data: &KeyVectorData, n: usize, y_bound: u64) -> Result<Self, FeError> {
         let check = |index: usize, value: i64| {
@@ -162,14 +160,14 @@ impl SparseKeyVector {
                 }
                 terms
             }
-            KeyVectorData::BoxGrid(g) => {
-                if n != IMAGE_PIXELS {
+            KeyVectorData::Placement(p) => {
+                if p.dim() != n {
                     return Err(FeError::DimensionMismatch {
                         expected: n,
-                        got: IMAGE_PIXELS,
+                        got: p.dim(),
                     });
                 }
-                let terms = g.pixel_terms();
+                let terms = p.input_terms();
                 for &(i, v) in &terms {
                     check(i, v)?;
                 }
@@ -226,6 +224,26 @@ pub struct FeipKeyRequest {
     pub domain: DomainId,
     /// The key vectors `y`, one key each.
     pub vectors: Vec<KeyVectorData>,
+}
+
+impl FeipKeyRequest {
+    /// Checks that the request's placements expand to at most [`MAX_EXPANSION`] input
+    /// entries in all (`p²` per grid cell of each), before anything is expanded.
+    ///
+    /// # Errors
+    /// [`PlacementError::ExpansionTooLarge`] beyond it.
+    pub fn check_expansion(&self) -> Result<(), PlacementError> {
+        let mut total = 0usize;
+        for v in &self.vectors {
+            if let KeyVectorData::Placement(p) = v {
+                total = total.saturating_add(p.expansion_size());
+                if total > MAX_EXPANSION {
+                    return Err(PlacementError::ExpansionTooLarge { max: MAX_EXPANSION });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The function keys for a [`FeipKeyRequest`], in the order of its vectors.
@@ -312,4 +330,68 @@ pub enum DomainStatus {
     },
     /// Closed by the operator; its master secret key is erased.
     Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::coordinator::placement::{PlacementFrame, PlacementGrid, PlacementOrigin};
+
+    fn placement(frame: PlacementFrame, coefs: Vec<i64>, side: usize) -> Placement {
+        let g = Arc::new(PlacementGrid::new(frame, 1, side, side, 2, coefs).unwrap());
+        let origin = PlacementOrigin {
+            channel: 0,
+            row: 0,
+            col: 0,
+        };
+        Placement::new(g, origin).unwrap()
+    }
+
+    #[test]
+    fn expansion_is_capped_per_request() {
+        let frame = PlacementFrame::new(1, 64, 64, 0, 2, 1).unwrap();
+        let y = placement(frame, vec![1; 1024], 32);
+        assert_eq!(y.expansion_size(), 4096);
+        let mut request = FeipKeyRequest {
+            domain: DomainId(1),
+            vectors: vec![KeyVectorData::Placement(y.clone()); MAX_EXPANSION / 4096],
+        };
+        assert!(request.check_expansion().is_ok());
+        request.vectors.push(KeyVectorData::Placement(y));
+        assert!(matches!(
+            request.check_expansion(),
+            Err(PlacementError::ExpansionTooLarge { .. })
+        ));
+    }
+
+    /// A placement is checked against the domain's `n` and bound like any other vector, and
+    /// its canonical form is its expansion's.
+    #[test]
+    fn placements_validate_against_the_domain() {
+        let frame = PlacementFrame::new(2, 5, 5, 1, 2, 1).unwrap(); // n = 50
+        let y = placement(frame, vec![3, -1, 0, 2, 5, 1, -4, 2, 7], 3);
+        let data = KeyVectorData::Placement(y.clone());
+        let canonical = SparseKeyVector::from_data(&data, 50, 100).unwrap();
+        let expanded = KeyVectorData::Sparse(y.input_terms());
+        assert_eq!(
+            canonical,
+            SparseKeyVector::from_data(&expanded, 50, 100).unwrap()
+        );
+        assert_eq!(data.clone().into_expanded(), expanded);
+        assert!(data.as_key_vector().is_none());
+        assert!(matches!(
+            SparseKeyVector::from_data(&data, 49, 100),
+            Err(FeError::DimensionMismatch {
+                expected: 49,
+                got: 50
+            })
+        ));
+        // The boxes are disjoint (stride 2 = pool), so the entries are the coefficients, up to 7.
+        assert!(matches!(
+            SparseKeyVector::from_data(&data, 50, 6),
+            Err(FeError::KeyOutOfBound { .. })
+        ));
+    }
 }

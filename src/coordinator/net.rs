@@ -56,6 +56,7 @@ pub mod proto {
 }
 
 pub use auth::{Caller, Role, TokenTable};
+pub use channel::DEFAULT_MAX_MESSAGE_BYTES;
 pub use loopback::{LoopbackAuthority, LoopbackError};
 pub use prediction::{
     open_remote_query_domain, serve_predictions, PredictionError, PredictionService, QueryInfo,
@@ -64,8 +65,3 @@ pub use prediction::{
 pub use remote::{RemoteConfig, RemoteKeyService};
 pub use service::{serve, AuthorityService, Listener, ServeConfig, ServeError, ServerTls};
 pub use tls::{generate_pki, Pki};
-
-/// The default limit of one gRPC message, in either direction: 256 MiB. The largest request of
-/// secure LeNet-5 training (a batch of 64 images' weight-gradient keys, 9,600 dense vectors of
-/// 784 entries) is about 20 MB.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;

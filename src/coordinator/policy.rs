@@ -33,8 +33,8 @@
 //! Per-batch domains (one fresh domain per training mini-batch, so that its keys are useless on
 //! other batches) use [`PolicyConfig::per_batch`]: the rank cap is off and the weight filter
 //! refuses only the all-zero vector (`t = 1`). Inside such a domain the keys secure training
-//! must have anyway — conv1 + pooling's 1,176 forward outputs per image, full rank 784 — already
-//! determine every image of the batch exactly (measured in `docs/secure-training-leakage.md`),
+//! must have anyway — e.g. a convolution's forward outputs, more of them than inputs and of
+//! full rank — already determine every input of the batch exactly (measured in `docs/secure-training-leakage.md`),
 //! so a low-weight key reveals nothing the server does not hold, and a filter at `t = 4` would
 //! only refuse legitimate weight-gradient keys: late in training `dq = round(dP · S_g)` is mostly
 //! zero, and a border block touches mostly padding, so a `dW1` key vector can have 1–3 non-zero
@@ -46,10 +46,41 @@
 
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-use crate::coordinator::error::PolicyRefusal;
 use crate::coordinator::linalg::{EchelonBasis, Insertion, PrimeField};
 use crate::coordinator::messages::SparseKeyVector;
+
+/// Why the key-request policy refused to issue a function key.
+///
+/// Carried inside [`CoordinatorError::Refused`](crate::coordinator::CoordinatorError::Refused),
+/// so the requesting server learns the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PolicyRefusal {
+    /// The key vector has fewer non-zero entries than the policy's minimum `t`. Low-weight
+    /// vectors (one-hot probes above all) reveal single inputs.
+    #[error("key vector has {got} non-zero entries, the policy requires at least {min}")]
+    TooFewNonZero {
+        /// Non-zero entries of the refused vector.
+        got: usize,
+        /// The policy's minimum `t`.
+        min: usize,
+    },
+    /// Issuing the key would raise the rank of the domain's issued key vectors above the cap.
+    #[error(
+        "issuing would raise the rank of the domain's key vectors to {rank}, above the cap {cap}"
+    )]
+    RankCapReached {
+        /// The rank the domain would reach.
+        rank: usize,
+        /// The policy's cap.
+        cap: usize,
+    },
+    /// A custom policy's reason.
+    #[error("refused by policy: {0}")]
+    Custom(String),
+}
 
 /// The default minimum number of non-zero entries `t` of a key vector.
 pub const DEFAULT_MIN_NONZERO: usize = 4;
@@ -117,7 +148,7 @@ impl PolicyConfig {
     /// that refuses only the all-zero vector (`t = 1`).
     ///
     /// Why not `t = 4`: in a shard domain the forward keys the server needs every step already
-    /// determine every image of the shard exactly (rank 784 of 784), so refusing low-weight keys
+    /// determine every input of the shard exactly (full rank), so refusing low-weight keys
     /// protects nothing there, while legitimate weight-gradient keys can have 1–3 non-zero
     /// coefficients (a sparse quantised `dZ1`, blocks at the border that touch padding) and a
     /// refusal would abort training. See the [module docs](self).
@@ -379,8 +410,8 @@ mod tests {
     fn config_effective_values() {
         let d = PolicyConfig::default();
         assert_eq!(d.min_nonzero_for(2), 2);
-        assert_eq!(d.rank_cap_for(784), Some(392));
-        assert_eq!(PolicyConfig::per_batch().rank_cap_for(784), None);
-        assert_eq!(PolicyConfig::permissive().min_nonzero_for(784), 0);
+        assert_eq!(d.rank_cap_for(1000), Some(500));
+        assert_eq!(PolicyConfig::per_batch().rank_cap_for(1000), None);
+        assert_eq!(PolicyConfig::permissive().min_nonzero_for(1000), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! The client side of one gRPC connection, shared by [`RemoteKeyService`] and
 //! [`RemotePredictor`]: a private tokio runtime, a channel that connects lazily with TLS as
-//! [`RemoteConfig`] says, and the bearer-token header.
+//! [`RemoteConfig`] (defined here, the lower file) says, and the bearer-token header.
 //!
 //! [`RemoteKeyService`]: super::RemoteKeyService
 //! [`RemotePredictor`]: super::RemotePredictor
@@ -12,7 +12,63 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Response, Status};
 
-use crate::coordinator::net::remote::RemoteConfig;
+use crate::coordinator::messages::RequesterId;
+
+/// The default limit of one gRPC message, in either direction: 256 MiB. The largest request of
+/// a training step's keys (e.g. 9,600 dense key vectors of about a thousand entries) is about
+/// 20 MB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// How to reach and authenticate to a peer (an authority or a prediction server).
+#[derive(Clone)]
+pub struct RemoteConfig {
+    /// `https://host:port` (or `http://` for plaintext loopback experiments).
+    pub url: String,
+    /// The CA that signed the authority's certificate (PEM); `None` for plaintext.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name to check the authority's certificate against (default: the URL's host).
+    pub tls_domain: Option<String>,
+    /// A client certificate and key (PEM), for an authority that requires mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The bearer token the operator provisioned for this party.
+    pub token: String,
+    /// The name the token was provisioned for (what [`KeyService::requester`](crate::coordinator::KeyService::requester) reports; the
+    /// authority audits under the token's name whatever this says).
+    pub requester: RequesterId,
+    /// How long to keep retrying while the authority is unreachable.
+    pub retry_for: Duration,
+    /// The largest message sent or accepted.
+    pub max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("url", &self.url)
+            .field("tls", &self.ca_pem.is_some())
+            .field("mutual_tls", &self.identity.is_some())
+            .field("requester", &self.requester)
+            .field("retry_for", &self.retry_for)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteConfig {
+    /// A configuration for `url` with `token`, TLS trusting `ca_pem`, retrying for 60 s.
+    #[must_use]
+    pub fn new(url: impl Into<String>, token: impl Into<String>, ca_pem: Option<Vec<u8>>) -> Self {
+        Self {
+            url: url.into(),
+            ca_pem,
+            tls_domain: None,
+            identity: None,
+            token: token.into(),
+            requester: RequesterId::new("remote"),
+            retry_for: Duration::from_secs(60),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
 
 /// A runtime, a lazily connecting channel and the `authorization` header value.
 pub(crate) struct ClientConnection {

@@ -11,22 +11,19 @@ use serde::{Deserialize, Serialize};
 use tonic::codegen::Bytes;
 use tonic::{Code, Status};
 
-use crate::coordinator::box_grid::{BoxGrid, BoxGridVector, BoxOrigin};
 use crate::coordinator::error::{CoordinatorError, PolicyRefusal};
 use crate::coordinator::messages::{
     DomainId, DomainPublicKey, FeboKeyItem, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest,
     FeipKeyResponse, KeyVectorData,
 };
 use crate::coordinator::net::proto;
+use crate::coordinator::placement::{
+    Placement, PlacementError, PlacementFrame, PlacementGrid, MAX_EXPANSION,
+};
 use crate::fe::febo::{FeboFunctionKey, FeboOp, FeboParams, FeboPublicKey};
 use crate::fe::feip::{FeipParams, FunctionKey, MasterPublicKey};
 use crate::fe::group::PrimeOrderGroup;
 use crate::fe::serialize::WireFormat;
-
-/// The most pixel entries (4 per box of each grid vector) the box grids of one request may
-/// expand to: 2^25, about 280 images' weight-gradient keys. A few bytes of origin expand to up
-/// to 784 entries, so this bounds the memory one request can claim beyond its message size.
-pub const MAX_GRID_EXPANSION: usize = 1 << 25;
 
 /// A typed error carried in a status's details, so the client can rebuild it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,6 +88,7 @@ pub fn status_of(e: &CoordinatorError) -> Status {
         | CoordinatorError::Fe(_)
         | CoordinatorError::Encoding(_)
         | CoordinatorError::ShapeMismatch { .. }
+        | CoordinatorError::Placement(_)
         | CoordinatorError::InvalidConfig(_) => (Code::InvalidArgument, None),
         CoordinatorError::AuthorityUnavailable => (Code::Unavailable, None),
         _ => (Code::Internal, None),
@@ -235,13 +233,13 @@ pub fn public_key_from_proto<G: PrimeOrderGroup>(
     })
 }
 
-/// A FEIP key request to protobuf. Consecutive box-grid vectors that share one grid
-/// (`Arc::ptr_eq`) travel as one `BoxGrid` with their origins.
+/// A FEIP key request to protobuf. Consecutive placements that share one grid
+/// (`Arc::ptr_eq`) travel as one `Placement` with their origins.
 #[must_use]
 pub fn feip_request_to_proto(r: &FeipKeyRequest) -> proto::FeipKeyBatch {
     use proto::key_vector::Form;
     let mut vectors: Vec<proto::KeyVector> = Vec::new();
-    let mut last_grid: Option<&Arc<BoxGrid>> = None;
+    let mut last_grid: Option<&Arc<PlacementGrid>> = None;
     for v in &r.vectors {
         let form = match v {
             KeyVectorData::Dense(y) => Form::Dense(proto::DenseVector { values: y.clone() }),
@@ -249,26 +247,24 @@ pub fn feip_request_to_proto(r: &FeipKeyRequest) -> proto::FeipKeyBatch {
                 indices: t.iter().map(|&(i, _)| i as u64).collect(),
                 values: t.iter().map(|&(_, v)| v).collect(),
             }),
-            KeyVectorData::BoxGrid(g) => {
-                let origin = g.origin().index() as u32;
-                if let (Some(prev), Some(Form::BoxGrid(b))) =
+            KeyVectorData::Placement(p) => {
+                let o = p.origin();
+                // A valid placement's origin is one of its frame's boxes.
+                let origin = p
+                    .frame()
+                    .box_index(o.channel, o.row, o.col)
+                    .unwrap_or(usize::MAX) as u64;
+                if let (Some(prev), Some(Form::Placement(b))) =
                     (last_grid, vectors.last_mut().and_then(|k| k.form.as_mut()))
                 {
-                    if Arc::ptr_eq(prev, g.grid()) {
+                    if Arc::ptr_eq(prev, p.grid()) {
                         b.origins.push(origin);
                         continue;
                     }
                 }
-                last_grid = Some(g.grid());
-                let grid = g.grid();
+                last_grid = Some(p.grid());
                 vectors.push(proto::KeyVector {
-                    form: Some(Form::BoxGrid(proto::BoxGrid {
-                        rows: grid.rows() as u32,
-                        cols: grid.cols() as u32,
-                        stride: grid.stride() as u32,
-                        coefficients: grid.coefficients().to_vec(),
-                        origins: vec![origin],
-                    })),
+                    form: Some(Form::Placement(placement_to_proto(p.grid(), origin))),
                 });
                 continue;
             }
@@ -282,16 +278,60 @@ pub fn feip_request_to_proto(r: &FeipKeyRequest) -> proto::FeipKeyBatch {
     }
 }
 
-/// A FEIP key request from protobuf (structure only; the authority validates the vectors).
-/// A box grid becomes one key vector per origin, all sharing the grid.
+fn placement_to_proto(grid: &PlacementGrid, origin: u64) -> proto::Placement {
+    let f = grid.frame();
+    // Every dimension is at most MAX_SIDE = 2^16 (checked on construction).
+    let u = |n: usize| n as u32;
+    proto::Placement {
+        frame: Some(proto::PlacementFrame {
+            channels: u(f.channels()),
+            height: u(f.height()),
+            width: u(f.width()),
+            padding: u(f.padding()),
+            pool: u(f.pool()),
+            dilation: u(f.dilation()),
+        }),
+        channels: u(grid.channels()),
+        rows: u(grid.rows()),
+        cols: u(grid.cols()),
+        stride: u(grid.stride()),
+        coefficients: grid.coefficients().to_vec(),
+        origins: vec![origin],
+    }
+}
+
+/// The validated grid of a protobuf placement (frame and coefficients; origins apart).
+fn placement_grid_from_proto(p: &mut proto::Placement) -> Result<PlacementGrid, PlacementError> {
+    let f = p.frame.as_ref().ok_or(PlacementError::MissingFrame)?;
+    let u = |n: u32| n as usize;
+    let frame = PlacementFrame::new(
+        u(f.channels),
+        u(f.height),
+        u(f.width),
+        u(f.padding),
+        u(f.pool),
+        u(f.dilation),
+    )?;
+    PlacementGrid::new(
+        frame,
+        u(p.channels),
+        u(p.rows),
+        u(p.cols),
+        u(p.stride),
+        std::mem::take(&mut p.coefficients),
+    )
+}
+
+/// A FEIP key request from protobuf (structure and placements validated; the authority checks
+/// the vectors against the domain). A placement becomes one key vector per origin, all sharing
+/// the grid.
 ///
 /// # Errors
-/// [`CoordinatorError::Empty`] for a vector without form or a grid without origins;
+/// [`CoordinatorError::Empty`] for a vector without form;
 /// [`CoordinatorError::ShapeMismatch`] for a sparse vector whose index and value lists differ
-/// in length, or a grid with other than `rows · cols` coefficients;
-/// [`CoordinatorError::InvalidConfig`] for an index beyond `usize`, a malformed grid or origin,
-/// or a request whose box grids expand to more than [`MAX_GRID_EXPANSION`] pixel entries;
-/// [`CoordinatorError::Fe`] for a grid coefficient out of range.
+/// in length; [`CoordinatorError::InvalidConfig`] for an index beyond `usize`;
+/// [`CoordinatorError::Placement`] for a malformed frame, grid or origin, a grid without
+/// origins, or a request whose placements expand to more than [`MAX_EXPANSION`] entries.
 pub fn feip_request_from_proto(b: proto::FeipKeyBatch) -> Result<FeipKeyRequest, CoordinatorError> {
     use proto::key_vector::Form;
     let mut vectors = Vec::with_capacity(b.vectors.len());
@@ -319,32 +359,25 @@ pub fn feip_request_from_proto(b: proto::FeipKeyBatch) -> Result<FeipKeyRequest,
                     .collect::<Result<Vec<_>, _>>()?;
                 vectors.push(KeyVectorData::Sparse(terms));
             }
-            Some(Form::BoxGrid(g)) => {
-                if g.origins.is_empty() {
-                    return Err(CoordinatorError::Empty("box grid without origins"));
+            Some(Form::Placement(mut p)) => {
+                if p.origins.is_empty() {
+                    return Err(PlacementError::NoOrigins.into());
                 }
-                let grid = Arc::new(BoxGrid::new(
-                    g.rows as usize,
-                    g.cols as usize,
-                    g.stride as usize,
-                    g.coefficients,
-                )?);
-                for o in g.origins {
-                    let origin = BoxOrigin::from_index(o as usize)
-                        .ok_or(CoordinatorError::InvalidConfig("box origin beyond 31 x 31"))?;
-                    let v = BoxGridVector::new(Arc::clone(&grid), origin)?;
+                let grid = Arc::new(placement_grid_from_proto(&mut p)?);
+                for o in p.origins {
+                    let origin = grid.frame().box_at(o)?;
+                    let v = Placement::new(Arc::clone(&grid), origin)?;
+                    // Checked before expanding anything (the authority checks again).
                     expansion = expansion.saturating_add(v.expansion_size());
-                    if expansion > MAX_GRID_EXPANSION {
-                        return Err(CoordinatorError::InvalidConfig(
-                            "the request's box grids expand to too many pixel entries; split it",
-                        ));
+                    if expansion > MAX_EXPANSION {
+                        return Err(PlacementError::ExpansionTooLarge { max: MAX_EXPANSION }.into());
                     }
-                    vectors.push(KeyVectorData::BoxGrid(v));
+                    vectors.push(KeyVectorData::Placement(v));
                 }
             }
             None => {
                 return Err(CoordinatorError::Empty(
-                    "key vector without dense, sparse or box-grid form",
+                    "key vector without dense, sparse or placement form",
                 ))
             }
         }
@@ -490,6 +523,7 @@ pub fn febo_response_from_proto<G: PrimeOrderGroup>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coordinator::placement::PlacementOrigin;
 
     /// A refusal survives the trip through a status, typed.
     #[test]
@@ -515,10 +549,24 @@ mod tests {
         assert!(other.to_string().contains("https://a:1"), "{other}");
     }
 
+    /// Gradient-style placements of a 3 x 10 x 10 input (padding 1, 2 x 2 boxes): one
+    /// 1 x 5 x 5 grid of stride 2 per filter at the 3 · 2 · 2 origins `(c, a, b)`.
     fn grid_request() -> FeipKeyRequest {
-        let dq: Vec<i64> = (0..1176).map(|i| (i % 17) - 8).collect();
-        let mut vectors =
-            crate::coordinator::secure_training::geometry::gradient_key_vectors(&dq).unwrap();
+        let frame = PlacementFrame::new(3, 10, 10, 1, 2, 1).unwrap();
+        let mut vectors = Vec::new();
+        for f in 0..4i64 {
+            let coefs = (0..25).map(|i| (i * 7 + f) % 17 - 8).collect();
+            let grid = Arc::new(PlacementGrid::new(frame, 1, 5, 5, 2, coefs).unwrap());
+            for channel in 0..3 {
+                for row in 0..2 {
+                    for col in 0..2 {
+                        let origin = PlacementOrigin { channel, row, col };
+                        let v = Placement::new(Arc::clone(&grid), origin).unwrap();
+                        vectors.push(KeyVectorData::Placement(v));
+                    }
+                }
+            }
+        }
         vectors.insert(3, KeyVectorData::Sparse(vec![(1, 2), (9, -1)]));
         FeipKeyRequest {
             domain: DomainId(4),
@@ -526,52 +574,73 @@ mod tests {
         }
     }
 
-    /// Box grids sharing one grid travel once, with their origins, and come back as the same
-    /// vectors (the same pixel-space keys).
+    /// Placements sharing one grid travel once, with their origins, and come back as the same
+    /// vectors (the same input-space keys).
     #[test]
-    fn box_grids_round_trip_compactly() {
+    fn placements_round_trip_compactly() {
         let r = grid_request();
         let p = feip_request_to_proto(&r);
-        // 6 filters: the first split by the sparse vector at index 3, so 7 grids + 1 sparse.
-        assert_eq!(p.vectors.len(), 8);
+        // 4 grids: the first split by the sparse vector at index 3, so 5 grids + 1 sparse.
+        assert_eq!(p.vectors.len(), 6);
         let back = feip_request_from_proto(p).unwrap();
         assert_eq!(back, r);
     }
 
-    fn first_grid(p: &mut proto::FeipKeyBatch) -> &mut proto::BoxGrid {
+    fn first_grid(p: &mut proto::FeipKeyBatch) -> &mut proto::Placement {
         match p.vectors[0].form.as_mut() {
-            Some(proto::key_vector::Form::BoxGrid(g)) => g,
-            _ => panic!("expected a box grid first"),
+            Some(proto::key_vector::Form::Placement(g)) => g,
+            _ => panic!("expected a placement first"),
         }
     }
 
-    /// Malformed grids are typed errors (INVALID_ARGUMENT on the wire), never a panic.
+    /// Malformed placements are typed errors (INVALID_ARGUMENT on the wire), never a panic.
     #[test]
-    fn malformed_box_grids_are_refused() {
+    fn malformed_placements_are_refused() {
         let base = feip_request_to_proto(&grid_request());
-        type Breakage = fn(&mut proto::BoxGrid);
-        let cases: [(&str, Breakage); 6] = [
+        type Breakage = fn(&mut proto::Placement);
+        let cases: [(&str, Breakage); 12] = [
             ("no origins", |g| g.origins.clear()),
-            ("origin beyond 961", |g| g.origins[0] = 961),
-            ("grid leaves the boxes at its origin", |g| g.origins[0] = 30),
+            ("origin beyond the boxes", |g| g.origins[0] = 3 * 11 * 11),
+            ("origin index beyond usize", |g| g.origins[0] = u64::MAX),
+            ("grid leaves the boxes at its origin", |g| g.origins[0] = 3),
             ("missing coefficient", |g| {
                 g.coefficients.pop();
             }),
             ("zero stride", |g| g.stride = 0),
             ("coefficient beyond 2^61", |g| g.coefficients[0] = i64::MAX),
+            ("missing frame", |g| g.frame = None),
+            ("zero pool", |g| g.frame.as_mut().unwrap().pool = 0),
+            ("box beyond the padded input", |g| {
+                g.frame.as_mut().unwrap().dilation = 1000;
+            }),
+            ("grid channels beyond the input's", |g| g.channels = 4),
+            ("huge input", |g| {
+                let f = g.frame.as_mut().unwrap();
+                (f.height, f.width) = (1 << 16, 1 << 16);
+            }),
         ];
         for (what, break_it) in cases {
             let mut p = base.clone();
             break_it(first_grid(&mut p));
             let e = feip_request_from_proto(p).expect_err(what);
+            assert!(matches!(e, CoordinatorError::Placement(_)), "{what}: {e}");
             assert_eq!(status_of(&e).code(), Code::InvalidArgument, "{what}: {e}");
         }
     }
 
     /// Cheap origins cannot make the authority expand unbounded work.
     #[test]
-    fn grid_expansion_is_capped() {
-        let grid = proto::BoxGrid {
+    fn placement_expansion_is_capped() {
+        let grid = proto::Placement {
+            frame: Some(proto::PlacementFrame {
+                channels: 1,
+                height: 30,
+                width: 30,
+                padding: 1,
+                pool: 2,
+                dilation: 1,
+            }),
+            channels: 1,
             rows: 14,
             cols: 14,
             stride: 2,
@@ -582,14 +651,15 @@ mod tests {
             domain: 1,
             vectors: vec![
                 proto::KeyVector {
-                    form: Some(proto::key_vector::Form::BoxGrid(grid.clone())),
+                    form: Some(proto::key_vector::Form::Placement(grid.clone())),
                 };
                 copies
             ],
         };
-        // 4096 · 784 entries per copy: 10 copies fit, 11 do not.
+        // 4096 · 196 · 4 entries per copy: 10 copies fit, 11 do not.
         assert!(feip_request_from_proto(batch(10)).is_ok());
         let e = feip_request_from_proto(batch(11)).unwrap_err();
         assert!(e.to_string().contains("split it"), "{e}");
+        assert_eq!(status_of(&e).code(), Code::InvalidArgument);
     }
 }

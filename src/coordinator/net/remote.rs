@@ -11,7 +11,6 @@
 //! domain errors typed as in-process, the rest as [`CoordinatorError::Remote`].
 
 use std::future::Future;
-use std::time::Duration;
 
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -22,68 +21,18 @@ use crate::coordinator::messages::{
     DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse,
     RequesterId,
 };
+pub use crate::coordinator::net::channel::RemoteConfig;
 use crate::coordinator::net::channel::{connect, ClientConnection};
 use crate::coordinator::net::convert::{
     error_of, febo_params_to_proto, febo_request_to_proto, febo_response_from_proto,
     feip_params_to_proto, feip_request_to_proto, feip_response_from_proto, public_key_from_proto,
 };
+use crate::coordinator::net::proto;
 use crate::coordinator::net::proto::key_authority_client::KeyAuthorityClient;
-use crate::coordinator::net::{proto, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::coordinator::AuditRecord;
 use crate::fe::febo::FeboParams;
 use crate::fe::feip::FeipParams;
 use crate::fe::group::PrimeOrderGroup;
-
-/// How to reach and authenticate to an authority.
-#[derive(Clone)]
-pub struct RemoteConfig {
-    /// `https://host:port` (or `http://` for plaintext loopback experiments).
-    pub url: String,
-    /// The CA that signed the authority's certificate (PEM); `None` for plaintext.
-    pub ca_pem: Option<Vec<u8>>,
-    /// The name to check the authority's certificate against (default: the URL's host).
-    pub tls_domain: Option<String>,
-    /// A client certificate and key (PEM), for an authority that requires mutual TLS.
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
-    /// The bearer token the operator provisioned for this party.
-    pub token: String,
-    /// The name the token was provisioned for (what [`KeyService::requester`] reports; the
-    /// authority audits under the token's name whatever this says).
-    pub requester: RequesterId,
-    /// How long to keep retrying while the authority is unreachable.
-    pub retry_for: Duration,
-    /// The largest message sent or accepted.
-    pub max_message_bytes: usize,
-}
-
-impl std::fmt::Debug for RemoteConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteConfig")
-            .field("url", &self.url)
-            .field("tls", &self.ca_pem.is_some())
-            .field("mutual_tls", &self.identity.is_some())
-            .field("requester", &self.requester)
-            .field("retry_for", &self.retry_for)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RemoteConfig {
-    /// A configuration for `url` with `token`, TLS trusting `ca_pem`, retrying for 60 s.
-    #[must_use]
-    pub fn new(url: impl Into<String>, token: impl Into<String>, ca_pem: Option<Vec<u8>>) -> Self {
-        Self {
-            url: url.into(),
-            ca_pem,
-            tls_domain: None,
-            identity: None,
-            token: token.into(),
-            requester: RequesterId::new("remote"),
-            retry_for: Duration::from_secs(60),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-        }
-    }
-}
 
 /// A blocking client of a remote authority (see the [module docs](self)).
 pub struct RemoteKeyService<G: PrimeOrderGroup> {

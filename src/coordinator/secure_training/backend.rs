@@ -43,7 +43,7 @@ use crate::coordinator::messages::{
 use crate::coordinator::secure_training::encrypted_dataset::EncryptedDataset;
 use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::coordinator::secure_training::geometry::{
-    self, ConvGeometry, FirstLayerGeometry, LinearGeometry, LinearOutput,
+    ConvGeometry, FirstLayerGeometry, LinearGeometry, LinearOutput,
 };
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
 use crate::fe::febo::{Febo, FeboOp};
@@ -368,8 +368,7 @@ fn check_key_bound(
     Ok(())
 }
 
-/// The key vector of one output: LeNet-5's compact box grids where they apply, else its
-/// sparse (or dense) input-space form.
+/// The key vector of one dense-layer output: its sparse or dense form, whichever is smaller.
 fn plain_key_vector(o: &LinearOutput, n: usize) -> KeyVectorData {
     if 2 * o.pixel_terms.len() >= n {
         let mut y = vec![0i64; n];
@@ -662,11 +661,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         let (outputs, vectors) = match &self.geometry {
             FirstLayerGeometry::Conv(g) => {
                 let outputs = g.forward_outputs(wq, pad)?;
-                let vectors = if g.is_lenet5() {
-                    geometry::forward_key_vectors(wq)?
-                } else {
-                    outputs.iter().map(|o| plain_key_vector(o, n)).collect()
-                };
+                let vectors = g.forward_key_vectors(wq)?;
                 (outputs, vectors)
             }
             FirstLayerGeometry::Linear(g) => {
@@ -844,7 +839,6 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         )?;
         let hint = out_of_range_hint(worst, self.quant.gradient_bound, GRADIENT_HINT);
         let pad = self.data.header().padding_value;
-        let n = g.input_len();
         let per_sample: Vec<Vec<LinearOutput>> = dq
             .par_chunks_exact(outputs)
             .map(|d| g.gradient_outputs(d, pad))
@@ -855,12 +849,8 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         }
         let refs: Vec<&LinearOutput> = per_sample.iter().flatten().collect();
         let mut vectors = Vec::with_capacity(refs.len());
-        if g.is_lenet5() {
-            for d in dq.chunks_exact(outputs) {
-                vectors.extend(geometry::gradient_key_vectors(d)?);
-            }
-        } else {
-            vectors.extend(refs.iter().map(|o| plain_key_vector(o, n)));
+        for d in dq.chunks_exact(outputs) {
+            vectors.extend(g.gradient_key_vectors(d)?);
         }
         let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
         self.prepare(batch)?;

@@ -33,12 +33,12 @@
 
 use std::sync::Arc;
 
-use crate::coordinator::box_grid::{BoxGrid, BoxGridVector, BoxOrigin};
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::messages::KeyVectorData;
+use crate::coordinator::placement::{Placement, PlacementFrame, PlacementGrid, PlacementOrigin};
 use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::nn::data::{IMAGE_SIDE, PADDING};
-use crate::nn::first_layer::{BOX_SIDE, FILTERS, KERNEL, OUTPUTS, PATCH, POOLED_SIDE};
+use crate::nn::first_layer::{BOX_SIDE, FILTERS, KERNEL, PATCH};
 
 /// Number of LeNet-5 box sums, `31 · 31`.
 pub const BOXES: usize = BOX_SIDE * BOX_SIDE;
@@ -378,6 +378,97 @@ impl ConvGeometry {
     }
 }
 
+impl ConvGeometry {
+    /// The placement frame ([`crate::coordinator::placement`]): the real `C x H x W` input,
+    /// its padding, and boxes of `p x p` positions `s` apart.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Placement`] if the frame exceeds the protocol's limits.
+    pub fn placement_frame(&self) -> Result<PlacementFrame, CoordinatorError> {
+        Ok(PlacementFrame::new(
+            self.channels,
+            self.height,
+            self.width,
+            self.padding,
+            self.pool,
+            self.stride,
+        )?)
+    }
+
+    /// The key vectors of [`forward_outputs`](Self::forward_outputs), in its order, as
+    /// placements: filter `f`'s `C x k x k` weights with stride 1 at origin `(0, s·p·i, s·p·j)`,
+    /// one shared grid per filter.
+    ///
+    /// # Errors
+    /// [`CoordinatorError`] for a wrong length or a weight beyond the grid bound.
+    pub fn forward_key_vectors(&self, wq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
+        check_key_len(
+            "first-layer weights wq",
+            self.gradient_outputs_len(),
+            wq.len(),
+        )?;
+        let frame = self.placement_frame()?;
+        let (k, sp) = (self.kernel, self.stride * self.pool);
+        let mut out = Vec::with_capacity(self.outputs());
+        for f in wq.chunks_exact(self.patch()) {
+            let grid = Arc::new(PlacementGrid::new(
+                frame,
+                self.channels,
+                k,
+                k,
+                1,
+                f.to_vec(),
+            )?);
+            for i in 0..self.out_h {
+                for j in 0..self.out_w {
+                    let origin = PlacementOrigin {
+                        channel: 0,
+                        row: sp * i,
+                        col: sp * j,
+                    };
+                    out.push(KeyVectorData::Placement(Placement::new(
+                        Arc::clone(&grid),
+                        origin,
+                    )?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The key vectors of one sample's [`gradient_outputs`](Self::gradient_outputs), in its
+    /// order, as placements: the output gradient `dq[f]` (`1 x oh x ow`) with stride `s·p` at
+    /// origin `(c, a, b)`, one shared grid per filter.
+    ///
+    /// # Errors
+    /// [`CoordinatorError`] for a wrong length or an entry beyond the grid bound.
+    pub fn gradient_key_vectors(&self, dq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
+        check_key_len("first-layer output gradient dq", self.outputs(), dq.len())?;
+        let frame = self.placement_frame()?;
+        let (k, sp) = (self.kernel, self.stride * self.pool);
+        let (oh, ow) = (self.out_h, self.out_w);
+        let mut out = Vec::with_capacity(self.gradient_outputs_len());
+        for df in dq.chunks_exact(oh * ow) {
+            let grid = Arc::new(PlacementGrid::new(frame, 1, oh, ow, sp, df.to_vec())?);
+            for c in 0..self.channels {
+                for a in 0..k {
+                    for b in 0..k {
+                        out.push(KeyVectorData::Placement(Placement::new(
+                            Arc::clone(&grid),
+                            PlacementOrigin {
+                                channel: c,
+                                row: a,
+                                col: b,
+                            },
+                        )?));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A dense first layer `z[o] = Σ_q wq[o,q] · xq[q]` (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinearGeometry {
@@ -591,51 +682,30 @@ pub fn gradient_outputs(dq: &[i64], pad: i64) -> Vec<LinearOutput> {
     }
 }
 
-/// The key vectors of [`forward_outputs`], in its order, as box grids
-/// ([`crate::coordinator::box_grid`]): filter `f`'s 5x5 weights with stride 1 at origin
-/// `(2i, 2j)`, one shared grid per filter.
+/// The placement frame of conv1 + 2x2 average pooling: the 1 x 28 x 28 image padded by 2,
+/// boxes of 2 x 2 adjacent pixels ([`crate::coordinator::placement`]).
 ///
 /// # Errors
-/// [`CoordinatorError`] for `wq.len() != 150` or a weight beyond the grid bound `2^61`.
-pub fn forward_key_vectors(wq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
-    check_key_len("conv1 weights wq", FILTERS * PATCH, wq.len())?;
-    let mut out = Vec::with_capacity(OUTPUTS);
-    for f in wq.chunks_exact(PATCH) {
-        let grid = Arc::new(BoxGrid::new(KERNEL, KERNEL, 1, f.to_vec())?);
-        for i in 0..POOLED_SIDE {
-            for j in 0..POOLED_SIDE {
-                let origin = BoxOrigin { u: 2 * i, v: 2 * j };
-                out.push(KeyVectorData::BoxGrid(BoxGridVector::new(
-                    Arc::clone(&grid),
-                    origin,
-                )?));
-            }
-        }
-    }
-    Ok(out)
+/// Never in practice (the constants are valid); [`CoordinatorError::Placement`] otherwise.
+pub fn placement_frame() -> Result<PlacementFrame, CoordinatorError> {
+    ConvGeometry::lenet5().placement_frame()
 }
 
-/// The key vectors of [`gradient_outputs`], in its order, as box grids: the output gradient
-/// `dq[f]` (14x14) with stride 2 at origin `(a, b)`, one shared grid per filter.
+/// LeNet-5's forward key vectors ([`ConvGeometry::forward_key_vectors`]).
 ///
 /// # Errors
-/// [`CoordinatorError`] for `dq.len() != 1176` or an entry beyond the grid bound `2^61`.
+/// [`CoordinatorError`] for `wq.len() != 150` or a weight beyond the grid bound.
+pub fn forward_key_vectors(wq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
+    ConvGeometry::lenet5().forward_key_vectors(wq)
+}
+
+/// LeNet-5's weight-gradient key vectors of one image
+/// ([`ConvGeometry::gradient_key_vectors`]).
+///
+/// # Errors
+/// [`CoordinatorError`] for `dq.len() != 1176` or an entry beyond the grid bound.
 pub fn gradient_key_vectors(dq: &[i64]) -> Result<Vec<KeyVectorData>, CoordinatorError> {
-    check_key_len("conv1 output gradient dq", OUTPUTS, dq.len())?;
-    let side = POOLED_SIDE;
-    let mut out = Vec::with_capacity(GRADIENT_OUTPUTS);
-    for df in dq.chunks_exact(side * side) {
-        let grid = Arc::new(BoxGrid::new(side, side, 2, df.to_vec())?);
-        for a in 0..KERNEL {
-            for b in 0..KERNEL {
-                out.push(KeyVectorData::BoxGrid(BoxGridVector::new(
-                    Arc::clone(&grid),
-                    BoxOrigin { u: a, v: b },
-                )?));
-            }
-        }
-    }
-    Ok(out)
+    ConvGeometry::lenet5().gradient_key_vectors(dq)
 }
 
 fn check_key_len(what: &'static str, expected: usize, got: usize) -> Result<(), CoordinatorError> {
@@ -658,7 +728,7 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Secu
 mod tests {
     use super::*;
     use crate::nn::data::{PixelNormalization, IMAGE_PIXELS};
-    use crate::nn::first_layer::{pooled_conv, weight_gradient_accumulate, PixelEncoding};
+    use crate::nn::first_layer::{pooled_conv, weight_gradient_accumulate, PixelEncoding, OUTPUTS};
     use rand::{Rng, SeedableRng};
 
     fn eval(o: &LinearOutput, xq: &[i64]) -> i64 {
@@ -708,13 +778,13 @@ mod tests {
 
     fn pixel_terms(v: &KeyVectorData) -> Vec<(usize, i64)> {
         match v {
-            KeyVectorData::BoxGrid(g) => g.pixel_terms(),
-            other => panic!("expected a box grid, got {other:?}"),
+            KeyVectorData::Placement(g) => g.input_terms(),
+            other => panic!("expected a placement, got {other:?}"),
         }
     }
 
     #[test]
-    fn box_grid_keys_expand_to_the_pixel_keys() {
+    fn placement_keys_expand_to_the_pixel_keys() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let sparse = |p: f64, lim: i64, n: usize, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<i64> {
             (0..n)
@@ -932,7 +1002,18 @@ mod tests {
                     assert!(o.pixel_terms.windows(2).all(|x| x[0].0 < x[1].0));
                     assert!(o.pixel_terms.iter().all(|&(_, y)| y != 0));
                 }
+                // The placement key vectors expand to the same input-space vectors.
+                let keys = g.forward_key_vectors(&wq).unwrap();
+                assert_eq!(keys.len(), fw.len());
+                for (k, o) in keys.iter().zip(&fw) {
+                    assert_eq!(pixel_terms(k), o.pixel_terms);
+                }
                 let gr = g.gradient_outputs(&dq, c0).unwrap();
+                let keys = g.gradient_key_vectors(&dq).unwrap();
+                assert_eq!(keys.len(), gr.len());
+                for (k, o) in keys.iter().zip(&gr) {
+                    assert_eq!(pixel_terms(k), o.pixel_terms);
+                }
                 let want = naive.gradient(&xq, c0, &dq);
                 assert_eq!(gr.len(), want.len());
                 for (o, &v) in gr.iter().zip(&want) {
