@@ -63,6 +63,7 @@
 pub mod activation;
 pub mod conv;
 pub mod data;
+pub mod datasets;
 pub mod error;
 pub mod first_layer;
 pub mod flatten;

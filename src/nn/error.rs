@@ -75,6 +75,9 @@ pub enum DataError {
         /// How many there are.
         available: usize,
     },
+    /// A table dataset (breast cancer, digits), its encoding or the data directory failed.
+    #[error(transparent)]
+    Dataset(#[from] crate::nn::datasets::DatasetError),
 }
 
 /// Why a network operation or a training run failed.
