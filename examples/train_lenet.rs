@@ -155,7 +155,17 @@ fn run() -> anyhow::Result<ExitCode> {
             CliGroup::Modp3072 => secure.run(ModpGroup::rfc3526_3072(), &mut bars)?,
         }
     } else {
-        (train(&cfg, &train_set, &test_set, &mut bars)?.1, None)
+        (
+            train(
+                &cfg,
+                &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
+                &train_set,
+                &test_set,
+                &mut bars,
+            )?
+            .1,
+            None,
+        )
     };
     if let Some(path) = &args.train.json {
         write_json(path, &report, extra.as_ref())?;
@@ -198,7 +208,7 @@ impl SecureRun<'_> {
         let authority = Arc::clone(&local.authority);
         // Data owner: one key domain per shard (= mini-batch; the test set is never keyed),
         // encrypt once or reuse the cached file.
-        let labels = LabelPermutation::from_seed(cfg.seed);
+        let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
         let source = MnistSamples::new(self.train, &labels, &params)?;
         let bar = ProgressBar::new(self.train.len() as u64);
@@ -262,7 +272,7 @@ impl SecureRun<'_> {
             },
             t_load.elapsed().as_secs_f64()
         );
-        let model = LeNet5::new(cfg.lenet, cfg.seed);
+        let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
         let (model, report) =
             train_with_backend(cfg, model, &mut backend, self.test, &labels, observer)?;
         let s = *backend.stats();
@@ -316,17 +326,21 @@ impl SecureRun<'_> {
         let cfg = self.cfg;
         let n = self.predict.min(self.test.len());
         let test = self.test.take(n, "test")?;
-        let wq = cfg.quant.encode_weights(model.conv1.weight.view())?;
-        let bias1 = model.conv1.bias.to_vec();
+        let wq = cfg.quant.encode_weights(model.first_weight())?;
+        let bias1 = model.first_bias().to_vec();
         let mut reference = QuantizedFirstLayer::new(
             &test,
-            LabelPermutation::identity(),
+            LabelPermutation::identity(cryptonn::nn::data::CLASSES),
             cfg.quant,
-            cfg.normalization,
+            cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
         )?;
         let z = reference.forward(&(0..n).collect::<Vec<_>>(), wq.view())?;
         let want = model
-            .trunk_forward(cfg.quant.decode_forward(z.view(), &bias1)?)
+            .trunk_forward(model.unflatten_first(cfg.quant.decode_forward(
+                &cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+                z.view(),
+                &bias1,
+            )?)?)
             .probs;
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, 1);
         let keys = InProcessKeyService::new(Arc::clone(authority), RequesterId::new("server"));

@@ -51,7 +51,7 @@ fn encrypt<G: PrimeOrderGroup>(
         .map(|&d| authority.public_key(d).expect("public key"))
         .collect();
     let path = temp_path(name);
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     encrypt_to_file(&group, data, &labels, &pks, &params, &path, &|_| {}).expect("encrypt");
     Setup {
         authority: Arc::new(Mutex::new(authority)),
@@ -94,11 +94,16 @@ fn assert_bit_identical<G: PrimeOrderGroup>(
         &format!("exact-{:?}-{images}.cnnenc", group.id()),
     );
     let mut secure = server(group, &setup, &cfg, half_width);
-    let labels = LabelPermutation::from_seed(cfg.seed);
-    let mut quantized =
-        QuantizedFirstLayer::new(&data, labels, cfg.quant, cfg.normalization).expect("quantized");
-    let mut m_s = LeNet5::new(cfg.lenet, cfg.seed);
-    let mut m_q = LeNet5::new(cfg.lenet, cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
+    let mut quantized = QuantizedFirstLayer::new(
+        &data,
+        labels,
+        cfg.quant,
+        cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+    )
+    .expect("quantized");
+    let mut m_s = LeNet5::lenet5(cfg.lenet, cfg.seed);
+    let mut m_q = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let (mut sgd_s, mut sgd_q) = (Sgd::new(cfg.sgd), Sgd::new(cfg.sgd));
     let steps_per_epoch = images.div_ceil(batch);
     let mut steps = 0;
@@ -358,11 +363,11 @@ fn a_diverging_run_stops_within_one_step() {
     let setup = encrypt(Ristretto255, &data, &cfg, "diverging-run.cnnenc");
     let mut backend = server(Ristretto255, &setup, &cfg, 1 << 16);
     let test = mnist().test.take(8, "test").expect("subset");
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, 10);
     let mut steps = Steps(0);
     let err = train_with_backend(
         &cfg,
-        LeNet5::new(cfg.lenet, cfg.seed),
+        LeNet5::lenet5(cfg.lenet, cfg.seed),
         &mut backend,
         &test,
         &labels,
@@ -409,10 +414,10 @@ fn a_tampered_ciphertext_is_named_as_such() {
     assert!(!msg.contains("scale-p"), "{msg}");
     // The model is sane (the worst case of any image fits the bound): a failing forward
     // decryption is the ciphertext's fault, not a scale's.
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let wq = cfg
         .quant
-        .encode_weights(model.conv1.weight.view())
+        .encode_weights(model.first_weight())
         .expect("weights");
     assert!(backend.forward(&[4, 5, 6, 7], wq.view()).is_ok());
     let err = backend.forward(&[0, 1, 2, 3], wq.view()).unwrap_err();

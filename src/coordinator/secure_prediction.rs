@@ -27,7 +27,7 @@
 
 use std::sync::Arc;
 
-use ndarray::Array4;
+use ndarray::Array2;
 use rand_core::CryptoRngCore;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,9 @@ use crate::fe::group::multiexp::recode;
 use crate::fe::group::PrimeOrderGroup;
 use crate::fe::serialize::WireFormat;
 use crate::nn::data::IMAGE_PIXELS;
-use crate::nn::first_layer::{check_bound, max_abs, QuantConfig, FILTERS, PATCH, POOLED_SIDE};
+use crate::nn::first_layer::{
+    check_bound, max_abs, FirstLayerSpec, QuantConfig, FILTERS, PATCH, POOLED_SIDE,
+};
 use crate::nn::lenet::LeNet5;
 use crate::nn::train::argmax;
 
@@ -330,7 +332,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
                 "{domain} is not a query domain of this server's parameters"
             )));
         }
-        let wq = self.quant.encode_weights(self.model.conv1.weight.view())?;
+        let wq = self.quant.encode_weights(self.model.first_weight())?;
         let enc = self.params.pixel_encoding()?;
         check_bound(
             "conv1 forward z (worst case)",
@@ -382,7 +384,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         self.stats.dlog_seconds += t.elapsed().as_secs_f64();
         self.stats.decryptions += count;
 
-        let z = Array4::from_shape_vec((1, FILTERS, POOLED_SIDE, POOLED_SIDE), z)
+        let z = Array2::from_shape_vec((1, FILTERS * POOLED_SIDE * POOLED_SIDE), z)
             .map_err(|e| SecureTrainingError::Parameters(e.to_string()))?;
         check_bound(
             "conv1 forward z",
@@ -390,8 +392,12 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             self.quant.forward_bound,
             FORWARD_HINT,
         )?;
-        let bias1 = self.model.conv1.bias.to_vec();
-        let s1 = self.quant.decode_forward(z.view(), &bias1)?;
+        let bias1 = self.model.first_bias().to_vec();
+        let s1 = self.model.unflatten_first(self.quant.decode_forward(
+            &FirstLayerSpec::lenet5(),
+            z.view(),
+            &bias1,
+        )?)?;
         let probabilities = self.model.trunk_forward(s1).probs.row(0).to_vec();
         let class = argmax(&probabilities) as u8;
         Ok(Prediction {

@@ -165,8 +165,8 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         cfg.quant,
         FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
     )?;
-    let labels = LabelPermutation::from_seed(cfg.seed);
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let mut bars = Bars::new();
     let (model, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut bars)
         .with_context(|| format!("training with keys from {peer}"))?;

@@ -33,7 +33,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 use crate::coordinator::key_service::KeyService;
@@ -50,10 +50,9 @@ use crate::fe::febo::{Febo, FeboOp};
 use crate::fe::feip::{Ciphertext, FunctionKey};
 use crate::fe::group::multiexp::{multi_exp, recode, Ct0Table, OddMultiples, Wnaf};
 use crate::fe::group::PrimeOrderGroup;
-use crate::nn::data::{PixelNormalization, CLASSES};
 use crate::nn::error::{check_shape, NnError};
 use crate::nn::first_layer::{
-    check_bound, max_abs, FirstLayerBackend, QuantConfig, FILTERS, PATCH, POOLED_SIDE,
+    check_bound, max_abs, FirstLayerBackend, FirstLayerSpec, QuantConfig,
 };
 
 /// Counters and timings of a secure training run.
@@ -275,6 +274,7 @@ pub struct SecureFirstLayer<G: PrimeOrderGroup, K: KeyService<G>> {
     quant: QuantConfig,
     febo: Febo<G>,
     geometry: FirstLayerGeometry,
+    spec: FirstLayerSpec,
     members: Vec<Vec<usize>>,
     stats: SecureStats,
     prepared: Option<(Vec<usize>, Vec<PreparedImage<G>>)>,
@@ -464,6 +464,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         let febo = Febo::new(data.group().clone(), p.febo_params()?);
         let powers = PaddingPowers::new(data.group());
         let members = geometry.all_box_members();
+        let spec = geometry.spec();
         Ok(Self {
             data,
             keys,
@@ -472,6 +473,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
             quant,
             febo,
             geometry,
+            spec,
             members,
             stats: SecureStats::default(),
             prepared: None,
@@ -975,17 +977,6 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
     }
 }
 
-fn lenet_only(geometry: &FirstLayerGeometry) -> Result<(), NnError> {
-    match geometry {
-        FirstLayerGeometry::Conv(g) if g.is_lenet5() => Ok(()),
-        _ => Err(NnError::InvalidConfig(
-            "this training loop drives LeNet-5's first layer; use the generic value methods \
-             for other geometries"
-                .into(),
-        )),
-    }
-}
-
 impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLayer<G, K> {
     fn len(&self) -> usize {
         self.data.len()
@@ -995,25 +986,29 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         "secure"
     }
 
+    fn spec(&self) -> &FirstLayerSpec {
+        &self.spec
+    }
+
     fn quant_config(&self) -> &QuantConfig {
         &self.quant
     }
 
-    fn normalization(&self) -> PixelNormalization {
-        self.data.header().params.normalization
+    fn classes(&self) -> usize {
+        self.data.header().layout.classes
     }
 
     fn forward(
         &mut self,
         batch: &[usize],
         wq: ArrayView2<'_, i64>,
-    ) -> Result<Array4<i64>, NnError> {
-        lenet_only(&self.geometry)?;
+    ) -> Result<Array2<i64>, NnError> {
         self.check_indices(batch)?;
-        check_shape("conv1 weights wq", &[FILTERS, PATCH], wq.shape())?;
+        let (rows, cols) = self.geometry.weight_shape();
+        check_shape("first-layer weights wq", &[rows, cols], wq.shape())?;
         let wq: Vec<i64> = wq.iter().copied().collect();
         let z = self.forward_values(batch, &wq)?;
-        Array4::from_shape_vec((batch.len(), FILTERS, POOLED_SIDE, POOLED_SIDE), z)
+        Array2::from_shape_vec((batch.len(), self.geometry.outputs()), z)
             .map_err(|e| NnError::InvalidConfig(e.to_string()))
     }
 
@@ -1023,32 +1018,32 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         pq: ArrayView2<'_, i64>,
     ) -> Result<Array2<i64>, NnError> {
         self.check_indices(batch)?;
+        let classes = self.classes();
         check_shape(
             "encoded softmax output pq",
-            &[batch.len(), CLASSES],
+            &[batch.len(), classes],
             pq.shape(),
         )?;
         let pq: Vec<i64> = pq.iter().copied().collect();
         let eq = self.output_error_values(batch, &pq)?;
-        Array2::from_shape_vec((batch.len(), CLASSES), eq)
+        Array2::from_shape_vec((batch.len(), classes), eq)
             .map_err(|e| NnError::InvalidConfig(e.to_string()))
     }
 
     fn weight_gradient(
         &mut self,
         batch: &[usize],
-        dq: ArrayView4<'_, i64>,
+        dq: ArrayView2<'_, i64>,
     ) -> Result<Array2<i64>, NnError> {
-        lenet_only(&self.geometry)?;
         self.check_indices(batch)?;
         check_shape(
-            "conv1 output gradient dq",
-            &[batch.len(), FILTERS, POOLED_SIDE, POOLED_SIDE],
+            "first-layer output gradient dq",
+            &[batch.len(), self.geometry.outputs()],
             dq.shape(),
         )?;
         let dq: Vec<i64> = dq.iter().copied().collect();
         let g = self.weight_gradient_values(batch, &dq)?;
-        Array2::from_shape_vec((FILTERS, PATCH), g)
+        Array2::from_shape_vec(self.geometry.weight_shape(), g)
             .map_err(|e| NnError::InvalidConfig(e.to_string()))
     }
 }

@@ -38,7 +38,7 @@ use crate::coordinator::messages::KeyVectorData;
 use crate::coordinator::placement::{Placement, PlacementFrame, PlacementGrid, PlacementOrigin};
 use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::nn::data::{IMAGE_SIDE, PADDING};
-use crate::nn::first_layer::{BOX_SIDE, FILTERS, KERNEL, PATCH};
+use crate::nn::first_layer::{FirstLayerSpec, BOX_SIDE, FILTERS, KERNEL, PATCH};
 
 /// Number of LeNet-5 box sums, `31 · 31`.
 pub const BOXES: usize = BOX_SIDE * BOX_SIDE;
@@ -541,6 +541,51 @@ pub enum FirstLayerGeometry {
 }
 
 impl FirstLayerGeometry {
+    /// The geometry of a declared first layer.
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] for an unusable geometry.
+    pub fn from_spec(spec: &FirstLayerSpec) -> Result<Self, SecureTrainingError> {
+        Ok(match *spec {
+            FirstLayerSpec::Linear { inputs, outputs } => {
+                Self::Linear(LinearGeometry::new(inputs, outputs)?)
+            }
+            FirstLayerSpec::Conv {
+                channels,
+                height,
+                width,
+                filters,
+                kernel,
+                stride,
+                padding,
+                pool,
+            } => Self::Conv(ConvGeometry::new(
+                channels, height, width, filters, kernel, stride, padding, pool,
+            )?),
+        })
+    }
+
+    /// The declared first layer this geometry computes.
+    #[must_use]
+    pub fn spec(&self) -> FirstLayerSpec {
+        match self {
+            Self::Conv(g) => FirstLayerSpec::Conv {
+                channels: g.channels,
+                height: g.height,
+                width: g.width,
+                filters: g.filters,
+                kernel: g.kernel,
+                stride: g.stride,
+                padding: g.padding,
+                pool: g.pool,
+            },
+            Self::Linear(g) => FirstLayerSpec::Linear {
+                inputs: g.inputs,
+                outputs: g.outputs,
+            },
+        }
+    }
+
     /// Real input features.
     #[must_use]
     pub fn input_len(&self) -> usize {
