@@ -55,7 +55,7 @@ use crate::fe::febo::{Febo, FeboCiphertext, FeboParams};
 use crate::fe::feip::{Ciphertext, Feip, FeipParams};
 use crate::fe::group::PrimeOrderGroup;
 use crate::nn::data::{
-    Dataset, LabelPermutation, PixelNormalization, CLASSES, IMAGE_PIXELS, IMAGE_SIDE,
+    Dataset, InputEncoding, LabelPermutation, PixelNormalization, CLASSES, IMAGE_PIXELS, IMAGE_SIDE,
 };
 use crate::nn::first_layer::{PixelEncoding, QuantConfig};
 
@@ -424,6 +424,119 @@ impl EncodedSamples for MnistSamples<'_> {
         h.update(self.data.labels());
         for i in 0..self.data.len() {
             h.update(self.data.image(i));
+        }
+        h.finalize().into()
+    }
+}
+
+/// Any [`Dataset`] under its declared [`InputEncoding`] at scale `S_x`, labels through a
+/// permutation: what the data owner encrypts for a declared model.
+#[derive(Debug, Clone)]
+pub struct DatasetSamples<'a> {
+    data: &'a Dataset,
+    labels: &'a LabelPermutation,
+    scale_x: f64,
+}
+
+impl<'a> DatasetSamples<'a> {
+    /// `data` encoded at `scale_x`, labels through `labels`.
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] if `labels` covers another number of classes.
+    pub fn new(
+        data: &'a Dataset,
+        labels: &'a LabelPermutation,
+        scale_x: f64,
+    ) -> Result<Self, SecureTrainingError> {
+        if labels.classes() != data.classes() {
+            return Err(SecureTrainingError::Parameters(format!(
+                "a label permutation of {} classes for a dataset of {}",
+                labels.classes(),
+                data.classes()
+            )));
+        }
+        Ok(Self {
+            data,
+            labels,
+            scale_x,
+        })
+    }
+
+    /// The layout this data owner declares: input shape and classes of the dataset, the bound
+    /// of its encoding (a byte image: the largest `|xq|` of any byte; standardised features:
+    /// `⌈max_abs · S_x⌉`) and the encoded padding value; feature-major blocks if asked.
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] for an unusable scale, or float inputs under a uniform
+    /// encoding (no declared bound).
+    pub fn layout(&self, feature_major: bool) -> Result<DataLayout, SecureTrainingError> {
+        let shape = self.data.shape();
+        let x_bound = match self.data.encoding() {
+            InputEncoding::Uniform(norm) if self.data.bytes(0).is_some() => {
+                PixelEncoding::new(self.scale_x, norm)?.max_abs().max(1) as u64
+            }
+            InputEncoding::Uniform(_) => {
+                return Err(SecureTrainingError::Parameters(
+                    "float features under a uniform encoding have no declared bound; \
+                     standardise them"
+                        .into(),
+                ))
+            }
+            InputEncoding::Standardized(s) => {
+                let b = (s.max_abs * self.scale_x).ceil();
+                if !(b.is_finite() && b >= 1.0 && b <= (1u64 << 40) as f64) {
+                    return Err(SecureTrainingError::Parameters(format!(
+                        "feature bound {} · S_x {} is not encodable",
+                        s.max_abs, self.scale_x
+                    )));
+                }
+                b as u64
+            }
+        };
+        let layout = DataLayout {
+            input_len: shape.len(),
+            input_shape: shape.image_dims().map(|(c, h, w)| [c, h, w]),
+            classes: self.data.classes(),
+            x_bound,
+            padding_value: self.data.encoding().padding_xq(self.scale_x)?,
+            feature_major,
+        };
+        layout.validate()?;
+        Ok(layout)
+    }
+}
+
+impl EncodedSamples for DatasetSamples<'_> {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+    fn encode(&self, i: usize) -> Result<Vec<i64>, SecureTrainingError> {
+        Ok(self.data.encode_sample(i, self.scale_x)?)
+    }
+    fn class(&self, i: usize) -> usize {
+        usize::from(self.labels.apply(self.data.label(i)))
+    }
+    fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"cryptonn/dataset-source/v1");
+        h.update(serde_json::to_vec(self.data.encoding()).unwrap_or_default());
+        h.update(self.data.shape().to_string().as_bytes());
+        h.update((self.data.len() as u64).to_le_bytes());
+        let classes = self.data.classes();
+        let map: Vec<u8> = (0..classes)
+            .map(|k| self.labels.apply(u8::try_from(k).unwrap_or(u8::MAX)))
+            .collect();
+        h.update(&map);
+        for i in 0..self.data.len() {
+            h.update([self.data.label(i)]);
+            match self.data.bytes(i) {
+                Some(b) => h.update(b),
+                None => {
+                    for q in 0..self.data.shape().len() {
+                        h.update(self.data.raw(i, q).to_le_bytes());
+                    }
+                }
+            }
         }
         h.finalize().into()
     }
