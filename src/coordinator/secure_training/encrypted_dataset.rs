@@ -484,7 +484,7 @@ impl<'a> DatasetSamples<'a> {
             }
             InputEncoding::Standardized(s) => {
                 let b = (s.max_abs * self.scale_x).ceil();
-                if !(b.is_finite() && b >= 1.0 && b <= (1u64 << 40) as f64) {
+                if !(1.0..=(1u64 << 40) as f64).contains(&b) {
                     return Err(SecureTrainingError::Parameters(format!(
                         "feature bound {} · S_x {} is not encodable",
                         s.max_abs, self.scale_x
