@@ -21,21 +21,19 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use cryptonn::cli::{print_final, write_json, Bars, TrainOptions};
 use cryptonn::coordinator::secure_prediction::{
     open_query_domain, EncryptedQuery, SecurePredictor,
 };
 use cryptonn::coordinator::secure_training::{
-    create_shard_domains, encrypt_or_reuse, register_label_commitments, EncryptedDataset,
-    EncryptionParams, SecureFirstLayer,
+    ConvGeometry, EncryptionParams, FirstLayerGeometry, MnistSamples, SecureSummary,
+    SecureTrainingSession,
 };
-use cryptonn::coordinator::{
-    AuditConfig, AuditFileOptions, AuditFileSink, AuditLog, Authority, DomainAccess,
-    InProcessKeyService, RequesterId,
-};
+use cryptonn::coordinator::{Authority, DomainAccess, InProcessKeyService, RequesterId};
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
@@ -47,12 +45,6 @@ use cryptonn::nn::train::{
     train, train_with_backend, BatchSchedule, Mode, TrainConfig, TrainObserver, TrainReport,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-
-/// The options, progress bars and JSON summary shared with `cryptonn server train`.
-#[allow(dead_code)]
-#[path = "../src/bin/cryptonn/train_options.rs"]
-mod train_options;
-use train_options::{print_final, write_json, Bars, SecureSummary, TrainOptions};
 
 /// The in-process parties' names at the authority (its audit log's requester ids).
 const DATA_OWNER: &str = "data-owner";
@@ -287,90 +279,6 @@ struct SecureRun<'a> {
 }
 
 impl SecureRun<'_> {
-    /// The authority's persistent secret: 32 random bytes in its own directory (0700, the file
-    /// 0600), from which its master keys are derived (so the cached encrypted dataset stays
-    /// decryptable across runs). Whoever reads this file holds every master key of the run.
-    /// A seed left in the dataset cache by older versions is moved here.
-    fn authority_seed(&self, group_id: u8) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
-        let name = format!("authority-seed-g{group_id}.bin");
-        let path = self.authority_dir.join(&name);
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(self.authority_dir)
-            .with_context(|| format!("creating {}", self.authority_dir.display()))?;
-        let old = self.cache_dir.join(&name);
-        if old.exists() {
-            if path.exists() {
-                anyhow::bail!(
-                    "{} holds an authority seed from an older version, and {} holds another; \
-                     delete the one in the dataset cache (and its encrypted datasets, or run \
-                     with --reencrypt)",
-                    old.display(),
-                    path.display()
-                );
-            }
-            #[cfg(unix)]
-            std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                .with_context(|| format!("chmod 600 {}", old.display()))?;
-            std::fs::rename(&old, &path).with_context(|| {
-                format!(
-                    "moving the authority seed out of the dataset cache: move {} to {} yourself \
-                     (mode 0600), or delete it and run with --reencrypt",
-                    old.display(),
-                    path.display()
-                )
-            })?;
-            let _ =
-                std::fs::remove_file(self.cache_dir.join(format!("audit-g{group_id}.cnnaudit")));
-            println!(
-                "moved the authority seed out of the dataset cache: {} -> {}",
-                old.display(),
-                path.display()
-            );
-        }
-        if path.exists() {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    anyhow::bail!(
-                        "{}: mode {mode:o} lets others read the authority's master seed; chmod 600 it",
-                        path.display()
-                    );
-                }
-            }
-            let bytes = zeroize::Zeroizing::new(
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-            );
-            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-            if bytes.len() != 32 {
-                anyhow::bail!("{}: not a 32-byte seed", path.display());
-            }
-            seed.copy_from_slice(&bytes);
-            return Ok(seed);
-        }
-        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed[..]);
-        let tmp = path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
-        {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts
-                .open(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            std::io::Write::write_all(&mut f, &seed[..])?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        Ok(seed)
-    }
-
     fn run<G: PrimeOrderGroup>(
         &self,
         group: G,
@@ -383,94 +291,80 @@ impl SecureRun<'_> {
         if cfg.schedule != BatchSchedule::FixedShards {
             anyhow::bail!("secure mode needs --batches fixed-shards (one key domain per shard)");
         }
-        let gid = group.id().to_byte();
-        let t_setup = Instant::now();
-        // Authority: one key domain per shard (= mini-batch); the test set is never keyed.
-        let seed = self.authority_seed(gid)?;
-        // Every issued key is audited to a file (about 14 M keys per full epoch), so the
-        // authority's memory stays flat; the file is overwritten by the next run.
-        let audit_path = self.authority_dir.join(format!("audit-g{gid}.cnnaudit"));
-        let audit_sink = AuditFileSink::create(&audit_path, AuditFileOptions::default())
-            .with_context(|| format!("creating {}", audit_path.display()))?;
-        let mut authority = Authority::from_seed(group.clone(), *seed).with_audit_log(
-            AuditLog::with_sink(AuditConfig::default(), Box::new(audit_sink)),
-        );
-        let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-        // Every shard domain is bound to its data owner and its one trainer.
-        let access = DomainAccess::new(RequesterId::new(DATA_OWNER), RequesterId::new(SERVER));
-        let domains = create_shard_domains(&mut authority, self.train.len(), &params, &access)?;
-        let pks = domains
-            .iter()
-            .map(|&d| authority.public_key(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        let authority = Arc::new(Mutex::new(authority));
-        let setup_seconds = t_setup.elapsed().as_secs_f64();
-        println!(
-            "authority: {} shard key domains of {} images ({:.1} s)",
-            domains.len(),
-            cfg.batch_size,
-            setup_seconds
-        );
-        // Data owner: encrypt once (with its own π), or reuse the cached file.
+        let session = SecureTrainingSession::new(group.clone(), self.cache_dir)
+            .dlog_half_width(self.half_width)
+            .reencrypt(self.reencrypt)
+            .authority_dir(self.authority_dir);
+        // Authority: master keys from the seed file in its own directory; every issued key is audited
+        // to a file (about 14 M keys per full epoch), so its memory stays flat.
+        let local = session.local_authority()?;
+        let authority = Arc::clone(&local.authority);
+        // Data owner: one key domain per shard (= mini-batch; the test set is never keyed),
+        // encrypt once (with its own π) or reuse the cached file.
         let labels = self.labels;
+        let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
+        let source = MnistSamples::new(self.train, &labels, &params)?;
         let bar = ProgressBar::new(self.train.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "encrypting [{bar:30.cyan/blue}] {pos:>6}/{len} {per_sec} ETA {eta}",
             )
-            .expect("valid template")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        let t_enc = Instant::now();
-        let (path, reused) = encrypt_or_reuse(
-            &group,
-            self.cache_dir,
-            self.train,
-            labels,
-            &pks,
-            &params,
-            self.reencrypt,
-            &|done| bar.set_position(done as u64),
-        )?;
+        let input = session.encrypt(&authority, "mnist-train", &source, &params, &|done| {
+            bar.set_position(done as u64)
+        })?;
         bar.finish_and_clear();
-        let encrypt_seconds = if reused {
-            0.0
-        } else {
-            t_enc.elapsed().as_secs_f64()
-        };
-        // Server: ciphertexts, key service, discrete-log table.
-        let t_load = Instant::now();
-        let data = EncryptedDataset::load(group.clone(), &path)?;
-        // Data owner: registers the FEBO commitments of its label ciphertexts, so that the
-        // authority serves FEBO keys for them (and for nothing else).
-        let owner = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new(DATA_OWNER));
-        register_label_commitments(&data, &owner)?;
-        let ciphertext_bytes = data.ciphertext_bytes();
+        for stale in &input.stale_temp_files {
+            println!(
+                "removed {} (left by an interrupted run); its {} shard domains are orphaned: {}",
+                stale.path.display(),
+                stale.orphaned_domains.len(),
+                match (
+                    stale.orphaned_domains.first(),
+                    stale.orphaned_domains.last()
+                ) {
+                    (Some(a), Some(b)) => format!("{a}..={b}"),
+                    _ => "unknown (unreadable header)".into(),
+                }
+            );
+        }
         println!(
-            "encrypted dataset {} ({} images, {:.1} MB, {}; load {:.1} s)",
-            path.display(),
-            data.len(),
-            ciphertext_bytes as f64 / 1e6,
-            if reused {
-                "reused from the cache".to_string()
-            } else {
-                format!("encrypted in {encrypt_seconds:.1} s")
-            },
-            t_load.elapsed().as_secs_f64()
+            "authority: {} shard key domains of {} images ({:.1} s)",
+            input.domains.len(),
+            cfg.batch_size,
+            input.setup_seconds
         );
+        // Server: ciphertexts, key service, discrete-log table.
         let t_table = Instant::now();
-        let table = Arc::new(BabyStepTable::load_or_build(
-            group.clone(),
-            self.half_width,
-            self.cache_dir,
-        )?);
+        let table = session.dlog_table()?;
         println!(
             "discrete-log table: half-width {} ({:.1} s)",
             self.half_width,
             t_table.elapsed().as_secs_f64()
         );
-        let keys = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new(SERVER));
-        let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
+        let t_load = Instant::now();
+        let mut backend = session.server(
+            session.in_process_keys(&authority),
+            &input.path,
+            Arc::clone(&table),
+            cfg.quant,
+            FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
+        )?;
+        let ciphertext_bytes = backend.dataset().ciphertext_bytes();
+        println!(
+            "encrypted dataset {} ({} images, {:.1} MB, {}; load {:.1} s)",
+            input.path.display(),
+            backend.dataset().len(),
+            ciphertext_bytes as f64 / 1e6,
+            if input.reused {
+                "reused from the cache".to_string()
+            } else {
+                format!("encrypted in {:.1} s", input.encrypt_seconds)
+            },
+            t_load.elapsed().as_secs_f64()
+        );
         let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
         let (model, report) =
             train_with_backend(cfg, model, &mut backend, self.test, labels, observer)?;
@@ -487,7 +381,7 @@ impl SecureRun<'_> {
             s.feip_keys,
             s.febo_keys,
             audit_records,
-            audit_path.display(),
+            local.audit_file.display(),
             s.decryptions,
             s.fe_seconds,
             s.dlog_seconds,
@@ -495,13 +389,13 @@ impl SecureRun<'_> {
         );
         let mut extra = SecureSummary {
             group: group.id(),
-            encrypt_seconds,
-            reused,
+            encrypt_seconds: input.encrypt_seconds,
+            reused: input.reused,
             ciphertext_bytes,
-            stats: &s,
-            setup_seconds,
+            stats: s,
+            setup_seconds: input.setup_seconds,
             audit_records: Some(audit_records),
-            audit_file: audit_path.display().to_string(),
+            audit_file: local.audit_file.display().to_string(),
         }
         .to_map();
         if self.predict > 0 {

@@ -36,7 +36,8 @@ use crate::coordinator::authority::Authority;
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainAccess, DomainId, DomainPublicKey};
 use crate::coordinator::secure_training::backend::{
-    all_box_members, request_output_keys, solve_outputs, PreparedImage, FORWARD_HINT,
+    all_box_members, out_of_range_hint, request_output_keys, solve_outputs, PaddingPowers,
+    PreparedImage, FORWARD_HINT,
 };
 use crate::coordinator::secure_training::geometry::{self, LinearOutput};
 use crate::coordinator::secure_training::{EncryptionParams, SecureStats, SecureTrainingError};
@@ -236,6 +237,7 @@ pub struct SecurePredictor<G: PrimeOrderGroup, K: KeyService<G>> {
     params: EncryptionParams,
     keys: K,
     table: Arc<BabyStepTable<G>>,
+    powers: PaddingPowers<G>,
     stats: SecureStats,
 }
 
@@ -271,12 +273,14 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             )));
         }
         params.pixel_encoding()?;
+        let powers = PaddingPowers::new(table.group());
         Ok(Self {
             model,
             quant,
             params: query_params(&params),
             keys,
             table,
+            powers,
             stats: SecureStats::default(),
         })
     }
@@ -339,6 +343,15 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             i64::MAX as u64,
             "lower --scale-w or --scale-x",
         )?;
+        let worst = wq
+            .rows()
+            .into_iter()
+            .map(|r| r.iter().map(|&w| i128::from(w).abs()).sum::<i128>())
+            .max()
+            .unwrap_or(0)
+            * 4
+            * i128::from(enc.max_abs());
+        let hint = out_of_range_hint(worst, self.quant.forward_bound, FORWARD_HINT);
         let wq: Vec<i64> = wq.iter().copied().collect();
         let outputs = geometry::forward_outputs(&wq, enc.encode(0));
 
@@ -360,17 +373,19 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             .collect();
         self.stats.fe_seconds += t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
+        let count = elements.len() as u64;
         let z = solve_outputs(
             &self.table,
-            &elements,
+            &self.powers,
+            elements,
             &outputs,
             &keys,
             self.quant.forward_bound,
             FORWARD_LAYER,
-            FORWARD_HINT,
+            hint,
         )?;
         self.stats.dlog_seconds += t.elapsed().as_secs_f64();
-        self.stats.decryptions += elements.len() as u64;
+        self.stats.decryptions += count;
 
         let z = Array2::from_shape_vec((1, FILTERS * POOLED_SIDE * POOLED_SIDE), z)
             .map_err(|e| SecureTrainingError::Parameters(e.to_string()))?;

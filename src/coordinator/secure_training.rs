@@ -1,17 +1,22 @@
-//! Secure training of LeNet-5's first layer over encrypted MNIST (CryptoNN's CryptoCNN).
+//! Secure training of a declared model's first layer over encrypted data (CryptoNN's
+//! CryptoCNN, generalised): a convolution of any kernel, stride, padding and channels with an
+//! optional folded average pool, or a dense layer (its weight gradient over feature-major
+//! ciphertexts, as NN-EMD). LeNet-5 on MNIST is the running example below.
 //!
 //! The roles:
 //!
 //! ```text
-//!  Authority ── shard domains (one per mini-batch) ──▶ data owner: encrypts each image once
-//!      ▲                                                 (FEIP, 784 pixels) and its label
-//!      │ key requests (fresh every step, audited)        (FEBO, 10 one-hot entries) → file
+//!  Authority ── shard domains (one per mini-batch) ──▶ data owner: encrypts each sample once
+//!      ▲                                                 (FEIP, its d features) and its label
+//!      │ key requests (fresh every step, audited)        (FEBO, one-hot entries) → file
 //!      │                                                            │
 //!  SecureFirstLayer (server) ◀── EncryptedDataset (ciphertexts only) ┘
 //! ```
 //!
-//! - [`geometry`]: the linear algebra of conv1 + 2x2 average pooling in pixel space: the key
-//!   vectors of the forward outputs and of the weight gradient, and the public padding terms.
+//! - [`session`]: [`SecureTrainingSession`], the one way every driver builds a run.
+//! - [`geometry`]: the linear algebra of the first layer in input space (any conv + folded
+//!   pool, or dense): the key vectors (placements) of the forward outputs and of the weight
+//!   gradient, and the public padding terms.
 //! - [`encrypted_dataset`]: the data owner's encryption, the versioned on-disk format, the
 //!   cache logic and the load-time checks.
 //! - [`backend`]: [`SecureFirstLayer`], the server's
@@ -59,11 +64,18 @@ pub mod error;
 pub mod geometry;
 pub mod multiexp;
 pub mod registration;
+pub mod session;
 
 pub use backend::{SecureFirstLayer, SecureStats};
 pub use encrypted_dataset::{
-    create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptedDatasetHeader,
-    EncryptionParams,
+    create_feature_domains, create_shard_domains, encrypt_or_reuse, encrypt_samples_or_reuse,
+    sweep_stale_temp_files, DataLayout, DatasetSamples, EncodedSamples, EncryptedDataset,
+    EncryptedDatasetHeader, EncryptionParams, MnistSamples, StaleTempFile,
 };
 pub use error::SecureTrainingError;
+pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};
 pub use registration::register_label_commitments;
+pub use session::{
+    group_name, EncryptedInput, LocalAuthority, SecureSummary, SecureTrainingSession,
+    DEFAULT_DLOG_HALF_WIDTH,
+};

@@ -139,6 +139,69 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The recommended hyper-parameters of built-in `model` on `dataset` (`"mnist"`,
+    /// `"breast-cancer"`, `"digits"`); anything else gets [`TrainConfig::default`] (LeNet-5's).
+    /// Mode, seed and schedule are the defaults; set them as needed.
+    ///
+    /// | model, dataset | epochs | batch | lr | `S_x` | `S_w` | `forward_bound` | measured (quantised) |
+    /// |---|---|---|---|---|---|---|---|
+    /// | `lenet5`, `mnist` | 2 | 16 | 0.015 | 80 | 128 | 2^22 | >= 98.5 % (README) |
+    /// | `mlp`, `mnist` | 2 | 16 | 0.015 | 80 | 1024 | 2^23 | see `tests/nn_floors.rs` |
+    /// | `cnn-small`, `mnist` | 2 | 16 | 0.015 | 80 | 256 | 2^22 | |
+    /// | `mlp`, `breast-cancer` | 30 | 16 | 0.01 | 64 | 1024 | 2^22 | see `tests/nn_floors.rs` |
+    /// | `cnn-small`, `digits` | 30 | 16 | 0.015 | 64 | 256 | 2^22 | see `tests/nn_floors.rs` |
+    ///
+    /// All use momentum 0.9 with cosine annealing, chunks of 8, `S_g = S_p = 2^12` and a
+    /// gradient bound of 2^30. `S_x = 80` on MNIST keeps `xq = p - 33` exact; on standardised
+    /// data `S_x = 64` resolves 1/64 of a standard deviation. A dense first layer's weights are
+    /// small (He uniform: `|w| <= sqrt(6/784) ≈ 0.087` on MNIST), so it needs a finer `S_w`
+    /// than LeNet-5's 5x5 filters.
+    #[must_use]
+    pub fn recommended(model: &str, dataset: &str) -> Self {
+        let base = Self::default();
+        let quant = |scale_x: f64, scale_w: f64, forward_bound: u64| QuantConfig {
+            scale_x,
+            scale_w,
+            forward_bound,
+            ..QuantConfig::default()
+        };
+        let sgd = |lr: f32| SgdConfig {
+            lr,
+            ..SgdConfig::default()
+        };
+        match (model, dataset) {
+            ("mlp", "mnist") => Self {
+                quant: quant(80.0, 1024.0, 1 << 23),
+                ..base
+            },
+            ("cnn-small", "mnist") => Self {
+                quant: quant(80.0, 256.0, 1 << 22),
+                ..base
+            },
+            ("mlp", "breast-cancer") => Self {
+                epochs: 30,
+                sgd: sgd(0.01),
+                quant: quant(64.0, 1024.0, 1 << 22),
+                ..base
+            },
+            ("cnn-small", "digits") => Self {
+                epochs: 30,
+                sgd: sgd(0.015),
+                quant: quant(64.0, 256.0, 1 << 22),
+                ..base
+            },
+            ("mlp", _) => Self {
+                quant: quant(64.0, 1024.0, 1 << 22),
+                ..base
+            },
+            ("cnn-small", _) => Self {
+                quant: quant(64.0, 256.0, 1 << 22),
+                ..base
+            },
+            _ => base,
+        }
+    }
+
     /// Checks the configuration's values.
     ///
     /// # Errors

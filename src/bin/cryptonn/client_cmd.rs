@@ -15,7 +15,7 @@ use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist, CLASSES};
 
 use crate::connect::ConnectArgs;
-use crate::train_options::EncodingOptions;
+use cryptonn::cli::EncodingOptions;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {

@@ -1,0 +1,329 @@
+//! Train a declared model on a dataset: in float (plain), in the integer first layer on
+//! plaintext (quantised), or over encrypted data (secure).
+//!
+//! ```sh
+//! cargo run --release --example train -- --model mlp --dataset breast-cancer --mode secure
+//! cargo run --release --example train -- --model cnn-small --dataset digits --mode secure
+//! cargo run --release --example train -- --model mlp --dataset mnist --mode secure --train-size 4096
+//! cargo run --release --example train -- --model my_model.toml --dataset digits --mode quantized
+//! ```
+//!
+//! `--model` names a built-in (`lenet5`, `mlp`, `cnn-small`) or a model file (TOML or JSON,
+//! `cryptonn::nn::model::ModelSpec`). MNIST images are encoded as LeNet-5's pixels; breast
+//! cancer and digits are standardised per feature with the training split's public mean and
+//! deviation (fitted by the data owner). Secure mode runs through
+//! `cryptonn::coordinator::secure_training::SecureTrainingSession`: an in-process authority,
+//! the data owner's encryption (feature-major as well when the first layer is dense), the
+//! server's secure first layer, and training. `--json PATH` writes the summary of
+//! `train_lenet` plus `model` and `dataset`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use cryptonn::cli::{print_final, write_json, Bars, TrainOptions};
+use cryptonn::coordinator::secure_training::{
+    DatasetSamples, EncryptionParams, FirstLayerGeometry, SecureSummary, SecureTrainingSession,
+};
+use cryptonn::fe::group::modp::ModpGroup;
+use cryptonn::fe::group::ristretto::Ristretto255;
+use cryptonn::fe::group::PrimeOrderGroup;
+use cryptonn::nn::data::{
+    default_data_dir, Dataset, InputEncoding, InputShape, LabelPermutation, Mnist, Standardization,
+};
+use cryptonn::nn::datasets::{load_breast_cancer, load_digits, Table};
+use cryptonn::nn::first_layer::FirstLayerSpec;
+use cryptonn::nn::model::{Model, ModelSpec};
+use cryptonn::nn::train::{train, train_with_backend, BatchSchedule, Mode, TrainReport};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CliMode {
+    /// Everything in float.
+    Plain,
+    /// First layer in integers, exactly as secure training computes it, on plaintext data.
+    Quantized,
+    /// First layer over encrypted data (FEIP + FEBO).
+    Secure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CliDataset {
+    /// MNIST digits, 1x28x28, 10 classes.
+    Mnist,
+    /// Wisconsin diagnostic breast cancer, 30 features, 2 classes.
+    BreastCancer,
+    /// scikit-learn's 8x8 digits, 1x8x8, 10 classes.
+    Digits,
+}
+
+impl CliDataset {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Mnist => "mnist",
+            Self::BreastCancer => "breast-cancer",
+            Self::Digits => "digits",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CliGroup {
+    /// Ristretto255 (~126-bit security, fast).
+    Ristretto,
+    /// RFC 3526 2048-bit MODP group (~112-bit, paper-faithful, slow).
+    Modp2048,
+    /// RFC 3526 3072-bit MODP group (~128-bit, slower).
+    Modp3072,
+}
+
+/// Train a declared model on a dataset: plain, quantised or secure.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// A built-in model (lenet5, mlp, cnn-small) or a model file (.toml or .json).
+    #[arg(long, default_value = "lenet5")]
+    model: String,
+    /// The dataset.
+    #[arg(long, value_enum, default_value = "mnist")]
+    dataset: CliDataset,
+    /// Training mode.
+    #[arg(long, value_enum, default_value = "secure")]
+    mode: CliMode,
+    /// Group of the functional encryption (secure mode).
+    #[arg(long, value_enum, default_value = "ristretto")]
+    group: CliGroup,
+    /// Where the encrypted dataset, the authority's seed, the audit log and the discrete-log
+    /// table are kept.
+    #[arg(long, default_value = "cache")]
+    cache_dir: PathBuf,
+    /// Encrypt the training set again even if the cache holds a current copy.
+    #[arg(long)]
+    reencrypt: bool,
+    /// Directory holding the datasets [default: $CRYPTONN_DATA_DIR, else the repository's data/].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    train: TrainOptions,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A table as a dataset, standardised with `st`.
+fn table_dataset(t: &Table, st: &Standardization) -> anyhow::Result<Dataset> {
+    let shape = match t.image_shape {
+        Some((channels, height, width)) => InputShape::Image {
+            channels,
+            height,
+            width,
+        },
+        None => InputShape::Flat(t.features),
+    };
+    Ok(Dataset::from_f32(
+        shape,
+        t.classes,
+        t.values.clone(),
+        t.labels.clone(),
+        InputEncoding::Standardized(st.clone()),
+    )?)
+}
+
+/// The training and test sets, the first `train_size` and `test_size` of each split.
+fn load(
+    dataset: CliDataset,
+    dir: &Path,
+    train_size: Option<usize>,
+    test_size: usize,
+) -> anyhow::Result<(Dataset, Dataset)> {
+    let (train, test) = match dataset {
+        CliDataset::Mnist => {
+            let m = Mnist::load(dir)?;
+            (m.train, m.test)
+        }
+        CliDataset::BreastCancer | CliDataset::Digits => {
+            let split = if dataset == CliDataset::Digits {
+                load_digits(dir)?
+            } else {
+                load_breast_cancer(dir)?
+            };
+            // The data owner's public standardisation, fitted on the training split.
+            let st = Standardization::fit(&split.train.values, split.train.features)?;
+            (
+                table_dataset(&split.train, &st)?,
+                table_dataset(&split.test, &st)?,
+            )
+        }
+    };
+    let n = train_size.unwrap_or(train.len()).min(train.len());
+    let m = test_size.min(test.len());
+    Ok((train.take(n, "training")?, test.take(m, "test")?))
+}
+
+fn run() -> anyhow::Result<()> {
+    let start = Instant::now();
+    let args = Args::parse();
+    let mode = match args.mode {
+        CliMode::Plain => Mode::Plain,
+        CliMode::Quantized => Mode::Quantized,
+        CliMode::Secure => Mode::Secure,
+    };
+    args.train.init_threads()?;
+    let cfg = args.train.config(mode);
+    let dir = match &args.data {
+        Some(d) => d.clone(),
+        None => std::env::var_os("CRYPTONN_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(default_data_dir),
+    };
+    let train_size = match (args.dataset, args.train.encoding.train_size) {
+        (CliDataset::Mnist, _) => Some(args.train.train_size(mode)),
+        (_, n) => n,
+    };
+    let (train_set, test_set) = load(args.dataset, &dir, train_size, args.train.test_size)?;
+    let spec = if Path::new(&args.model).is_file() {
+        ModelSpec::from_file(Path::new(&args.model))?
+    } else {
+        ModelSpec::builtin(&args.model, train_set.shape(), train_set.classes())?
+    };
+    println!(
+        "{} on {}: mode {mode}, {} training / {} test samples, {} epochs, batch {}, lr {}, \
+         seed {}, {} threads",
+        spec.name,
+        args.dataset.name(),
+        train_set.len(),
+        test_set.len(),
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.sgd.lr,
+        cfg.seed,
+        rayon::current_num_threads()
+    );
+    let mut bars = Bars::new();
+    let (report, mut extra) = if mode == Mode::Secure {
+        let run = SecureRun {
+            args: &args,
+            spec: &spec,
+            train: &train_set,
+            test: &test_set,
+        };
+        match args.group {
+            CliGroup::Ristretto => run.run(Ristretto255, &mut bars)?,
+            CliGroup::Modp2048 => run.run(ModpGroup::rfc3526_2048(), &mut bars)?,
+            CliGroup::Modp3072 => run.run(ModpGroup::rfc3526_3072(), &mut bars)?,
+        }
+    } else {
+        let cfg = args.train.config(mode);
+        (
+            train(&cfg, &spec, &train_set, &test_set, &mut bars)?.1,
+            serde_json::Map::new(),
+        )
+    };
+    extra.insert("model".into(), serde_json::json!(spec.name));
+    extra.insert("dataset".into(), serde_json::json!(args.dataset.name()));
+    if let Some(path) = &args.train.json {
+        write_json(path, &report, Some(&extra)).with_context(|| format!("{}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    print_final(&report, mode, start);
+    Ok(())
+}
+
+struct SecureRun<'a> {
+    args: &'a Args,
+    spec: &'a ModelSpec,
+    train: &'a Dataset,
+    test: &'a Dataset,
+}
+
+impl SecureRun<'_> {
+    fn run<G: PrimeOrderGroup>(
+        &self,
+        group: G,
+        bars: &mut Bars,
+    ) -> anyhow::Result<(TrainReport, serde_json::Map<String, serde_json::Value>)> {
+        let cfg = self.args.train.config(Mode::Secure);
+        if cfg.schedule != BatchSchedule::FixedShards {
+            anyhow::bail!("secure mode needs --batches fixed-shards (one key domain per shard)");
+        }
+        let (first, _) = self.spec.first_layer()?;
+        let session = SecureTrainingSession::new(group.clone(), &self.args.cache_dir)
+            .dlog_half_width(self.args.train.dlog_half_width)
+            .reencrypt(self.args.reencrypt);
+        let local = session.local_authority()?;
+        let labels = LabelPermutation::from_seed(cfg.seed, self.train.classes());
+        let samples = DatasetSamples::new(self.train, &labels, cfg.quant.scale_x)?;
+        let layout = samples.layout(matches!(first, FirstLayerSpec::Linear { .. }))?;
+        let params = EncryptionParams::new(&cfg.quant, Default::default(), cfg.batch_size)
+            .with_layout(layout);
+        let name = format!("{}-train", self.args.dataset.name());
+        let input = session.encrypt(&local.authority, &name, &samples, &params, &|_| {})?;
+        for stale in &input.stale_temp_files {
+            println!(
+                "removed {} (left by an interrupted run); orphaned domains: {:?}",
+                stale.path.display(),
+                stale.orphaned_domains
+            );
+        }
+        println!(
+            "encrypted dataset {} ({}; {} shard domains, {:.1} s)",
+            input.path.display(),
+            if input.reused {
+                "reused from the cache".to_string()
+            } else {
+                format!("encrypted in {:.1} s", input.encrypt_seconds)
+            },
+            input.domains.len(),
+            input.setup_seconds
+        );
+        let table = session.dlog_table()?;
+        let mut backend = session.server(
+            session.in_process_keys(&local.authority),
+            &input.path,
+            Arc::clone(&table),
+            cfg.quant,
+            FirstLayerGeometry::from_spec(&first)?,
+        )?;
+        let model = Model::new(self.spec, cfg.seed)?;
+        let (_, report) = train_with_backend(&cfg, model, &mut backend, self.test, &labels, bars)?;
+        let s = *backend.stats();
+        let audit_records = local
+            .authority
+            .lock()
+            .map_err(|_| anyhow::anyhow!("authority poisoned"))?
+            .audit_log()
+            .len();
+        println!(
+            "secure: {} key requests ({} FEIP + {} FEBO keys), {} decryptions; group ops {:.1} s, \
+             discrete logs {:.1} s, key service {:.1} s",
+            s.key_requests,
+            s.feip_keys,
+            s.febo_keys,
+            s.decryptions,
+            s.fe_seconds,
+            s.dlog_seconds,
+            s.key_seconds
+        );
+        let extra = SecureSummary {
+            group: group.id(),
+            encrypt_seconds: input.encrypt_seconds,
+            reused: input.reused,
+            ciphertext_bytes: backend.dataset().ciphertext_bytes(),
+            stats: s,
+            setup_seconds: input.setup_seconds,
+            audit_records: Some(audit_records),
+            audit_file: local.audit_file.display().to_string(),
+        }
+        .to_map();
+        Ok((report, extra))
+    }
+}
