@@ -10,6 +10,9 @@
 //! - [`coordinator`]: the three parties — authority, clients and server — and the key service
 //!   between them.
 
+/// The crate's version (the Python package `cryptonn` is kept at the same version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod coordinator;
 pub mod fe;
 pub mod nn;

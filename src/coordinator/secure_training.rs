@@ -57,6 +57,7 @@ pub mod backend;
 pub mod encrypted_dataset;
 pub mod error;
 pub mod geometry;
+pub mod in_process;
 pub mod multiexp;
 pub mod registration;
 
@@ -66,4 +67,5 @@ pub use encrypted_dataset::{
     EncryptionParams,
 };
 pub use error::SecureTrainingError;
+pub use in_process::{train_secure_in_process, InProcessOptions, InProcessSummary};
 pub use registration::register_label_commitments;
