@@ -9,7 +9,7 @@ use cryptonn::nn::data::{LabelPermutation, Mnist};
 use cryptonn::nn::datasets::resolve_data_dir;
 use cryptonn::nn::error::NnError;
 use cryptonn::nn::model::ModelSpec;
-use cryptonn::nn::optim::LrSchedule;
+use cryptonn::nn::optim::{LrSchedule, SgdConfig};
 use cryptonn::nn::train::{
     train, BatchProgress, BatchSchedule, EpochStats, Mode, TrainConfig, TrainObserver, TrainReport,
 };
@@ -122,36 +122,35 @@ pub fn _train(
             "unknown dataset {dataset:?}: this build trains on \"mnist\""
         )));
     }
-    let mut cfg = TrainConfig::default();
-    cfg.mode = mode;
-    cfg.epochs = epochs;
-    cfg.seed = seed;
-    if let Some(b) = batch_size {
-        cfg.batch_size = b;
-    }
-    if let Some(c) = chunk_size {
-        cfg.chunk_size = c;
-    }
-    if let Some(lr) = lr {
-        cfg.sgd.lr = lr;
-    }
-    if let Some(m) = momentum {
-        cfg.sgd.momentum = m;
-    }
-    cfg.sgd.schedule = match lr_schedule {
-        "cosine" => LrSchedule::Cosine,
-        "constant" => LrSchedule::Constant,
-        other => {
-            return Err(invalid(format!(
-                "unknown lr_schedule {other:?}: \"cosine\" or \"constant\""
-            )))
-        }
+    let defaults = TrainConfig::default();
+    let sgd = SgdConfig {
+        lr: lr.unwrap_or(defaults.sgd.lr),
+        momentum: momentum.unwrap_or(defaults.sgd.momentum),
+        schedule: match lr_schedule {
+            "cosine" => LrSchedule::Cosine,
+            "constant" => LrSchedule::Constant,
+            other => {
+                return Err(invalid(format!(
+                    "unknown lr_schedule {other:?}: \"cosine\" or \"constant\""
+                )))
+            }
+        },
     };
-    // As train_lenet: shuffled batches in float, fixed shards (one key domain each) otherwise.
-    cfg.schedule = if mode == Mode::Plain {
-        BatchSchedule::Shuffled
-    } else {
-        BatchSchedule::FixedShards
+    let cfg = TrainConfig {
+        mode,
+        epochs,
+        seed,
+        batch_size: batch_size.unwrap_or(defaults.batch_size),
+        chunk_size: chunk_size.unwrap_or(defaults.chunk_size),
+        sgd,
+        // As train_lenet: shuffled batches in float, fixed shards (one key domain each)
+        // otherwise.
+        schedule: if mode == Mode::Plain {
+            BatchSchedule::Shuffled
+        } else {
+            BatchSchedule::FixedShards
+        },
+        ..defaults
     };
     let train_size = train_size.unwrap_or(if mode == Mode::Secure { 2048 } else { 10_000 });
     let group = crate::Group::parse(group)?;
