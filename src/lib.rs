@@ -12,6 +12,9 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+/// The crate's version (the Python package `cryptonn` is kept at the same version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod coordinator;
 pub mod fe;
 pub mod nn;

@@ -27,7 +27,11 @@
 //! learn `X` only through function keys the authority's policy admitted. `tests/ui/` holds
 //! compile-fail tests of this boundary.
 
+mod wire;
+
 use std::sync::Arc;
+
+pub use wire::{peek_group_byte, MATRIX_FORMAT_VERSION, MATRIX_MAGIC};
 
 use ndarray::Array2;
 use rayon::prelude::*;

@@ -62,6 +62,7 @@ pub mod backend;
 pub mod encrypted_dataset;
 pub mod error;
 pub mod geometry;
+pub mod in_process;
 pub mod multiexp;
 pub mod registration;
 pub mod session;
@@ -74,6 +75,7 @@ pub use encrypted_dataset::{
 };
 pub use error::SecureTrainingError;
 pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};
+pub use in_process::{train_secure_in_process, InProcessOptions, InProcessSummary};
 pub use registration::register_label_commitments;
 pub use session::{
     group_name, EncryptedInput, LocalAuthority, SecureSummary, SecureTrainingSession,
