@@ -36,6 +36,10 @@ use std::time::Instant;
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
 use rayon::prelude::*;
 
+use crate::coordinator::decrypt::{
+    vartime_decrypt_columns, vartime_decryption_element, DecryptTimes, DecryptionBases,
+    DecryptionColumn,
+};
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{
     DomainId, FeboKeyItem, FeboKeyRequest, FeipKeyRequest, KeyVectorData,
@@ -49,6 +53,7 @@ use crate::coordinator::secure_training::multiexp::{
     multi_exp, recode, Ct0Table, OddMultiples, Wnaf,
 };
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
+use crate::fe::error::DlogError;
 use crate::fe::febo::{Febo, FeboOp};
 use crate::fe::feip::{Ciphertext, FunctionKey};
 use crate::fe::group::PrimeOrderGroup;
@@ -115,17 +120,35 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
     }
 
     /// `g^{<xq, y> − padding} = ∏ Bct^{coef} / ct0^{sk_y}` of one output, from its recoded
-    /// box coefficients and its function key.
+    /// box coefficients and its function key (the server's one decryption,
+    /// [`vartime_decryption_element`]).
     pub(crate) fn output_element(
         &self,
         group: &G,
         terms: &[(usize, Wnaf)],
         key: &FunctionKey<G>,
     ) -> G::Element {
-        let mut num = multi_exp(group, &self.boxes, terms);
-        let den = self.ct0.exp(group, key.scalar());
-        group.div_assign(&mut num, &den);
-        num
+        vartime_decryption_element(group, self, terms, key)
+    }
+}
+
+/// Recoded box coefficients `(box, wnaf(c))`.
+impl<G: PrimeOrderGroup> DecryptionBases<G, [(usize, Wnaf)]> for PreparedImage<G> {
+    fn vartime_numerator(&self, group: &G, terms: &[(usize, Wnaf)]) -> G::Element {
+        multi_exp(group, &self.boxes, terms)
+    }
+    fn vartime_ct0_exp(&self, group: &G, sk: &G::Scalar) -> G::Element {
+        self.ct0.exp(group, sk)
+    }
+}
+
+/// Box coefficients `(box, c)`, recoded as they are used.
+impl<G: PrimeOrderGroup> DecryptionBases<G, [(usize, i64)]> for PreparedImage<G> {
+    fn vartime_numerator(&self, group: &G, terms: &[(usize, i64)]) -> G::Element {
+        multi_exp(group, &self.boxes, &recode(terms))
+    }
+    fn vartime_ct0_exp(&self, group: &G, sk: &G::Scalar) -> G::Element {
+        self.ct0.exp(group, sk)
     }
 }
 
@@ -194,18 +217,42 @@ pub(crate) fn solve_outputs<G: PrimeOrderGroup>(
     layer: &'static str,
     hint: &'static str,
 ) -> Result<Vec<i64>, SecureTrainingError> {
+    let solver = output_solver(table, outs, bound, layer)?;
+    let solved = solver.vartime_solve_batch(elems);
+    add_padding(outs, keys, solved, solver.bound(), layer, hint)
+}
+
+/// The solver of one image's outputs `outs`: `bound` plus their largest padding term.
+fn output_solver<G: PrimeOrderGroup>(
+    table: &Arc<BabyStepTable<G>>,
+    outs: &[LinearOutput],
+    bound: u64,
+    layer: &'static str,
+) -> Result<DlogSolver<G>, SecureTrainingError> {
     let pad_max = outs
         .iter()
         .map(|o| o.padding.unsigned_abs())
         .max()
         .unwrap_or(0);
     let bound = bound.saturating_add(pad_max);
-    let solver = DlogSolver::new(Arc::clone(table), bound).map_err(|e| {
+    DlogSolver::new(Arc::clone(table), bound).map_err(|e| {
         SecureTrainingError::Parameters(format!(
             "{layer}: the discrete-log table cannot serve bound {bound}: {e}"
         ))
-    })?;
-    let mut solved = solver.vartime_solve_batch(elems).into_iter();
+    })
+}
+
+/// Adds the public padding terms to one image's solved values (one per output with a key);
+/// outputs without a key are their padding.
+fn add_padding<G: PrimeOrderGroup>(
+    outs: &[LinearOutput],
+    keys: &[Option<FunctionKey<G>>],
+    solved: Vec<Result<i64, DlogError>>,
+    bound: u64,
+    layer: &'static str,
+    hint: &'static str,
+) -> Result<Vec<i64>, SecureTrainingError> {
+    let mut solved = solved.into_iter();
     outs.iter()
         .zip(keys)
         .map(|(o, k)| match k {
@@ -383,41 +430,51 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
             SecureTrainingError::Parameters("internal: batch not prepared".into())
         })?;
         let group = self.data.group();
-        let t = Instant::now();
-        let elements: Vec<Vec<G::Element>> = images
-            .par_iter()
-            .enumerate()
-            .map(|(n, img)| {
-                let outs = outputs(n);
-                let mut local = Vec::new();
-                outs.iter()
-                    .enumerate()
-                    .zip(keys(n))
-                    .filter_map(|((m, o), k)| k.as_ref().map(|k| (m, o, k)))
-                    .map(|(m, o, k)| {
-                        let terms = match shared {
-                            Some(r) => &r[m],
-                            None => {
-                                local = recode(&o.box_terms);
-                                &local
-                            }
-                        };
-                        img.output_element(group, terms, k)
-                    })
-                    .collect()
-            })
-            .collect();
-        self.stats.fe_seconds += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let table = &self.table;
-        let results = elements
-            .par_iter()
-            .enumerate()
-            .map(|(n, elems)| solve_outputs(table, elems, outputs(n), keys(n), bound, layer, hint))
+        let solvers = (0..images.len())
+            .map(|n| output_solver(&self.table, outputs(n), bound, layer))
             .collect::<Result<Vec<_>, _>>()?;
-        self.stats.dlog_seconds += t.elapsed().as_secs_f64();
-        self.stats.decryptions += elements.iter().map(|e| e.len() as u64).sum::<u64>();
-        Ok(results)
+        // The outputs of image `n` that have a key: (output index, output, key).
+        let keyed = |n: usize| {
+            outputs(n)
+                .iter()
+                .enumerate()
+                .zip(keys(n))
+                .filter_map(|((m, o), k)| k.as_ref().map(|k| (m, o, k)))
+        };
+        // The server's one decryption path, over the box products of each image.
+        let mut times = DecryptTimes::default();
+        let solved = match shared {
+            Some(r) => {
+                let columns: Vec<DecryptionColumn<'_, G, [(usize, Wnaf)], _>> = images
+                    .iter()
+                    .enumerate()
+                    .map(|(n, img)| (img, keyed(n).map(|(m, _, k)| (&r[m][..], k)).collect()))
+                    .collect();
+                vartime_decrypt_columns(group, &columns, &solvers, &mut times)
+            }
+            None => {
+                let columns: Vec<DecryptionColumn<'_, G, [(usize, i64)], _>> = images
+                    .iter()
+                    .enumerate()
+                    .map(|(n, img)| {
+                        let pairs = keyed(n).map(|(_, o, k)| (&o.box_terms[..], k)).collect();
+                        (img, pairs)
+                    })
+                    .collect();
+                vartime_decrypt_columns(group, &columns, &solvers, &mut times)
+            }
+        };
+        self.stats.fe_seconds += times.group_seconds;
+        self.stats.dlog_seconds += times.dlog_seconds;
+        self.stats.decryptions += solved.iter().map(|e| e.len() as u64).sum::<u64>();
+        solved
+            .into_iter()
+            .zip(&solvers)
+            .enumerate()
+            .map(|(n, (values, solver))| {
+                add_padding(outputs(n), keys(n), values, solver.bound(), layer, hint)
+            })
+            .collect()
     }
 }
 
