@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|&d| authority.public_key(d))
         .collect::<Result<Vec<_>, _>>()?;
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     let path = std::env::temp_dir().join(format!("cryptonn-leakage-{}.cnnenc", std::process::id()));
     encrypt_to_file(&group, &train, &labels, &pks, &params, &path, &|_| {})?;
     let authority = Arc::new(Mutex::new(authority));
@@ -107,7 +107,7 @@ fn main() -> anyhow::Result<()> {
     let data = EncryptedDataset::load(group, &path)?;
     let mut backend =
         SecureFirstLayer::new(data, Arc::clone(&service), Arc::clone(&table), cfg.quant)?;
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let (model, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut ())?;
     println!(
         "secure run: {images} images, {} shards of {}, 1 epoch, test acc {:.1} %",
@@ -198,7 +198,7 @@ fn main() -> anyhow::Result<()> {
 
     // (b) reconstruction of shard 0's images from the forward outputs the server decrypts.
     let batch: Vec<usize> = (0..cfg.batch_size).collect();
-    let wq = cfg.quant.encode_weights(model.conv1.weight.view())?;
+    let wq = cfg.quant.encode_weights(model.first_weight())?;
     let pad = backend.dataset().header().padding_value;
     let z = backend.forward(&batch, wq.view())?;
     let outputs = forward_outputs(wq.as_slice().context("layout")?, pad);

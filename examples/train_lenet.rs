@@ -21,20 +21,19 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use cryptonn::cli::{print_final, write_json, Bars, TrainOptions};
 use cryptonn::coordinator::secure_prediction::{
     open_query_domain, EncryptedQuery, SecurePredictor,
 };
 use cryptonn::coordinator::secure_training::{
-    create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
+    ConvGeometry, EncryptionParams, FirstLayerGeometry, MnistSamples, SecureSummary,
+    SecureTrainingSession,
 };
-use cryptonn::coordinator::{
-    AuditConfig, AuditFileOptions, AuditFileSink, AuditLog, Authority, InProcessKeyService,
-    RequesterId,
-};
+use cryptonn::coordinator::{Authority, InProcessKeyService, RequesterId};
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
@@ -46,12 +45,6 @@ use cryptonn::nn::train::{
     train, train_with_backend, BatchSchedule, Mode, TrainConfig, TrainObserver, TrainReport,
 };
 use indicatif::{ProgressBar, ProgressStyle};
-
-/// The options, progress bars and JSON summary shared with `cryptonn server train`.
-#[allow(dead_code)]
-#[path = "../src/bin/cryptonn/train_options.rs"]
-mod train_options;
-use train_options::{print_final, write_json, Bars, SecureSummary, TrainOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CliMode {
@@ -162,7 +155,17 @@ fn run() -> anyhow::Result<ExitCode> {
             CliGroup::Modp3072 => secure.run(ModpGroup::rfc3526_3072(), &mut bars)?,
         }
     } else {
-        (train(&cfg, &train_set, &test_set, &mut bars)?.1, None)
+        (
+            train(
+                &cfg,
+                &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
+                &train_set,
+                &test_set,
+                &mut bars,
+            )?
+            .1,
+            None,
+        )
     };
     if let Some(path) = &args.train.json {
         write_json(path, &report, extra.as_ref())?;
@@ -184,38 +187,6 @@ struct SecureRun<'a> {
 }
 
 impl SecureRun<'_> {
-    /// The authority's persistent secret: 32 random bytes in the cache directory, from which
-    /// its master keys are derived (so the cached encrypted dataset stays decryptable across
-    /// runs). Whoever reads this file holds every master key of the run.
-    fn authority_seed(&self, group_id: u8) -> anyhow::Result<[u8; 32]> {
-        let path = self
-            .cache_dir
-            .join(format!("authority-seed-g{group_id}.bin"));
-        if let Ok(bytes) = std::fs::read(&path) {
-            if let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                return Ok(seed);
-            }
-        }
-        std::fs::create_dir_all(self.cache_dir)
-            .with_context(|| format!("creating {}", self.cache_dir.display()))?;
-        let mut seed = [0u8; 32];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
-        let tmp = path.with_extension("tmp");
-        {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let mut f = opts
-                .open(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            std::io::Write::write_all(&mut f, &seed)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        Ok(seed)
-    }
-
     fn run<G: PrimeOrderGroup>(
         &self,
         group: G,
@@ -228,89 +199,80 @@ impl SecureRun<'_> {
         if cfg.schedule != BatchSchedule::FixedShards {
             anyhow::bail!("secure mode needs --batches fixed-shards (one key domain per shard)");
         }
-        let gid = group.id().to_byte();
-        let t_setup = Instant::now();
-        // Authority: one key domain per shard (= mini-batch); the test set is never keyed.
-        let seed = self.authority_seed(gid)?;
-        // Every issued key is audited to a file (about 14 M keys per full epoch), so the
-        // authority's memory stays flat; the file is overwritten by the next run.
-        let audit_path = self.cache_dir.join(format!("audit-g{gid}.cnnaudit"));
-        let audit_sink = AuditFileSink::create(&audit_path, AuditFileOptions::default())
-            .with_context(|| format!("creating {}", audit_path.display()))?;
-        let mut authority = Authority::from_seed(group.clone(), seed).with_audit_log(
-            AuditLog::with_sink(AuditConfig::default(), Box::new(audit_sink)),
-        );
+        let session = SecureTrainingSession::new(group.clone(), self.cache_dir)
+            .dlog_half_width(self.half_width)
+            .reencrypt(self.reencrypt);
+        // Authority: master keys from the seed file in the cache; every issued key is audited
+        // to a file (about 14 M keys per full epoch), so its memory stays flat.
+        let local = session.local_authority()?;
+        let authority = Arc::clone(&local.authority);
+        // Data owner: one key domain per shard (= mini-batch; the test set is never keyed),
+        // encrypt once or reuse the cached file.
+        let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-        let domains = create_shard_domains(&mut authority, self.train.len(), &params)?;
-        let pks = domains
-            .iter()
-            .map(|&d| authority.public_key(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        let authority = Arc::new(Mutex::new(authority));
-        let setup_seconds = t_setup.elapsed().as_secs_f64();
-        println!(
-            "authority: {} shard key domains of {} images ({:.1} s)",
-            domains.len(),
-            cfg.batch_size,
-            setup_seconds
-        );
-        // Data owner: encrypt once, or reuse the cached file.
-        let labels = LabelPermutation::from_seed(cfg.seed);
+        let source = MnistSamples::new(self.train, &labels, &params)?;
         let bar = ProgressBar::new(self.train.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "encrypting [{bar:30.cyan/blue}] {pos:>6}/{len} {per_sec} ETA {eta}",
             )
-            .expect("valid template")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        let t_enc = Instant::now();
-        let (path, reused) = encrypt_or_reuse(
-            &group,
-            self.cache_dir,
-            self.train,
-            &labels,
-            &pks,
-            &params,
-            self.reencrypt,
-            &|done| bar.set_position(done as u64),
-        )?;
+        let input = session.encrypt(&authority, "mnist-train", &source, &params, &|done| {
+            bar.set_position(done as u64)
+        })?;
         bar.finish_and_clear();
-        let encrypt_seconds = if reused {
-            0.0
-        } else {
-            t_enc.elapsed().as_secs_f64()
-        };
-        // Server: ciphertexts, key service, discrete-log table.
-        let t_load = Instant::now();
-        let data = EncryptedDataset::load(group.clone(), &path)?;
-        let ciphertext_bytes = data.ciphertext_bytes();
+        for stale in &input.stale_temp_files {
+            println!(
+                "removed {} (left by an interrupted run); its {} shard domains are orphaned: {}",
+                stale.path.display(),
+                stale.orphaned_domains.len(),
+                match (
+                    stale.orphaned_domains.first(),
+                    stale.orphaned_domains.last()
+                ) {
+                    (Some(a), Some(b)) => format!("{a}..={b}"),
+                    _ => "unknown (unreadable header)".into(),
+                }
+            );
+        }
         println!(
-            "encrypted dataset {} ({} images, {:.1} MB, {}; load {:.1} s)",
-            path.display(),
-            data.len(),
-            ciphertext_bytes as f64 / 1e6,
-            if reused {
-                "reused from the cache".to_string()
-            } else {
-                format!("encrypted in {encrypt_seconds:.1} s")
-            },
-            t_load.elapsed().as_secs_f64()
+            "authority: {} shard key domains of {} images ({:.1} s)",
+            input.domains.len(),
+            cfg.batch_size,
+            input.setup_seconds
         );
+        // Server: ciphertexts, key service, discrete-log table.
         let t_table = Instant::now();
-        let table = Arc::new(BabyStepTable::load_or_build(
-            group.clone(),
-            self.half_width,
-            self.cache_dir,
-        )?);
+        let table = session.dlog_table()?;
         println!(
             "discrete-log table: half-width {} ({:.1} s)",
             self.half_width,
             t_table.elapsed().as_secs_f64()
         );
-        let keys = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("server"));
-        let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
-        let model = LeNet5::new(cfg.lenet, cfg.seed);
+        let t_load = Instant::now();
+        let mut backend = session.server(
+            session.in_process_keys(&authority),
+            &input.path,
+            Arc::clone(&table),
+            cfg.quant,
+            FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
+        )?;
+        let ciphertext_bytes = backend.dataset().ciphertext_bytes();
+        println!(
+            "encrypted dataset {} ({} images, {:.1} MB, {}; load {:.1} s)",
+            input.path.display(),
+            backend.dataset().len(),
+            ciphertext_bytes as f64 / 1e6,
+            if input.reused {
+                "reused from the cache".to_string()
+            } else {
+                format!("encrypted in {:.1} s", input.encrypt_seconds)
+            },
+            t_load.elapsed().as_secs_f64()
+        );
+        let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
         let (model, report) =
             train_with_backend(cfg, model, &mut backend, self.test, &labels, observer)?;
         let s = *backend.stats();
@@ -326,7 +288,7 @@ impl SecureRun<'_> {
             s.feip_keys,
             s.febo_keys,
             audit_records,
-            audit_path.display(),
+            local.audit_file.display(),
             s.decryptions,
             s.fe_seconds,
             s.dlog_seconds,
@@ -334,13 +296,13 @@ impl SecureRun<'_> {
         );
         let mut extra = SecureSummary {
             group: group.id(),
-            encrypt_seconds,
-            reused,
+            encrypt_seconds: input.encrypt_seconds,
+            reused: input.reused,
             ciphertext_bytes,
-            stats: &s,
-            setup_seconds,
+            stats: s,
+            setup_seconds: input.setup_seconds,
             audit_records: Some(audit_records),
-            audit_file: audit_path.display().to_string(),
+            audit_file: local.audit_file.display().to_string(),
         }
         .to_map();
         if self.predict > 0 {
@@ -364,17 +326,21 @@ impl SecureRun<'_> {
         let cfg = self.cfg;
         let n = self.predict.min(self.test.len());
         let test = self.test.take(n, "test")?;
-        let wq = cfg.quant.encode_weights(model.conv1.weight.view())?;
-        let bias1 = model.conv1.bias.to_vec();
+        let wq = cfg.quant.encode_weights(model.first_weight())?;
+        let bias1 = model.first_bias().to_vec();
         let mut reference = QuantizedFirstLayer::new(
             &test,
-            LabelPermutation::identity(),
+            LabelPermutation::identity(cryptonn::nn::data::CLASSES),
             cfg.quant,
-            cfg.normalization,
+            cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
         )?;
         let z = reference.forward(&(0..n).collect::<Vec<_>>(), wq.view())?;
         let want = model
-            .trunk_forward(cfg.quant.decode_forward(z.view(), &bias1)?)
+            .trunk_forward(model.unflatten_first(cfg.quant.decode_forward(
+                &cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+                z.view(),
+                &bias1,
+            )?)?)
             .probs;
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, 1);
         let keys = InProcessKeyService::new(Arc::clone(authority), RequesterId::new("server"));

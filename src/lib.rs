@@ -10,6 +10,8 @@
 //! - [`coordinator`]: the three parties — authority, clients and server — and the key service
 //!   between them.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod coordinator;
 pub mod fe;
 pub mod nn;

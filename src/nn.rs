@@ -1,19 +1,23 @@
-//! A from-scratch LeNet-5 on `ndarray` and `rayon`.
+//! Declared neural networks on `ndarray` and `rayon`, from scratch: a small layer vocabulary,
+//! models as sequences of layers (LeNet-5, an MLP, a small CNN built in, or read from a file),
+//! and plain / quantised / backend-driven training.
 //!
 //! # Layout
 //!
 //! | module | contents |
 //! |---|---|
-//! | [`data`] | MNIST IDX loading, the [`data::Dataset`] type, the random label permutation |
+//! | [`data`] | the generic [`data::Dataset`] (input shape, encoding, classes), MNIST IDX loading, the random label permutation |
 //! | [`conv`] | 2-D convolution by im2col + GEMM |
-//! | [`pool`] | 2x2 average and max pooling, the 2x2 box sum used by the fused first layer |
+//! | [`pool`] | average and max pooling, the box mean used by fused convolution + average pooling |
+//! | [`flatten`] | flattening |
 //! | [`activation`] | ReLU, tanh, sigmoid |
 //! | [`linear`] | fully connected layers |
 //! | [`loss`] | softmax cross-entropy |
 //! | [`optim`] | SGD with optional momentum |
 //! | [`init`] | seeded weight initialisation |
-//! | [`first_layer`] | the fused conv1 + average pool as integer arithmetic, and the [`first_layer::FirstLayerBackend`] trait secure training plugs into |
-//! | [`lenet`] | LeNet-5 (both layer orders), forward and backward over a chunk of samples |
+//! | [`first_layer`] | the first layer ([`first_layer::FirstLayerSpec`]: dense, or convolution with folded average pooling) as integer arithmetic, and the [`first_layer::FirstLayerBackend`] trait secure training plugs into |
+//! | [`model`] | declared models ([`model::ModelSpec`], TOML/JSON files, built-ins) and [`model::Model`]: forward and backward over a chunk of samples |
+//! | [`lenet`] | LeNet-5's architecture options (both layer orders) |
 //! | [`train`] | the training loop, evaluation, and the run summary |
 //! | [`error`] | the error types |
 //!
@@ -39,12 +43,14 @@
 //!
 //! ```
 //! use cryptonn::nn::data::Mnist;
+//! use cryptonn::nn::model::ModelSpec;
 //! use cryptonn::nn::train::{train, Mode, TrainConfig};
 //!
 //! let mnist = Mnist::load_default()?;
 //! let cfg = TrainConfig { mode: Mode::Quantized, epochs: 1, ..TrainConfig::default() };
 //! let (model, report) = train(
 //!     &cfg,
+//!     &ModelSpec::lenet5(cfg.lenet),
 //!     &mnist.train.take(1000, "training")?,
 //!     &mnist.test.take(500, "test")?,
 //!     &mut (), // no progress display
@@ -57,12 +63,15 @@
 pub mod activation;
 pub mod conv;
 pub mod data;
+pub mod datasets;
 pub mod error;
 pub mod first_layer;
+pub mod flatten;
 pub mod init;
 pub mod lenet;
 pub mod linear;
 pub mod loss;
+pub mod model;
 pub mod optim;
 pub mod pool;
 pub mod train;

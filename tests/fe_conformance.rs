@@ -115,6 +115,47 @@ fn small_exponents<G: PrimeOrderGroup>(g: &G) {
     assert_eq!(g.vartime_multi_exp_i64(std::iter::empty()), g.identity());
 }
 
+/// The variable-time capabilities (`fe::group::multiexp`) against plain exponentiations: the
+/// wNAF multi-exponentiation over odd powers, and the many-use fixed-base table.
+fn multiexp_capabilities<G: PrimeOrderGroup>(g: &G) {
+    use cryptonn::fe::group::multiexp::{multi_exp, recode, Ct0Table, OddMultiples};
+    let mut r = rng(12);
+    let bases: Vec<G::Element> = (0..12)
+        .map(|_| g.exp_generator(&g.random_scalar(&mut r)))
+        .collect();
+    let tables: Vec<OddMultiples<G>> = bases.iter().map(|b| OddMultiples::new(g, b)).collect();
+    let coefs = [
+        0i64,
+        1,
+        -1,
+        15,
+        -16,
+        17,
+        70_001,
+        -70_001,
+        1 << 40,
+        i64::MAX,
+        i64::MIN,
+        -3,
+    ];
+    let terms: Vec<(usize, i64)> = coefs.iter().copied().enumerate().collect();
+    let want = g.vartime_multi_exp_i64(bases.iter().zip(coefs));
+    assert_eq!(multi_exp(g, &tables, &recode(&terms)), want);
+    // A subset, an index out of range (skipped) and no terms at all.
+    let some = [(3usize, 5i64), (7, -9), (99, 4)];
+    let want = g.op(&naive_pow(g, &bases[3], 5), &naive_pow(g, &bases[7], -9));
+    assert_eq!(multi_exp(g, &tables, &recode(&some)), want);
+    assert_eq!(multi_exp(g, &tables, &[]), g.identity());
+    let ct0 = bases[0].clone();
+    let t = Ct0Table::new(g, &ct0);
+    for _ in 0..6 {
+        let e = g.random_scalar(&mut r);
+        assert_eq!(t.exp(g, &e), g.exp(&ct0, &e));
+    }
+    assert_eq!(t.exp(g, &g.scalar_from_i64(-1)), g.invert(&ct0));
+    assert_eq!(t.exp(g, &g.scalar_from_i64(0)), g.identity());
+}
+
 fn encodings<G: PrimeOrderGroup>(g: &G) {
     let mut r = rng(3);
     for _ in 0..8 {
@@ -461,6 +502,10 @@ macro_rules! conformance_suite {
             #[test]
             fn small_exponents() {
                 super::small_exponents(&$group);
+            }
+            #[test]
+            fn multiexp_capabilities() {
+                super::multiexp_capabilities(&$group);
             }
             #[test]
             fn encodings() {

@@ -171,7 +171,14 @@ fn encoding_args() -> Vec<String> {
 /// (secure training gives bit-identical weights).
 fn quantized_model(train_set: &Dataset, test: &Dataset) -> (LeNet5, String) {
     let cfg = reference_config();
-    let (model, report) = train(&cfg, train_set, test, &mut ()).unwrap();
+    let (model, report) = train(
+        &cfg,
+        &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
+        train_set,
+        test,
+        &mut (),
+    )
+    .unwrap();
     (model, report.weights_sha256)
 }
 
@@ -192,19 +199,26 @@ fn expected_probabilities(model: &LeNet5, test: &Dataset, i: usize) -> Vec<f32> 
     let cfg = reference_config();
     let mut first = QuantizedFirstLayer::new(
         test,
-        LabelPermutation::identity(),
+        LabelPermutation::identity(cryptonn::nn::data::CLASSES),
         cfg.quant,
-        cfg.normalization,
+        cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
     )
     .unwrap();
-    let wq = cfg.quant.encode_weights(model.conv1.weight.view()).unwrap();
+    let wq = cfg.quant.encode_weights(model.first_weight()).unwrap();
     let z = first.forward(&[i], wq.view()).unwrap();
-    let s1 = cfg
-        .quant
-        .decode_forward(z.view(), &model.conv1.bias.to_vec())
+    let s1 = model
+        .unflatten_first(
+            cfg.quant
+                .decode_forward(
+                    &cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+                    z.view(),
+                    model.first_bias(),
+                )
+                .unwrap(),
+        )
         .unwrap();
     let trained = model.trunk_forward(s1).probs.row(0).to_vec();
-    let labels = LabelPermutation::from_seed(SEED);
+    let labels = LabelPermutation::from_seed(SEED, cryptonn::nn::data::CLASSES);
     (0..10u8)
         .map(|c| trained[usize::from(labels.apply(c))])
         .collect()
@@ -460,7 +474,7 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
 
     // The server still serves, with the same answer as the quantised model.
     let answer = predictor.predict_bytes(query).unwrap();
-    let labels = LabelPermutation::from_seed(SEED);
+    let labels = LabelPermutation::from_seed(SEED, cryptonn::nn::data::CLASSES);
     let want = expected_probabilities(&model, &test, i);
     let got: Vec<f32> = (0..10u8)
         .map(|c| answer.prediction.probabilities[usize::from(labels.apply(c))])

@@ -185,7 +185,7 @@ fn in_process_weights(epochs: usize, cache: &Path) -> String {
         .iter()
         .map(|&d| authority.public_key(d).unwrap())
         .collect();
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     let dir = std::env::temp_dir().join(format!("cryptonn-net-proc-{}-inproc", std::process::id()));
     let (path, _) = encrypt_or_reuse(
         &Ristretto255,
@@ -202,7 +202,7 @@ fn in_process_weights(epochs: usize, cache: &Path) -> String {
     let keys = InProcessKeyService::new(Arc::new(Mutex::new(authority)), RequesterId::new("s"));
     let table = Arc::new(BabyStepTable::load_or_build(Ristretto255, HALF_WIDTH, cache).unwrap());
     let mut backend = SecureFirstLayer::new(data, keys, table, cfg.quant).unwrap();
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let (_, report) =
         train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut ()).unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,13 +3,16 @@
 
 use std::sync::OnceLock;
 
-use cryptonn::nn::data::{Dataset, LabelPermutation, Mnist};
-use cryptonn::nn::first_layer::{FirstLayerBackend, QuantConfig, QuantizedFirstLayer};
+use cryptonn::nn::data::{Dataset, InputShape, LabelPermutation, Mnist};
+use cryptonn::nn::first_layer::{
+    FirstLayerBackend, FirstLayerSpec, QuantConfig, QuantizedFirstLayer,
+};
 use cryptonn::nn::lenet::{LayerOrder, LeNet5, LeNetConfig};
+use cryptonn::nn::model::{LayerSpec, ModelSpec};
 use cryptonn::nn::optim::{LrSchedule, SgdConfig};
 use cryptonn::nn::train::{train, train_with_backend, Mode, TrainConfig, TrainReport};
 use cryptonn::nn::NnError;
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
+use ndarray::{Array2, ArrayView2};
 
 fn mnist() -> &'static Mnist {
     static DATA: OnceLock<Mnist> = OnceLock::new();
@@ -34,7 +37,9 @@ fn run_in_pool(
         .num_threads(threads)
         .build()
         .expect("thread pool");
-    pool.install(|| train(cfg, tr, te, &mut ()).expect("training run"))
+    pool.install(|| {
+        train(cfg, &ModelSpec::lenet5(cfg.lenet), tr, te, &mut ()).expect("training run")
+    })
 }
 
 #[test]
@@ -55,7 +60,7 @@ fn same_seed_gives_identical_weights_for_any_thread_count() {
         assert_eq!(ra.train_loss, rb.train_loss);
         assert_eq!(ra.test_accuracy, rb.test_accuracy);
         // ...and the weights did change from their initial values.
-        assert_ne!(a, LeNet5::new(cfg.lenet, cfg.seed));
+        assert_ne!(a, LeNet5::lenet5(cfg.lenet, cfg.seed));
     }
 }
 
@@ -78,8 +83,22 @@ fn quantized_with_huge_scales_matches_plain() {
         },
         ..plain_cfg
     };
-    let (p, rp) = train(&plain_cfg, &tr, &te, &mut ()).unwrap();
-    let (q, rq) = train(&quant_cfg, &tr, &te, &mut ()).unwrap();
+    let (p, rp) = train(
+        &plain_cfg,
+        &cryptonn::nn::model::ModelSpec::lenet5(plain_cfg.lenet),
+        &tr,
+        &te,
+        &mut (),
+    )
+    .unwrap();
+    let (q, rq) = train(
+        &quant_cfg,
+        &cryptonn::nn::model::ModelSpec::lenet5(quant_cfg.lenet),
+        &tr,
+        &te,
+        &mut (),
+    )
+    .unwrap();
     let mut worst = 0.0f32;
     for ((name, a), (_, b)) in p.parameters().iter().zip(q.parameters().iter()) {
         for (x, y) in a.iter().zip(b.iter()) {
@@ -99,7 +118,14 @@ fn quantized_with_huge_scales_matches_plain() {
         mode: Mode::Quantized,
         ..plain_cfg
     };
-    let (c, _) = train(&coarse, &tr, &te, &mut ()).unwrap();
+    let (c, _) = train(
+        &coarse,
+        &cryptonn::nn::model::ModelSpec::lenet5(coarse.lenet),
+        &tr,
+        &te,
+        &mut (),
+    )
+    .unwrap();
     let coarse_worst = p.parameters()[0]
         .1
         .iter()
@@ -116,7 +142,14 @@ fn a_short_run_learns() {
         epochs: 1,
         ..TrainConfig::default()
     };
-    let (_, r) = train(&cfg, &tr, &te, &mut ()).unwrap();
+    let (_, r) = train(
+        &cfg,
+        &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
+        &tr,
+        &te,
+        &mut (),
+    )
+    .unwrap();
     assert_eq!(r.test_accuracy.len(), 1);
     assert!(
         r.test_accuracy[0] > 0.85,
@@ -131,7 +164,14 @@ fn a_short_run_learns() {
         },
         ..cfg
     };
-    let (_, r) = train(&modern, &tr, &te, &mut ()).unwrap();
+    let (_, r) = train(
+        &modern,
+        &cryptonn::nn::model::ModelSpec::lenet5(modern.lenet),
+        &tr,
+        &te,
+        &mut (),
+    )
+    .unwrap();
     assert!(
         r.test_accuracy[0] > 0.85,
         "modern order: {}",
@@ -157,10 +197,13 @@ impl FirstLayerBackend for Counting<'_> {
     fn quant_config(&self) -> &QuantConfig {
         self.inner.quant_config()
     }
-    fn normalization(&self) -> cryptonn::nn::data::PixelNormalization {
-        self.inner.normalization()
+    fn spec(&self) -> &FirstLayerSpec {
+        self.inner.spec()
     }
-    fn forward(&mut self, b: &[usize], wq: ArrayView2<'_, i64>) -> Result<Array4<i64>, NnError> {
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+    fn forward(&mut self, b: &[usize], wq: ArrayView2<'_, i64>) -> Result<Array2<i64>, NnError> {
         self.calls[0] += 1;
         self.inner.forward(b, wq)
     }
@@ -179,7 +222,7 @@ impl FirstLayerBackend for Counting<'_> {
     fn weight_gradient(
         &mut self,
         b: &[usize],
-        dq: ArrayView4<'_, i64>,
+        dq: ArrayView2<'_, i64>,
     ) -> Result<Array2<i64>, NnError> {
         self.calls[2] += 1;
         self.inner.weight_gradient(b, dq)
@@ -194,14 +237,27 @@ fn a_custom_backend_plugs_in_and_gives_the_quantized_weights() {
         epochs: 1,
         ..TrainConfig::default()
     };
-    let (want, _) = train(&cfg, &tr, &te, &mut ()).unwrap();
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let (want, _) = train(
+        &cfg,
+        &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
+        &tr,
+        &te,
+        &mut (),
+    )
+    .unwrap();
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     let mut backend = Counting {
-        inner: QuantizedFirstLayer::new(&tr, labels.clone(), cfg.quant, cfg.normalization).unwrap(),
+        inner: QuantizedFirstLayer::new(
+            &tr,
+            labels.clone(),
+            cfg.quant,
+            cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+        )
+        .unwrap(),
         calls: [0; 3],
         corrupt_error: false,
     };
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let (got, report) =
         train_with_backend(&cfg, model, &mut backend, &te, &labels, &mut ()).unwrap();
     assert_eq!(got, want);
@@ -209,7 +265,7 @@ fn a_custom_backend_plugs_in_and_gives_the_quantized_weights() {
     assert_eq!(backend.calls, [10, 10, 10]); // 160 / 16 batches
 
     backend.corrupt_error = true;
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let err = train_with_backend(&cfg, model, &mut backend, &te, &labels, &mut ()).unwrap_err();
     assert!(matches!(err, NnError::Backend(_)), "{err:?}");
 }
@@ -217,17 +273,21 @@ fn a_custom_backend_plugs_in_and_gives_the_quantized_weights() {
 #[test]
 fn bad_configurations_are_errors() {
     let (tr, te) = subset(64, 16);
-    let quant_modern = TrainConfig {
+    // The first layer must be linear in the input (it runs over ciphertexts); the modern
+    // order's conv1 (no pooling folded) is, a leading activation is not.
+    let quant = TrainConfig {
         mode: Mode::Quantized,
-        lenet: LeNetConfig {
-            order: LayerOrder::Modern,
-            ..LeNetConfig::default()
-        },
         ..TrainConfig::default()
     };
-    let err = train(&quant_modern, &tr, &te, &mut ()).unwrap_err();
+    let mut spec = ModelSpec::lenet5(LeNetConfig::default());
+    spec.layers.insert(0, LayerSpec::Relu);
+    let err = train(&quant, &spec, &tr, &te, &mut ()).unwrap_err();
+    assert!(matches!(err, NnError::Model { .. }), "{err:?}");
+    assert!(err.to_string().contains("layer 0 (relu)"), "{err}");
+    // A model for another input shape or class count is refused.
+    let mlp = ModelSpec::builtin("mlp", InputShape::Flat(30), 2).unwrap();
+    let err = train(&quant, &mlp, &tr, &te, &mut ()).unwrap_err();
     assert!(matches!(err, NnError::InvalidConfig(_)), "{err:?}");
-    assert!(err.to_string().contains("lecun1998"), "{err}");
 
     for sgd in [
         SgdConfig {
@@ -244,13 +304,25 @@ fn bad_configurations_are_errors() {
             ..TrainConfig::default()
         };
         assert!(matches!(
-            train(&cfg, &tr, &te, &mut ()),
+            train(
+                &cfg,
+                &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
+                &tr,
+                &te,
+                &mut ()
+            ),
             Err(NnError::InvalidConfig(_))
         ));
     }
     let empty = tr.take(0, "training").unwrap();
     assert!(matches!(
-        train(&TrainConfig::default(), &empty, &te, &mut ()),
+        train(
+            &TrainConfig::default(),
+            &cryptonn::nn::model::ModelSpec::lenet5(Default::default()),
+            &empty,
+            &te,
+            &mut ()
+        ),
         Err(NnError::InvalidConfig(_))
     ));
 }
@@ -269,7 +341,14 @@ fn divergence_is_reported_not_hidden() {
             },
             ..TrainConfig::default()
         };
-        let err = train(&cfg, &tr, &te, &mut ()).unwrap_err();
+        let err = train(
+            &cfg,
+            &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
+            &tr,
+            &te,
+            &mut (),
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 err,

@@ -36,7 +36,7 @@ fn fixture() -> Fixture {
     let authority = Arc::new(Mutex::new(Authority::from_seed(Ristretto255, [3; 32])));
     let keys = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("server"));
     let table = Arc::new(BabyStepTable::new(Ristretto255, 1 << 16).expect("table"));
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let predictor = SecurePredictor::new(model, cfg.quant, params, keys, table).expect("predictor");
     Fixture {
         authority,
@@ -59,20 +59,20 @@ fn encrypt_query(f: &Fixture, image: &[u8], seed: u64) -> EncryptedQuery<Ristret
 fn encrypted_queries_get_the_quantized_models_exact_probabilities() {
     let mut f = fixture();
     let data = mnist().test.take(6, "test").expect("subset");
-    let model = LeNet5::new(f.cfg.lenet, f.cfg.seed);
+    let model = LeNet5::lenet5(f.cfg.lenet, f.cfg.seed);
     let mut reference = QuantizedFirstLayer::new(
         &data,
-        LabelPermutation::identity(),
+        LabelPermutation::identity(cryptonn::nn::data::CLASSES),
         f.cfg.quant,
-        f.cfg.normalization,
+        cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
     )
     .expect("quantized");
     let wq = f
         .cfg
         .quant
-        .encode_weights(model.conv1.weight.view())
+        .encode_weights(model.first_weight())
         .expect("wq");
-    let bias1 = model.conv1.bias.to_vec();
+    let bias1 = model.first_bias().to_vec();
     let mut domains = Vec::new();
     for i in 0..data.len() {
         let query = encrypt_query(&f, data.image(i), i as u64);
@@ -85,11 +85,18 @@ fn encrypted_queries_get_the_quantized_models_exact_probabilities() {
         let z = reference
             .forward(&[i], wq.view())
             .expect("quantized forward");
-        let s1 = f
-            .cfg
-            .quant
-            .decode_forward(z.view(), &bias1)
-            .expect("decode");
+        let s1 = model
+            .unflatten_first(
+                f.cfg
+                    .quant
+                    .decode_forward(
+                        &cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+                        z.view(),
+                        &bias1,
+                    )
+                    .expect("decode"),
+            )
+            .expect("shape");
         let want = model.trunk_forward(s1).probs.row(0).to_vec();
         assert_eq!(got.probabilities, want, "image {i}: probabilities differ");
         let best = want

@@ -51,7 +51,7 @@ fn encrypt<G: PrimeOrderGroup>(
         .map(|&d| authority.public_key(d).expect("public key"))
         .collect();
     let path = temp_path(name);
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     encrypt_to_file(&group, data, &labels, &pks, &params, &path, &|_| {}).expect("encrypt");
     Setup {
         authority: Arc::new(Mutex::new(authority)),
@@ -94,11 +94,16 @@ fn assert_bit_identical<G: PrimeOrderGroup>(
         &format!("exact-{:?}-{images}.cnnenc", group.id()),
     );
     let mut secure = server(group, &setup, &cfg, half_width);
-    let labels = LabelPermutation::from_seed(cfg.seed);
-    let mut quantized =
-        QuantizedFirstLayer::new(&data, labels, cfg.quant, cfg.normalization).expect("quantized");
-    let mut m_s = LeNet5::new(cfg.lenet, cfg.seed);
-    let mut m_q = LeNet5::new(cfg.lenet, cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
+    let mut quantized = QuantizedFirstLayer::new(
+        &data,
+        labels,
+        cfg.quant,
+        cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
+    )
+    .expect("quantized");
+    let mut m_s = LeNet5::lenet5(cfg.lenet, cfg.seed);
+    let mut m_q = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let (mut sgd_s, mut sgd_q) = (Sgd::new(cfg.sgd), Sgd::new(cfg.sgd));
     let steps_per_epoch = images.div_ceil(batch);
     let mut steps = 0;
@@ -285,5 +290,174 @@ fn keys_of_one_shard_open_nothing_of_another() {
             "image {i} of shard 1 opened by a shard-0 key"
         );
     }
+    std::fs::remove_file(&setup.path).ok();
+}
+
+/// The error of a secure backend, unwrapped from [`NnError::Backend`].
+fn secure_error(e: &cryptonn::nn::error::NnError) -> &SecureTrainingError {
+    match e {
+        cryptonn::nn::error::NnError::Backend(b) => b
+            .downcast_ref::<SecureTrainingError>()
+            .expect("a secure-training error"),
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_diverged_model_fails_within_the_encoding_bound() {
+    use cryptonn::nn::first_layer::FirstLayerBackend;
+    let (_, cfg, setup) = small_setup("diverged.cnnenc");
+    let mut backend = server(Ristretto255, &setup, &cfg, 1 << 16);
+    // The weights of a diverged model (within the key bound 2^30, so the authority issues
+    // keys): every product far beyond the forward bound, and the public padding terms
+    // (c₀ · Σ wq · pad ≈ 10^11) far beyond it too. The search must stay within the encoding's
+    // bound (2^22: 32 giant steps here), not grow with the padding (about 10^6 giant steps).
+    let wq = ndarray::Array2::<i64>::from_elem((6, 25), 1 << 27);
+    let t = std::time::Instant::now();
+    let err = backend.forward(&[0, 1, 2, 3], wq.view()).unwrap_err();
+    match secure_error(&err) {
+        SecureTrainingError::DlogOutOfRange { bound, .. } => {
+            assert_eq!(
+                *bound, cfg.quant.forward_bound,
+                "the search bound is the encoding's"
+            );
+        }
+        other => panic!("expected DlogOutOfRange, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("diverged"), "{msg}");
+    assert!(msg.contains("conv1 forward"), "{msg}");
+    eprintln!(
+        "diverged forward failed in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    // Beyond the key bound, the server stops before asking for keys, naming the divergence.
+    let wq = ndarray::Array2::<i64>::from_elem((6, 25), 1 << 29);
+    let msg = backend.forward(&[0, 1], wq.view()).unwrap_err().to_string();
+    assert!(
+        msg.contains("diverged") && msg.contains("key bound"),
+        "{msg}"
+    );
+    std::fs::remove_file(&setup.path).ok();
+}
+
+#[test]
+fn a_diverging_run_stops_within_one_step() {
+    use cryptonn::nn::train::{train_with_backend, TrainObserver};
+    struct Steps(usize);
+    impl TrainObserver for Steps {
+        fn batch_finished(&mut self, _: &cryptonn::nn::train::BatchProgress) {
+            self.0 += 1;
+        }
+    }
+    // Issue repro: --train-size 64 --lr 1e6 in secure mode searched discrete logs for minutes.
+    let data = mnist().train.take(16, "training").expect("subset");
+    let mut cfg = TrainConfig {
+        mode: Mode::Secure,
+        batch_size: 4,
+        epochs: 1,
+        schedule: BatchSchedule::FixedShards,
+        ..TrainConfig::default()
+    };
+    cfg.sgd.lr = 1e6;
+    let setup = encrypt(Ristretto255, &data, &cfg, "diverging-run.cnnenc");
+    let mut backend = server(Ristretto255, &setup, &cfg, 1 << 16);
+    let test = mnist().test.take(8, "test").expect("subset");
+    let labels = LabelPermutation::from_seed(cfg.seed, 10);
+    let mut steps = Steps(0);
+    let err = train_with_backend(
+        &cfg,
+        LeNet5::lenet5(cfg.lenet, cfg.seed),
+        &mut backend,
+        &test,
+        &labels,
+        &mut steps,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("diverged"), "{msg}");
+    // The first step trains; the step after the explosion fails.
+    assert!(steps.0 <= 2, "{} steps before the error", steps.0);
+    std::fs::remove_file(&setup.path).ok();
+}
+
+/// Replaces element `index` (0-based within record `record`) of an encrypted dataset file by
+/// element `from` of the same record and re-seals the SHA-256 trailer: a consistent file
+/// whose ciphertext is not what the data owner encrypted.
+fn tamper(path: &std::path::Path, record: usize, index: usize, from: usize) {
+    use sha2::{Digest, Sha256};
+    let mut bytes = std::fs::read(path).expect("read");
+    let hlen = u32::from_le_bytes(bytes[10..14].try_into().expect("4 bytes")) as usize;
+    let record_len = (1 + 784 + 20) * 32;
+    let start = 14 + hlen + record * record_len;
+    let src = bytes[start + from * 32..start + (from + 1) * 32].to_vec();
+    bytes[start + index * 32..start + (index + 1) * 32].copy_from_slice(&src);
+    let n = bytes.len() - 32;
+    let digest = Sha256::digest(&bytes[..n]);
+    bytes[n..].copy_from_slice(&digest);
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn a_tampered_ciphertext_is_named_as_such() {
+    use cryptonn::nn::first_layer::FirstLayerBackend;
+    let (_, cfg, setup) = small_setup("tampered.cnnenc");
+    // Image 1's label ciphertext of class 3: its body replaced by image 1's ct0.
+    tamper(&setup.path, 1, 1 + 784 + 2 * 3 + 1, 0);
+    // Image 2's pixel 300: replaced by pixel 301's component.
+    tamper(&setup.path, 2, 1 + 300, 1 + 301);
+    let mut backend = server(Ristretto255, &setup, &cfg, 1 << 16);
+    let pq = ndarray::Array2::<i64>::from_elem((4, 10), 410);
+    let err = backend.output_error(&[0, 1, 2, 3], pq.view()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("tampered"), "{msg}");
+    assert!(!msg.contains("scale-p"), "{msg}");
+    // The model is sane (the worst case of any image fits the bound): a failing forward
+    // decryption is the ciphertext's fault, not a scale's.
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
+    let wq = cfg
+        .quant
+        .encode_weights(model.first_weight())
+        .expect("weights");
+    assert!(backend.forward(&[4, 5, 6, 7], wq.view()).is_ok());
+    let err = backend.forward(&[0, 1, 2, 3], wq.view()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("tampered"), "{msg}");
+    assert!(!msg.contains("diverged"), "{msg}");
+    std::fs::remove_file(&setup.path).ok();
+}
+
+#[test]
+fn stale_temporary_files_are_swept_and_their_domains_reported() {
+    use cryptonn::coordinator::secure_training::encrypted_dataset::sweep_stale_temp_files;
+    let (_, _, setup) = small_setup("sweep.cnnenc");
+    let dir = temp_path("sweep-dir");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // What a SIGKILL during encryption leaves: a partial file under a dead writer's PID (the
+    // header is complete, the records are cut short).
+    let bytes = std::fs::read(&setup.path).expect("read");
+    let dead = dir.join("mnist-train-g1-n8-s4-0123456789abcdef.tmp-4194399");
+    std::fs::write(&dead, &bytes[..bytes.len() / 3]).expect("write");
+    // A running writer's file (this process) and an unrelated file stay.
+    let live = dir.join(format!("other.tmp-{}", std::process::id()));
+    std::fs::write(&live, b"in progress").expect("write");
+    let unrelated = dir.join("notes.txt");
+    std::fs::write(&unrelated, b"keep").expect("write");
+    let header = EncryptedDataset::load(Ristretto255, &setup.path)
+        .expect("load")
+        .header()
+        .clone();
+    let swept = sweep_stale_temp_files(&dir).expect("sweep");
+    assert_eq!(swept.len(), 1);
+    assert_eq!(swept[0].path, dead);
+    assert_eq!(swept[0].orphaned_domains, header.domains);
+    assert!(!dead.exists());
+    assert!(live.exists() && unrelated.exists());
+    // A second sweep finds nothing; a missing directory is no error.
+    assert!(sweep_stale_temp_files(&dir).expect("sweep").is_empty());
+    assert!(sweep_stale_temp_files(&dir.join("absent"))
+        .expect("sweep")
+        .is_empty());
+    std::fs::remove_dir_all(&dir).ok();
     std::fs::remove_file(&setup.path).ok();
 }

@@ -249,7 +249,9 @@ fn run() -> Result<ExitCode> {
     let trained = quantized
         .conv1_weight
         .context("the quantized run left no model")?;
-    let initial = LeNet5::new(cfg.lenet, cfg.seed).conv1.weight;
+    let initial = LeNet5::lenet5(cfg.lenet, cfg.seed)
+        .first_weight()
+        .to_owned();
     let table = Arc::new(BabyStepTable::load_or_build(
         Ristretto255,
         p.ristretto.table_half_width,

@@ -138,7 +138,7 @@ fn train_once(
     let data = EncryptedDataset::load(Ristretto255, dataset)?;
     let steps = data.len().div_ceil(cfg.batch_size) * cfg.epochs;
     let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(table), cfg.quant)?;
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let (_, report) = train_with_backend(cfg, model, &mut backend, test_set, labels, &mut ())?;
     let seconds: f64 = report.epoch_seconds.iter().sum();
     Ok((
@@ -170,7 +170,7 @@ pub fn run(
         let d = state.create_domain(params.domain_config()?)?;
         pks.push(state.public_key(d)?);
     }
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     let (dataset, _) = encrypt_or_reuse(
         &Ristretto255,
         &dir,

@@ -79,7 +79,7 @@ pub fn check(report: &Value) -> Result<(), Vec<String>> {
             None => problems.push(format!("{key}: absent")),
             Some(Value::Null) => {
                 let reason = missing.and_then(|m| m.get(&key)).and_then(Value::as_str);
-                if reason.map_or(true, |r| r.trim().is_empty()) {
+                if reason.is_none_or(|r| r.trim().is_empty()) {
                     problems.push(format!("{key}: null without a reason in `missing`"));
                 }
             }

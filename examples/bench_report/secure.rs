@@ -121,7 +121,7 @@ pub fn run(
     let authority = Arc::new(Mutex::new(authority));
     let authority_setup_seconds = t.elapsed().as_secs_f64();
 
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
     let bar = crate::stats::bar("encrypting", train_set.len() as u64);
     let t = Instant::now();
     let (path, _reused) = encrypt_or_reuse(
@@ -154,7 +154,7 @@ pub fn run(
         RequesterId::new("server"),
     ));
     let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let (model, report) =
         train_with_backend(cfg, model, &mut backend, test_set, &labels, observer)?;
     let s = *backend.stats();

@@ -145,7 +145,13 @@ pub fn run_mode(
         )?;
         (model, report, Some((extra, breakdown, cross)))
     } else {
-        let (model, report) = train(&cfg, train_set, test_set, &mut bars)?;
+        let (model, report) = train(
+            &cfg,
+            &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
+            train_set,
+            test_set,
+            &mut bars,
+        )?;
         (model, report, None)
     };
     let wall = start.elapsed().as_secs_f64();
@@ -158,7 +164,7 @@ pub fn run_mode(
     }
     Ok(ModeRun {
         figures,
-        conv1_weight: Some(model.conv1.weight.clone()),
+        conv1_weight: Some(model.first_weight().to_owned()),
         cross_domain,
     })
 }

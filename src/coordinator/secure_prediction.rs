@@ -27,7 +27,7 @@
 
 use std::sync::Arc;
 
-use ndarray::Array4;
+use ndarray::Array2;
 use rand_core::CryptoRngCore;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -36,17 +36,20 @@ use crate::coordinator::authority::Authority;
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainId, DomainPublicKey};
 use crate::coordinator::secure_training::backend::{
-    all_box_members, request_output_keys, solve_outputs, PreparedImage, FORWARD_HINT,
+    all_box_members, out_of_range_hint, request_output_keys, solve_outputs, PaddingPowers,
+    PreparedImage, FORWARD_HINT,
 };
 use crate::coordinator::secure_training::geometry::{self, LinearOutput};
-use crate::coordinator::secure_training::multiexp::recode;
 use crate::coordinator::secure_training::{EncryptionParams, SecureStats, SecureTrainingError};
 use crate::fe::dlog::BabyStepTable;
 use crate::fe::feip::{Ciphertext, Feip};
+use crate::fe::group::multiexp::recode;
 use crate::fe::group::PrimeOrderGroup;
 use crate::fe::serialize::WireFormat;
 use crate::nn::data::IMAGE_PIXELS;
-use crate::nn::first_layer::{check_bound, max_abs, QuantConfig, FILTERS, PATCH, POOLED_SIDE};
+use crate::nn::first_layer::{
+    check_bound, max_abs, FirstLayerSpec, QuantConfig, FILTERS, PATCH, POOLED_SIDE,
+};
 use crate::nn::lenet::LeNet5;
 use crate::nn::train::argmax;
 
@@ -231,6 +234,7 @@ pub struct SecurePredictor<G: PrimeOrderGroup, K: KeyService<G>> {
     params: EncryptionParams,
     keys: K,
     table: Arc<BabyStepTable<G>>,
+    powers: PaddingPowers<G>,
     stats: SecureStats,
 }
 
@@ -266,12 +270,14 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             )));
         }
         params.pixel_encoding()?;
+        let powers = PaddingPowers::new(table.group());
         Ok(Self {
             model,
             quant,
             params: query_params(&params),
             keys,
             table,
+            powers,
             stats: SecureStats::default(),
         })
     }
@@ -326,7 +332,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
                 "{domain} is not a query domain of this server's parameters"
             )));
         }
-        let wq = self.quant.encode_weights(self.model.conv1.weight.view())?;
+        let wq = self.quant.encode_weights(self.model.first_weight())?;
         let enc = self.params.pixel_encoding()?;
         check_bound(
             "conv1 forward z (worst case)",
@@ -334,6 +340,15 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             i64::MAX as u64,
             "lower --scale-w or --scale-x",
         )?;
+        let worst = wq
+            .rows()
+            .into_iter()
+            .map(|r| r.iter().map(|&w| i128::from(w).abs()).sum::<i128>())
+            .max()
+            .unwrap_or(0)
+            * 4
+            * i128::from(enc.max_abs());
+        let hint = out_of_range_hint(worst, self.quant.forward_bound, FORWARD_HINT);
         let wq: Vec<i64> = wq.iter().copied().collect();
         let outputs = geometry::forward_outputs(&wq, enc.encode(0));
 
@@ -355,19 +370,21 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             .collect();
         self.stats.fe_seconds += t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
+        let count = elements.len() as u64;
         let z = solve_outputs(
             &self.table,
-            &elements,
+            &self.powers,
+            elements,
             &outputs,
             &keys,
             self.quant.forward_bound,
             FORWARD_LAYER,
-            FORWARD_HINT,
+            hint,
         )?;
         self.stats.dlog_seconds += t.elapsed().as_secs_f64();
-        self.stats.decryptions += elements.len() as u64;
+        self.stats.decryptions += count;
 
-        let z = Array4::from_shape_vec((1, FILTERS, POOLED_SIDE, POOLED_SIDE), z)
+        let z = Array2::from_shape_vec((1, FILTERS * POOLED_SIDE * POOLED_SIDE), z)
             .map_err(|e| SecureTrainingError::Parameters(e.to_string()))?;
         check_bound(
             "conv1 forward z",
@@ -375,8 +392,12 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             self.quant.forward_bound,
             FORWARD_HINT,
         )?;
-        let bias1 = self.model.conv1.bias.to_vec();
-        let s1 = self.quant.decode_forward(z.view(), &bias1)?;
+        let bias1 = self.model.first_bias().to_vec();
+        let s1 = self.model.unflatten_first(self.quant.decode_forward(
+            &FirstLayerSpec::lenet5(),
+            z.view(),
+            &bias1,
+        )?)?;
         let probabilities = self.model.trunk_forward(s1).probs.row(0).to_vec();
         let class = argmax(&probabilities) as u8;
         Ok(Prediction {

@@ -58,10 +58,17 @@ pub mod encrypted_dataset;
 pub mod error;
 pub mod geometry;
 pub mod multiexp;
+pub mod session;
 
 pub use backend::{SecureFirstLayer, SecureStats};
 pub use encrypted_dataset::{
-    create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptedDatasetHeader,
-    EncryptionParams,
+    create_feature_domains, create_shard_domains, encrypt_or_reuse, encrypt_samples_or_reuse,
+    sweep_stale_temp_files, DataLayout, EncodedSamples, EncryptedDataset, EncryptedDatasetHeader,
+    EncryptionParams, MnistSamples, StaleTempFile,
 };
 pub use error::SecureTrainingError;
+pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};
+pub use session::{
+    group_name, EncryptedInput, LocalAuthority, SecureSummary, SecureTrainingSession,
+    DEFAULT_DLOG_HALF_WIDTH,
+};

@@ -505,9 +505,11 @@ impl<G: PrimeOrderGroup> Feip<G> {
         let num = self
             .group
             .vartime_multi_exp_i64(ct.ct.iter().zip(y.iter().copied()));
+        // num · ct0^{−sk}: the negated key costs nothing, an inversion (Z_p*) ~100 products.
+        let neg_sk = Zeroizing::new(self.group.scalar_neg(&key.sk));
         Ok(self
             .group
-            .div(&num, &self.group.vartime_exp(&ct.ct0, &key.sk)))
+            .op(&num, &self.group.vartime_exp(&ct.ct0, &neg_sk)))
     }
 
     /// Decrypt: `<x, y>` from `ct`, `sk_y` and `y`.
@@ -543,9 +545,11 @@ impl<G: PrimeOrderGroup> Feip<G> {
         let num = self
             .group
             .vartime_multi_exp_i64(terms.iter().map(|&(i, y)| (&ct.ct[i], y)));
+        // num · ct0^{−sk}: the negated key costs nothing, an inversion (Z_p*) ~100 products.
+        let neg_sk = Zeroizing::new(self.group.scalar_neg(&key.sk));
         Ok(self
             .group
-            .div(&num, &self.group.vartime_exp(&ct.ct0, &key.sk)))
+            .op(&num, &self.group.vartime_exp(&ct.ct0, &neg_sk)))
     }
 
     /// Decrypt for a sparse key vector.
@@ -604,10 +608,11 @@ impl<G: PrimeOrderGroup> Feip<G> {
                     .vartime_multi_exp_i64(terms.iter().map(|&(i, y)| (&ct.ct[i], y)))
             }
         };
-        let den = self
+        let neg_sk = Zeroizing::new(self.group.scalar_neg(&key.sk));
+        let den_inv = self
             .group
-            .vartime_exp_precomputed(&prepared.ct0_table, &key.sk);
-        Ok(self.group.div(&num, &den))
+            .vartime_exp_precomputed(&prepared.ct0_table, &neg_sk);
+        Ok(self.group.op(&num, &den_inv))
     }
 
     /// Decrypts one prepared ciphertext under many keys (in parallel with rayon for `n >= 256`), solving all

@@ -16,11 +16,11 @@
 //! | RFC 3526 MODP 3072 | [`modp::ModpGroup::rfc3526_3072`] | ~128 bits | paper-faithful |
 //!
 //! # Timing
-//! Functions without a `vartime_` prefix run in time independent of their secret inputs (for the
-//! Z_p* backend with num-bigint this is best effort; with the `gmp` feature exponentiation uses
-//! `mpz_powm_sec`). `vartime_` functions leak their exponents through timing and must only see
-//! public values — in this crate: key vectors `y`, function keys held by the decryptor, and
-//! ciphertexts.
+//! Functions without a `vartime_` prefix run in time independent of their secret inputs (see
+//! each backend's module docs for what that covers in each build: for the Z_p* backend with
+//! the `gmp` feature only exponentiation, through `mpz_powm_sec`). `vartime_` functions leak
+//! their exponents through timing and must only see public values — in this crate: key
+//! vectors `y`, function keys held by the decryptor, and ciphertexts.
 //!
 //! # Encodings
 //! Elements and scalars have canonical fixed-length byte encodings;
@@ -36,7 +36,10 @@ use zeroize::Zeroize;
 use crate::fe::error::GroupError;
 
 pub mod modp;
+pub mod multiexp;
 pub mod ristretto;
+
+pub use multiexp::{VartimeManyUseBase, VartimeWnafMultiExp};
 
 /// The minimum security level, in bits, that non-test constructors accept.
 pub const MIN_SECURITY_BITS: u32 = 112;
@@ -68,15 +71,35 @@ impl GroupId {
     }
 }
 
-/// A cyclic group of prime order `q` with generator `g`, written multiplicatively.
-///
-/// Implementations must make every method total: no method panics on any input that has the
-/// declared type. Decoding functions return [`GroupError`] for invalid bytes.
-pub trait PrimeOrderGroup: Clone + Debug + PartialEq + Eq + Send + Sync + 'static {
+/// The types of a group: its scalars and its elements (the base of [`PrimeOrderGroup`] and of
+/// the capability traits in [`multiexp`]).
+pub trait GroupTypes {
     /// An integer modulo the group order `q`.
     type Scalar: Clone + Debug + PartialEq + Eq + Send + Sync + Zeroize;
     /// A group element.
     type Element: Clone + Debug + PartialEq + Eq + Send + Sync;
+}
+
+/// A cyclic group of prime order `q` with generator `g`, written multiplicatively.
+///
+/// Implementations must make every method total: no method panics on any input that has the
+/// declared type. Decoding functions return [`GroupError`] for invalid bytes.
+///
+/// Every group also has the variable-time capabilities of [`multiexp`]
+/// ([`VartimeWnafMultiExp`], [`VartimeManyUseBase`]), implemented by each backend, so that
+/// generic code uses them without asking which group it runs on.
+pub trait PrimeOrderGroup:
+    GroupTypes
+    + VartimeWnafMultiExp
+    + VartimeManyUseBase
+    + Clone
+    + Debug
+    + PartialEq
+    + Eq
+    + Send
+    + Sync
+    + 'static
+{
     /// A constant-time fixed-base table for one element: costly to build, then
     /// [`exp_precomputed`](Self::exp_precomputed) is several times faster than
     /// [`exp`](Self::exp). Meant for long-lived public bases (the `h_i` of a public key).

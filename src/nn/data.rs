@@ -117,16 +117,275 @@ impl PixelNormalization {
     }
 }
 
-/// A set of 28x28 greyscale images with labels 0..=9, stored as bytes.
-#[derive(Clone, PartialEq, Eq)]
+/// The shape of one sample's input: a flat feature vector or a `C x H x W` image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputShape {
+    /// `n` features.
+    Flat(usize),
+    /// `channels x height x width`, row-major per channel.
+    Image {
+        /// Channels `C`.
+        channels: usize,
+        /// Rows `H`.
+        height: usize,
+        /// Columns `W`.
+        width: usize,
+    },
+}
+
+impl InputShape {
+    /// MNIST's `1 x 28 x 28`.
+    pub const MNIST: Self = Self::Image {
+        channels: 1,
+        height: IMAGE_SIDE,
+        width: IMAGE_SIDE,
+    };
+
+    /// Values per sample.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match *self {
+            Self::Flat(n) => n,
+            Self::Image {
+                channels,
+                height,
+                width,
+            } => channels * height * width,
+        }
+    }
+
+    /// Whether a sample has no values.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `(C, H, W)` of an image, `None` for a flat shape.
+    #[must_use]
+    pub fn image_dims(&self) -> Option<(usize, usize, usize)> {
+        match *self {
+            Self::Flat(_) => None,
+            Self::Image {
+                channels,
+                height,
+                width,
+            } => Some((channels, height, width)),
+        }
+    }
+}
+
+impl std::fmt::Display for InputShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Flat(n) => write!(f, "{n} features"),
+            Self::Image {
+                channels,
+                height,
+                width,
+            } => write!(f, "{channels}x{height}x{width} image"),
+        }
+    }
+}
+
+/// Public per-feature standardisation `X_q = (v_q - mean_q) / std_q`, fitted by the data owner
+/// on the training split. Encoding (in `f64`): `xq = round(X_q · S_x)`; a feature whose
+/// standardised value is NaN, infinite or beyond `±max_abs` is an error naming it, never a
+/// wrap.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Standardization {
+    /// Per-feature means.
+    pub mean: Vec<f64>,
+    /// Per-feature standard deviations (a constant feature gets 1).
+    pub std: Vec<f64>,
+    /// Largest encodable `|X_q|`.
+    pub max_abs: f64,
+}
+
+impl Standardization {
+    /// The default bound on `|X_q|`: 32 standard deviations.
+    pub const DEFAULT_MAX_ABS: f64 = 32.0;
+
+    /// Fits mean and (population) standard deviation per feature of `values` (row-major,
+    /// `features` per sample), in `f64`. A feature with zero spread gets `std = 1`.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] for no samples, a ragged table or a non-finite value.
+    pub fn fit(values: &[f32], features: usize) -> Result<Self, DataError> {
+        if features == 0 || values.is_empty() || !values.len().is_multiple_of(features) {
+            return Err(DataError::Invalid(format!(
+                "cannot fit a standardisation to {} values of {features} features",
+                values.len()
+            )));
+        }
+        let n = (values.len() / features) as f64;
+        let mut mean = vec![0.0f64; features];
+        for (k, &v) in values.iter().enumerate() {
+            if !v.is_finite() {
+                return Err(DataError::Invalid(format!(
+                    "sample {} feature {} is {v}",
+                    k / features,
+                    k % features
+                )));
+            }
+            mean[k % features] += f64::from(v);
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0.0f64; features];
+        for (k, &v) in values.iter().enumerate() {
+            let d = f64::from(v) - mean[k % features];
+            var[k % features] += d * d;
+        }
+        let std = var
+            .into_iter()
+            .map(|v| {
+                let s = (v / n).sqrt();
+                if s > 0.0 {
+                    s
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Ok(Self {
+            mean,
+            std,
+            max_abs: Self::DEFAULT_MAX_ABS,
+        })
+    }
+}
+
+/// The declared public input encoding of a dataset: how raw values become the network's
+/// float inputs and the fixed-point integers `xq` the first layer (and FEIP) works on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum InputEncoding {
+    /// The same affine map for every feature, `X = (v - offset) / divisor` (MNIST:
+    /// [`PixelNormalization::default`]); float inputs in `f32`, `xq = round(X · S_x)` in `f64`.
+    Uniform(PixelNormalization),
+    /// Per-feature standardisation.
+    Standardized(Standardization),
+}
+
+impl Default for InputEncoding {
+    fn default() -> Self {
+        Self::Uniform(PixelNormalization::default())
+    }
+}
+
+impl InputEncoding {
+    /// Checks the parameters for `features` features.
+    ///
+    /// # Errors
+    /// [`NnError::InvalidConfig`] naming the problem.
+    pub fn validate(&self, features: usize) -> Result<(), NnError> {
+        match self {
+            Self::Uniform(n) => n.validate(),
+            Self::Standardized(s) => {
+                if s.mean.len() != features || s.std.len() != features {
+                    return Err(NnError::InvalidConfig(format!(
+                        "standardisation has {} means and {} deviations for {features} features",
+                        s.mean.len(),
+                        s.std.len()
+                    )));
+                }
+                let bad = s.mean.iter().any(|m| !m.is_finite())
+                    || s.std.iter().any(|d| !(d.is_finite() && *d > 0.0))
+                    || !(s.max_abs.is_finite() && s.max_abs > 0.0);
+                if bad {
+                    return Err(NnError::InvalidConfig(
+                        "standardisation needs finite means, finite positive deviations and a \
+                         finite positive bound"
+                            .into(),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The float input of raw value `v` of feature `q`.
+    #[must_use]
+    pub fn normalize(&self, q: usize, v: f32) -> f32 {
+        match self {
+            Self::Uniform(n) => (v - n.offset) / n.divisor,
+            Self::Standardized(s) => ((f64::from(v) - s.mean[q]) / s.std[q]) as f32,
+        }
+    }
+
+    /// The normalised value of raw `v` of feature `q` in `f64` (what is encoded).
+    #[must_use]
+    pub fn normalize_f64(&self, q: usize, v: f32) -> f64 {
+        match self {
+            Self::Uniform(n) => (f64::from(v) - f64::from(n.offset)) / f64::from(n.divisor),
+            Self::Standardized(s) => (f64::from(v) - s.mean[q]) / s.std[q],
+        }
+    }
+
+    /// The float value the first layer's padding takes: the encoding of a raw 0 (MNIST's black
+    /// pixel) for a uniform encoding, 0 (the mean) for a standardisation.
+    #[must_use]
+    pub fn padding_value(&self) -> f32 {
+        match self {
+            Self::Uniform(n) => n.apply(0),
+            Self::Standardized(_) => 0.0,
+        }
+    }
+
+    /// `xq` of the padding, `round(padding · S_x)` (MNIST at `S_x = 80`: -33).
+    ///
+    /// # Errors
+    /// [`NnError::InvalidConfig`] or [`NnError::Encoding`] for an unusable scale.
+    pub fn padding_xq(&self, scale_x: f64) -> Result<i64, NnError> {
+        match self {
+            Self::Uniform(n) => encode_one(scale_x, n.apply_f64(0)),
+            Self::Standardized(_) => Ok(0),
+        }
+    }
+
+    /// The uniform normalisation, if this is one.
+    #[must_use]
+    pub fn uniform(&self) -> Option<PixelNormalization> {
+        match self {
+            Self::Uniform(n) => Some(*n),
+            Self::Standardized(_) => None,
+        }
+    }
+}
+
+fn encode_one(scale_x: f64, x: f64) -> Result<i64, NnError> {
+    let codec = crate::fe::encoding::FixedPoint::new(scale_x)
+        .map_err(|e| NnError::InvalidConfig(e.to_string()))?;
+    codec.encode(x).map_err(|source| NnError::Encoding {
+        what: "input features",
+        source,
+        hint: "lower scale_x",
+    })
+}
+
+/// The stored raw values: bytes (MNIST pixels) or `f32`.
+#[derive(Clone, PartialEq)]
+enum Values {
+    Bytes(Vec<u8>),
+    Floats(Vec<f32>),
+}
+
+/// A labelled dataset: per sample, the raw values of an [`InputShape`] (bytes or `f32`) and a
+/// label in `0..classes`, together with the public [`InputEncoding`] that turns raw values into
+/// network inputs and fixed-point integers.
+#[derive(Clone, PartialEq)]
 pub struct Dataset {
-    images: Vec<u8>,
+    values: Values,
     labels: Vec<u8>,
+    classes: usize,
+    shape: InputShape,
+    encoding: InputEncoding,
 }
 
 impl std::fmt::Debug for Dataset {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Not the 784 bytes per image: a summary.
+        // Not the values: a summary.
         f.debug_struct("Dataset")
             .field("len", &self.len())
             .finish_non_exhaustive()
@@ -134,27 +393,104 @@ impl std::fmt::Debug for Dataset {
 }
 
 impl Dataset {
-    /// Builds a dataset from `n * 784` pixel bytes and `n` labels.
+    /// An MNIST-shaped dataset from `n * 784` pixel bytes and `n` labels in `0..10`, encoded by
+    /// [`PixelNormalization::default`].
     ///
     /// # Errors
-    /// [`DataError::Corrupt`] (with an empty path) if the lengths disagree or a label exceeds 9.
+    /// [`DataError::Invalid`] if the lengths disagree or a label exceeds 9.
     pub fn new(images: Vec<u8>, labels: Vec<u8>) -> Result<Self, DataError> {
-        let bad = |reason: String| DataError::Corrupt {
-            path: PathBuf::new(),
-            reason,
-        };
-        if images.len() != labels.len() * IMAGE_PIXELS {
-            return Err(bad(format!(
-                "{} pixel bytes for {} labels (expected {} per image)",
-                images.len(),
-                labels.len(),
-                IMAGE_PIXELS
+        Self::from_bytes(
+            InputShape::MNIST,
+            CLASSES,
+            images,
+            labels,
+            InputEncoding::default(),
+        )
+    }
+
+    /// A dataset of byte values.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] if `values.len() != labels.len() · shape.len()`, a label is
+    /// `>= classes`, or `classes` is not in `2..=256`.
+    pub fn from_bytes(
+        shape: InputShape,
+        classes: usize,
+        values: Vec<u8>,
+        labels: Vec<u8>,
+        encoding: InputEncoding,
+    ) -> Result<Self, DataError> {
+        Self::check(shape, classes, values.len(), &labels)?;
+        Ok(Self {
+            values: Values::Bytes(values),
+            labels,
+            classes,
+            shape,
+            encoding,
+        })
+    }
+
+    /// A dataset of `f32` values (each finite).
+    ///
+    /// # Errors
+    /// As [`from_bytes`](Self::from_bytes), and [`DataError::Invalid`] naming the first
+    /// non-finite value.
+    pub fn from_f32(
+        shape: InputShape,
+        classes: usize,
+        values: Vec<f32>,
+        labels: Vec<u8>,
+        encoding: InputEncoding,
+    ) -> Result<Self, DataError> {
+        Self::check(shape, classes, values.len(), &labels)?;
+        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::Invalid(format!(
+                "sample {} feature {} is {}",
+                k / shape.len(),
+                k % shape.len(),
+                values[k]
             )));
         }
-        if let Some(&l) = labels.iter().find(|&&l| usize::from(l) >= CLASSES) {
-            return Err(bad(format!("label {l} is not a digit")));
+        Ok(Self {
+            values: Values::Floats(values),
+            labels,
+            classes,
+            shape,
+            encoding,
+        })
+    }
+
+    fn check(
+        shape: InputShape,
+        classes: usize,
+        values: usize,
+        labels: &[u8],
+    ) -> Result<(), DataError> {
+        if !(2..=256).contains(&classes) {
+            return Err(DataError::Invalid(format!(
+                "{classes} classes; between 2 and 256 are supported"
+            )));
         }
-        Ok(Self { images, labels })
+        if shape.is_empty() || values != labels.len() * shape.len() {
+            return Err(DataError::Invalid(format!(
+                "{values} values for {} labels (expected {} per sample, a {shape})",
+                labels.len(),
+                shape.len()
+            )));
+        }
+        if let Some(&l) = labels.iter().find(|&&l| usize::from(l) >= classes) {
+            return Err(DataError::Invalid(format!(
+                "label {l} is not a class in 0..{classes}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The same samples with another encoding.
+    #[must_use]
+    pub fn with_encoding(mut self, encoding: InputEncoding) -> Self {
+        self.encoding = encoding;
+        self
     }
 
     /// Number of examples.
@@ -169,13 +505,58 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// The 784 pixels of example `i`, row-major.
+    /// Number of classes.
+    #[must_use]
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The shape of one sample.
+    #[must_use]
+    pub fn shape(&self) -> InputShape {
+        self.shape
+    }
+
+    /// The input encoding.
+    #[must_use]
+    pub fn encoding(&self) -> &InputEncoding {
+        &self.encoding
+    }
+
+    /// The raw bytes of example `i`, if the dataset holds bytes (MNIST).
     ///
     /// # Panics
-    /// If `i >= len()`; callers inside the crate check indices first.
+    /// If `i >= len()`.
+    #[must_use]
+    pub fn bytes(&self, i: usize) -> Option<&[u8]> {
+        let n = self.shape.len();
+        match &self.values {
+            Values::Bytes(b) => Some(&b[i * n..(i + 1) * n]),
+            Values::Floats(_) => None,
+        }
+    }
+
+    /// The 784 pixels of MNIST example `i`, row-major.
+    ///
+    /// # Panics
+    /// If `i >= len()` or the dataset does not hold bytes (only MNIST does); generic code uses
+    /// [`encode_sample`](Self::encode_sample) or [`write_normalized`](Self::write_normalized).
     #[must_use]
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]
+        self.bytes(i).expect("a byte (MNIST) dataset")
+    }
+
+    /// The raw value of feature `q` of example `i`.
+    ///
+    /// # Panics
+    /// If out of range.
+    #[must_use]
+    pub fn raw(&self, i: usize, q: usize) -> f32 {
+        let k = i * self.shape.len() + q;
+        match &self.values {
+            Values::Bytes(b) => f32::from(b[k]),
+            Values::Floats(v) => v[k],
+        }
     }
 
     /// The label of example `i`.
@@ -205,17 +586,85 @@ impl Dataset {
                 available: self.len(),
             });
         }
+        let m = n * self.shape.len();
         Ok(Self {
-            images: self.images[..n * IMAGE_PIXELS].to_vec(),
+            values: match &self.values {
+                Values::Bytes(b) => Values::Bytes(b[..m].to_vec()),
+                Values::Floats(v) => Values::Floats(v[..m].to_vec()),
+            },
             labels: self.labels[..n].to_vec(),
+            classes: self.classes,
+            shape: self.shape,
+            encoding: self.encoding.clone(),
         })
+    }
+
+    /// Writes the normalised float input of example `i` (`shape().len()` values) into `out`.
+    ///
+    /// # Panics
+    /// If `i >= len()` or `out` has the wrong length.
+    pub fn write_normalized(&self, i: usize, out: &mut [f32]) {
+        let n = self.shape.len();
+        assert_eq!(out.len(), n, "normalised sample length");
+        match (&self.values, &self.encoding) {
+            (Values::Bytes(b), InputEncoding::Uniform(norm)) => {
+                let table: [f32; 256] = std::array::from_fn(|p| norm.apply(p as u8));
+                for (o, &p) in out.iter_mut().zip(&b[i * n..(i + 1) * n]) {
+                    *o = table[usize::from(p)];
+                }
+            }
+            _ => {
+                for (q, o) in out.iter_mut().enumerate() {
+                    *o = self.encoding.normalize(q, self.raw(i, q));
+                }
+            }
+        }
+    }
+
+    /// `xq` of example `i`: `round(X_q · S_x)` per feature (see [`InputEncoding`]).
+    ///
+    /// # Errors
+    /// [`NnError::IndexOutOfRange`]; [`NnError::FeatureOutOfRange`] naming the feature if its
+    /// normalised value is not finite or beyond the encoding's bound; encoding errors for an
+    /// unusable scale.
+    pub fn encode_sample(&self, i: usize, scale_x: f64) -> Result<Vec<i64>, NnError> {
+        if i >= self.len() {
+            return Err(NnError::IndexOutOfRange {
+                index: i,
+                len: self.len(),
+            });
+        }
+        let codec = crate::fe::encoding::FixedPoint::new(scale_x)
+            .map_err(|e| NnError::InvalidConfig(e.to_string()))?;
+        let bound = match &self.encoding {
+            InputEncoding::Standardized(s) => s.max_abs,
+            InputEncoding::Uniform(_) => f64::INFINITY,
+        };
+        (0..self.shape.len())
+            .map(|q| {
+                let x = self.encoding.normalize_f64(q, self.raw(i, q));
+                if !x.is_finite() || x.abs() > bound {
+                    return Err(NnError::FeatureOutOfRange {
+                        sample: i,
+                        feature: q,
+                        value: x,
+                        bound,
+                    });
+                }
+                codec.encode(x).map_err(|source| NnError::Encoding {
+                    what: "input features",
+                    source,
+                    hint: "lower scale_x",
+                })
+            })
+            .collect()
     }
 
     /// Writes example `i`, padded to 32x32 with black pixels and normalised by `norm`, into
     /// `out` (length 1024).
     ///
     /// # Panics
-    /// If `i >= len()` or `out.len() != 1024`.
+    /// If `i >= len()`, `out.len() != 1024` or the dataset is not MNIST bytes.
     pub fn write_padded_f32(&self, i: usize, out: &mut [f32], norm: &PixelNormalization) {
         assert_eq!(out.len(), PADDED_SIDE * PADDED_SIDE);
         let table: [f32; 256] = std::array::from_fn(|p| norm.apply(p as u8));
@@ -289,10 +738,13 @@ pub fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, Data
             reason: format!("label {l} is not a digit 0..=9"),
         });
     }
-    Ok(Dataset {
-        images: pixels,
-        labels: labs,
-    })
+    Dataset::from_bytes(
+        InputShape::MNIST,
+        CLASSES,
+        pixels,
+        labs,
+        InputEncoding::default(),
+    )
 }
 
 /// Reads `dir/name.gz` (or `dir/name`) as an IDX file of unsigned bytes with `ndim` dimensions.
@@ -396,11 +848,11 @@ pub fn parse_idx(path: &Path, bytes: &[u8], ndim: u8) -> Result<(Vec<usize>, Vec
     Ok((dims, bytes[header_len..].to_vec()))
 }
 
-/// A secret permutation `π` of the ten classes (CryptoNN's random label mapping).
+/// A secret permutation `π` of the classes (CryptoNN's random label mapping).
 #[derive(Clone, PartialEq, Eq)]
 pub struct LabelPermutation {
-    forward: [u8; CLASSES],
-    inverse: [u8; CLASSES],
+    forward: Vec<u8>,
+    inverse: Vec<u8>,
 }
 
 impl std::fmt::Debug for LabelPermutation {
@@ -411,32 +863,43 @@ impl std::fmt::Debug for LabelPermutation {
 }
 
 impl LabelPermutation {
-    /// The identity mapping.
+    /// The identity mapping of `classes` classes (at most 256).
     #[must_use]
-    pub fn identity() -> Self {
-        let id = std::array::from_fn(|i| i as u8);
+    pub fn identity(classes: usize) -> Self {
+        let id: Vec<u8> = (0..classes.min(256)).map(|i| i as u8).collect();
         Self {
-            forward: id,
+            forward: id.clone(),
             inverse: id,
         }
     }
 
-    /// A uniformly random permutation drawn from `seed` (ChaCha8, its own stream).
+    /// A uniformly random permutation of `classes` classes (at most 256) drawn from `seed`
+    /// (ChaCha8, its own stream). For 10 classes it is the mapping every earlier version drew.
     #[must_use]
-    pub fn from_seed(seed: u64) -> Self {
-        let mut forward: [u8; CLASSES] = std::array::from_fn(|i| i as u8);
+    pub fn from_seed(seed: u64, classes: usize) -> Self {
+        let mut forward: Vec<u8> = (0..classes.min(256)).map(|i| i as u8).collect();
         forward.shuffle(&mut seeded_rng(seed, RngStream::LabelPermutation));
-        let mut inverse = [0u8; CLASSES];
+        Self::from_forward(forward)
+    }
+
+    fn from_forward(forward: Vec<u8>) -> Self {
+        let mut inverse = vec![0u8; forward.len()];
         for (y, &k) in forward.iter().enumerate() {
             inverse[usize::from(k)] = y as u8;
         }
         Self { forward, inverse }
     }
 
+    /// Number of classes.
+    #[must_use]
+    pub fn classes(&self) -> usize {
+        self.forward.len()
+    }
+
     /// `π(label)`: the class the network is trained to predict for a true label.
     ///
     /// # Panics
-    /// If `label >= 10`.
+    /// If `label >= classes()`.
     #[must_use]
     pub fn apply(&self, label: u8) -> u8 {
         self.forward[usize::from(label)]
@@ -445,7 +908,7 @@ impl LabelPermutation {
     /// `π⁻¹(class)`: the true label of a predicted class.
     ///
     /// # Panics
-    /// If `class >= 10`.
+    /// If `class >= classes()`.
     #[must_use]
     pub fn invert(&self, class: u8) -> u8 {
         self.inverse[usize::from(class)]
@@ -458,7 +921,7 @@ mod tests {
 
     #[test]
     fn permutation_round_trips_and_is_a_bijection() {
-        let p = LabelPermutation::from_seed(7);
+        let p = LabelPermutation::from_seed(7, CLASSES);
         let mut seen = [false; CLASSES];
         for y in 0..CLASSES as u8 {
             assert_eq!(p.invert(p.apply(y)), y);
@@ -467,7 +930,7 @@ mod tests {
         assert!(seen.iter().all(|&s| s));
         assert_ne!(
             p,
-            LabelPermutation::identity(),
+            LabelPermutation::identity(CLASSES),
             "seed 7 should not give the identity"
         );
         assert_eq!(format!("{p:?}"), "LabelPermutation { .. }");

@@ -62,6 +62,9 @@ pub enum DataError {
         /// Its number of labels.
         n_labels: usize,
     },
+    /// A dataset's values, labels or shape are inconsistent.
+    #[error("invalid dataset: {0}")]
+    Invalid(String),
     /// More examples were asked for than the set holds.
     #[error("asked for {requested} examples but the {set} set holds only {available}")]
     TooFewExamples {
@@ -72,6 +75,9 @@ pub enum DataError {
         /// How many there are.
         available: usize,
     },
+    /// A table dataset (breast cancer, digits), its encoding or the data directory failed.
+    #[error(transparent)]
+    Dataset(#[from] crate::nn::datasets::DatasetError),
 }
 
 /// Why a network operation or a training run failed.
@@ -126,6 +132,39 @@ pub enum NnError {
         epoch: usize,
         /// The batch within the epoch (0-based).
         batch: usize,
+    },
+    /// An input feature cannot be encoded: its normalised value is not finite or exceeds the
+    /// encoding's bound.
+    #[error(
+        "sample {sample} feature {feature}: normalised value {value} is outside the encodable \
+         range ±{bound}"
+    )]
+    FeatureOutOfRange {
+        /// The sample index.
+        sample: usize,
+        /// The feature index.
+        feature: usize,
+        /// The normalised value.
+        value: f64,
+        /// The bound.
+        bound: f64,
+    },
+    /// A model declaration is invalid; the message names the layer.
+    #[error("model {model}: {reason}")]
+    Model {
+        /// The model's name.
+        model: String,
+        /// What is wrong, naming the layer.
+        reason: String,
+    },
+    /// A model file could not be read.
+    #[error("cannot read model file {path}: {source}")]
+    ModelFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// A sample index lies outside the dataset.
     #[error("sample index {index} out of range for a dataset of {len}")]

@@ -13,6 +13,25 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, Ix2};
 
 use crate::nn::init::Init;
 
+/// Hyper-parameters of a [`Linear`] layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinearConfig {
+    /// Inputs `in`.
+    pub inputs: usize,
+    /// Outputs `out`.
+    pub outputs: usize,
+}
+
+impl Default for LinearConfig {
+    /// LeNet-5's output layer, 84 → 10.
+    fn default() -> Self {
+        Self {
+            inputs: 84,
+            outputs: 10,
+        }
+    }
+}
+
 /// Gradients of a dense layer's parameters, summed over the samples seen.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearGrads {
@@ -39,6 +58,12 @@ impl Linear {
             weight: init.sample(Ix2(outputs, inputs), inputs, outputs, rng),
             bias: Array1::zeros(outputs),
         }
+    }
+
+    /// A layer of `config` with weights from `init` and zero biases.
+    #[must_use]
+    pub fn from_config<R: rand::Rng>(config: LinearConfig, init: Init, rng: &mut R) -> Self {
+        Self::new(config.inputs, config.outputs, init, rng)
     }
 
     /// `y = x · wᵀ + b`.

@@ -17,6 +17,198 @@
 
 use ndarray::{Array4, ArrayView4};
 
+/// Hyper-parameters of [`AvgPool2d`](avg_pool) and [`MaxPool2d`](max_pool): a `kernel x kernel`
+/// window moved by `stride` (no padding).
+///
+/// ```text
+/// output side = (side - kernel) / stride + 1
+/// avg: y[i, j] = (1 / kernel²) Σ_{a, b < kernel} x[stride·i + a, stride·j + b]
+/// max: y[i, j] = max of the same window (backward: dy to the first maximum, row-major)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pool2dConfig {
+    /// Window side.
+    pub kernel: usize,
+    /// Step between windows.
+    pub stride: usize,
+}
+
+impl Default for Pool2dConfig {
+    /// 2x2 windows with stride 2.
+    fn default() -> Self {
+        Self {
+            kernel: 2,
+            stride: 2,
+        }
+    }
+}
+
+impl Pool2dConfig {
+    /// Output side for an input side, or `None` if the window does not fit.
+    #[must_use]
+    pub fn output_side(&self, side: usize) -> Option<usize> {
+        if self.stride == 0 || self.kernel == 0 {
+            return None;
+        }
+        side.checked_sub(self.kernel).map(|d| d / self.stride + 1)
+    }
+
+    fn is_2x2(&self) -> bool {
+        self.kernel == 2 && self.stride == 2
+    }
+}
+
+/// Average pooling `[n, C, H, W] → [n, C, OH, OW]` (see [`Pool2dConfig`]).
+///
+/// # Panics
+/// If the window does not fit.
+#[must_use]
+pub fn avg_pool(x: ArrayView4<'_, f32>, cfg: Pool2dConfig) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    if cfg.is_2x2() && h % 2 == 0 && w % 2 == 0 {
+        return avg_pool2x2(x);
+    }
+    let (oh, ow) = (
+        cfg.output_side(h).expect("pool window fits"),
+        cfg.output_side(w).expect("pool window fits"),
+    );
+    let inv = 1.0 / (cfg.kernel * cfg.kernel) as f32;
+    Array4::from_shape_fn((n, c, oh, ow), |(m, ch, i, j)| {
+        let mut t = 0.0f32;
+        for a in 0..cfg.kernel {
+            for b in 0..cfg.kernel {
+                t += x[[m, ch, cfg.stride * i + a, cfg.stride * j + b]];
+            }
+        }
+        t * inv
+    })
+}
+
+/// Backward of [`avg_pool`]: each window receives `dy / kernel²`. `input` is `(H, W)`.
+#[must_use]
+pub fn avg_pool_backward(
+    dy: ArrayView4<'_, f32>,
+    cfg: Pool2dConfig,
+    input: (usize, usize),
+) -> Array4<f32> {
+    let (n, c, oh, ow) = dy.dim();
+    if cfg.is_2x2() && input == (2 * oh, 2 * ow) {
+        return avg_pool2x2_backward(dy);
+    }
+    let inv = 1.0 / (cfg.kernel * cfg.kernel) as f32;
+    let mut dx = Array4::<f32>::zeros((n, c, input.0, input.1));
+    for ((m, ch, i, j), &g) in dy.indexed_iter() {
+        for a in 0..cfg.kernel {
+            for b in 0..cfg.kernel {
+                dx[[m, ch, cfg.stride * i + a, cfg.stride * j + b]] += g * inv;
+            }
+        }
+    }
+    dx
+}
+
+/// Max pooling `[n, C, H, W] → [n, C, OH, OW]`; returns the output and, per output, the flat
+/// index `u·W + v` within its plane of the first maximum (for the backward pass).
+///
+/// # Panics
+/// If the window does not fit.
+#[must_use]
+pub fn max_pool(x: ArrayView4<'_, f32>, cfg: Pool2dConfig) -> (Array4<f32>, Array4<u32>) {
+    let (n, c, h, w) = x.dim();
+    let (oh, ow) = (
+        cfg.output_side(h).expect("pool window fits"),
+        cfg.output_side(w).expect("pool window fits"),
+    );
+    let mut y = Array4::<f32>::zeros((n, c, oh, ow));
+    let mut arg = Array4::<u32>::zeros((n, c, oh, ow));
+    for m in 0..n {
+        for ch in 0..c {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let (mut bu, mut bv) = (cfg.stride * i, cfg.stride * j);
+                    for a in 0..cfg.kernel {
+                        for b in 0..cfg.kernel {
+                            let (u, v) = (cfg.stride * i + a, cfg.stride * j + b);
+                            if x[[m, ch, u, v]] > x[[m, ch, bu, bv]] {
+                                (bu, bv) = (u, v);
+                            }
+                        }
+                    }
+                    y[[m, ch, i, j]] = x[[m, ch, bu, bv]];
+                    arg[[m, ch, i, j]] = (bu * w + bv) as u32;
+                }
+            }
+        }
+    }
+    (y, arg)
+}
+
+/// Backward of [`max_pool`]: `dy` goes to the recorded maximum (summed where windows
+/// overlap). `input` is `(H, W)`.
+#[must_use]
+pub fn max_pool_backward(
+    dy: ArrayView4<'_, f32>,
+    arg: ArrayView4<'_, u32>,
+    input: (usize, usize),
+) -> Array4<f32> {
+    let (n, c, _, _) = dy.dim();
+    let w = input.1;
+    let mut dx = Array4::<f32>::zeros((n, c, input.0, input.1));
+    for ((m, ch, i, j), &g) in dy.indexed_iter() {
+        let k = arg[[m, ch, i, j]] as usize;
+        dx[[m, ch, k / w, k % w]] += g;
+    }
+    dx
+}
+
+/// The dilated `p x p` box mean with stride 1 and dilation `s`,
+/// `A[u, v] = (1/p²) Σ_{di, dj < p} x[u + s·di, v + s·dj]`,
+/// `[n, C, H, W] → [n, C, H - s(p-1), W - s(p-1)]` (for `p = 2`, `s = 1` exactly
+/// [`box_mean2x2`]). A convolution of stride `s` followed by a `p x p` average pool of stride
+/// `p` equals a convolution of stride `s·p` of `A`.
+#[must_use]
+pub fn box_mean(x: ArrayView4<'_, f32>, p: usize, s: usize) -> Array4<f32> {
+    if p == 2 && s == 1 {
+        return box_mean2x2(x);
+    }
+    let (n, c, h, w) = x.dim();
+    let shrink = s * (p - 1);
+    let inv = 1.0 / (p * p) as f32;
+    Array4::from_shape_fn((n, c, h - shrink, w - shrink), |(m, ch, u, v)| {
+        let mut t = 0.0f32;
+        for di in 0..p {
+            for dj in 0..p {
+                t += x[[m, ch, u + s * di, v + s * dj]];
+            }
+        }
+        t * inv
+    })
+}
+
+/// The adjoint of [`box_mean`]; `input` is `(H, W)`.
+#[must_use]
+pub fn box_mean_backward(
+    da: ArrayView4<'_, f32>,
+    p: usize,
+    s: usize,
+    input: (usize, usize),
+) -> Array4<f32> {
+    if p == 2 && s == 1 {
+        return box_mean2x2_backward(da);
+    }
+    let (n, c, _, _) = da.dim();
+    let inv = 1.0 / (p * p) as f32;
+    let mut dx = Array4::<f32>::zeros((n, c, input.0, input.1));
+    for ((m, ch, u, v), &g) in da.indexed_iter() {
+        for di in 0..p {
+            for dj in 0..p {
+                dx[[m, ch, u + s * di, v + s * dj]] += g * inv;
+            }
+        }
+    }
+    dx
+}
+
 /// Applies `f(window, out_index)` to every 2x2 window (stride 2) of every plane of `x`, where
 /// `window = [x[2i, 2j], x[2i, 2j+1], x[2i+1, 2j], x[2i+1, 2j+1]]` (row-major in the window).
 fn for_each_window(x: ArrayView4<'_, f32>, mut f: impl FnMut([f32; 4], usize)) {
@@ -178,6 +370,37 @@ mod tests {
         assert_eq!(arg.into_raw_vec_and_offset().0, vec![3, 0]);
         let b = box_mean2x2(x.view());
         assert_eq!(b.into_raw_vec_and_offset().0, vec![2.5, 2.75, 1.0]);
+    }
+
+    #[test]
+    fn generic_pools_match_the_2x2_ones_and_are_adjoints() {
+        let x = ramp((2, 3, 7, 5));
+        let cfg = Pool2dConfig {
+            kernel: 3,
+            stride: 2,
+        };
+        let y = avg_pool(x.view(), cfg);
+        assert_eq!(y.dim(), (2, 3, 3, 2));
+        let dy = ramp((2, 3, 3, 2)).mapv(|v| v * 0.25 - 0.5);
+        let lhs = (&y * &dy).sum();
+        let rhs = (&x * &avg_pool_backward(dy.view(), cfg, (7, 5))).sum();
+        assert!((lhs - rhs).abs() < 1e-3);
+        let (m, arg) = max_pool(x.view(), cfg);
+        let lhs = (&m * &dy).sum();
+        let rhs = (&x * &max_pool_backward(dy.view(), arg.view(), (7, 5))).sum();
+        assert!((lhs - rhs).abs() < 1e-3);
+        // 2x2 / stride 2 agrees with the specialised functions.
+        let x = ramp((1, 2, 6, 4));
+        let (m1, _) = max_pool(x.view(), Pool2dConfig::default());
+        assert_eq!(m1, max_pool2x2(x.view()).0);
+        let b = box_mean(x.view(), 3, 2);
+        assert_eq!(b.dim(), (1, 2, 2, 0));
+        let b = box_mean(x.view(), 2, 2);
+        assert_eq!(b.dim(), (1, 2, 4, 2));
+        let z = ramp((1, 2, 4, 2));
+        let lhs = (&b * &z).sum();
+        let rhs = (&x * &box_mean_backward(z.view(), 2, 2, (6, 4))).sum();
+        assert!((lhs - rhs).abs() < 1e-3);
     }
 
     #[test]

@@ -16,15 +16,19 @@
 //! [`QuantizedFirstLayer`]): per mini-batch,
 //!
 //! 1. `wq = round(w₁ · S_w)`; the backend returns `z`; the server decodes
-//!    `P = z / (4 S_x S_w) + b₁` and runs the trunk forward per chunk (softmax `p`);
+//!    `P = z / (p² S_x S_w) + b₁` (`p` the folded pool, 1 for none) and runs the trunk forward
+//!    per chunk (softmax `p`);
 //! 2. the server sends `pq = round(p · S_p)`, the backend returns `eq = pq - yq`; the loss
 //!    gradient at the logits is `eq / S_p`, and the permuted label is read off `pq - eq`
 //!    (CryptoNN's known leakage) to report loss and accuracy;
 //! 3. the trunk backward runs per chunk, giving `dP`; the server sends `dq = round(dP · S_g)`,
-//!    the backend returns `G`, and `dW₁ = G / (4 S_x S_g)`; `db₁ = Σ dP` in float.
+//!    the backend returns `G`, and `dW₁ = G / (p² S_x S_g)`; `db₁ = Σ dP` in float.
 //!
 //! Then, in both modes, all gradients (sums over the batch) are divided by the batch size and
-//! SGD updates the parameters in [parameter order](crate::nn::lenet).
+//! SGD updates the parameters in [parameter order](crate::nn::model).
+//!
+//! Any declared model ([`ModelSpec`]) trains this way on any [`Dataset`] whose shape is its
+//! input; [`train`] is the entry point for plain and quantised runs.
 //!
 //! # Defaults
 //!
@@ -35,19 +39,17 @@
 
 use std::time::Instant;
 
-use ndarray::{concatenate, Array1, Array2, Array4, ArrayView2, Axis, Slice};
+use ndarray::{concatenate, Array1, Array2, ArrayD, ArrayView2, Axis, Slice};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 
-use crate::nn::conv::ConvGrads;
-use crate::nn::data::{Dataset, LabelPermutation, PixelNormalization, CLASSES};
+use crate::nn::data::{Dataset, InputEncoding, LabelPermutation, PixelNormalization};
 use crate::nn::error::{check_shape, NnError};
-use crate::nn::first_layer::{
-    FirstLayerBackend, QuantConfig, QuantizedFirstLayer, FILTERS, PATCH, POOLED_SIDE,
-};
+use crate::nn::first_layer::{check_input, FirstLayerBackend, QuantConfig, QuantizedFirstLayer};
 use crate::nn::init::{seeded_rng, RngStream};
-use crate::nn::lenet::{LayerOrder, LeNet5, LeNetConfig, LeNetGrads, TrunkCache, TrunkGrads};
+use crate::nn::lenet::LeNetConfig;
 use crate::nn::loss::{cross_entropy, softmax_cross_entropy_grad};
+use crate::nn::model::{Grads, Model, ModelSpec, TrunkCache};
 use crate::nn::optim::{LrSchedule, Sgd, SgdConfig};
 
 /// How the first layer is computed during training.
@@ -106,9 +108,11 @@ pub struct TrainConfig {
     pub sgd: SgdConfig,
     /// Seed of the weights, the shuffles and the label permutation.
     pub seed: u64,
-    /// Input normalisation (all modes).
+    /// The uniform normalisation of pixel datasets (MNIST); a dataset under a uniform
+    /// encoding must use exactly this one (checked). Datasets with a per-feature
+    /// standardisation carry their own encoding.
     pub normalization: PixelNormalization,
-    /// Architecture.
+    /// LeNet-5's architecture options (used by [`ModelSpec::lenet5`]; reported).
     pub lenet: LeNetConfig,
     /// Scales and bounds of the quantised first layer (unused in plain mode).
     pub quant: QuantConfig,
@@ -135,6 +139,69 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The recommended hyper-parameters of built-in `model` on `dataset` (`"mnist"`,
+    /// `"breast-cancer"`, `"digits"`); anything else gets [`TrainConfig::default`] (LeNet-5's).
+    /// Mode, seed and schedule are the defaults; set them as needed.
+    ///
+    /// | model, dataset | epochs | batch | lr | `S_x` | `S_w` | `forward_bound` | measured (quantised) |
+    /// |---|---|---|---|---|---|---|---|
+    /// | `lenet5`, `mnist` | 2 | 16 | 0.015 | 80 | 128 | 2^22 | >= 98.5 % (README) |
+    /// | `mlp`, `mnist` | 2 | 16 | 0.015 | 80 | 1024 | 2^23 | see `tests/nn_floors.rs` |
+    /// | `cnn-small`, `mnist` | 2 | 16 | 0.015 | 80 | 256 | 2^22 | |
+    /// | `mlp`, `breast-cancer` | 30 | 16 | 0.01 | 64 | 1024 | 2^22 | see `tests/nn_floors.rs` |
+    /// | `cnn-small`, `digits` | 30 | 16 | 0.015 | 64 | 256 | 2^22 | see `tests/nn_floors.rs` |
+    ///
+    /// All use momentum 0.9 with cosine annealing, chunks of 8, `S_g = S_p = 2^12` and a
+    /// gradient bound of 2^30. `S_x = 80` on MNIST keeps `xq = p - 33` exact; on standardised
+    /// data `S_x = 64` resolves 1/64 of a standard deviation. A dense first layer's weights are
+    /// small (He uniform: `|w| <= sqrt(6/784) ≈ 0.087` on MNIST), so it needs a finer `S_w`
+    /// than LeNet-5's 5x5 filters.
+    #[must_use]
+    pub fn recommended(model: &str, dataset: &str) -> Self {
+        let base = Self::default();
+        let quant = |scale_x: f64, scale_w: f64, forward_bound: u64| QuantConfig {
+            scale_x,
+            scale_w,
+            forward_bound,
+            ..QuantConfig::default()
+        };
+        let sgd = |lr: f32| SgdConfig {
+            lr,
+            ..SgdConfig::default()
+        };
+        match (model, dataset) {
+            ("mlp", "mnist") => Self {
+                quant: quant(80.0, 1024.0, 1 << 23),
+                ..base
+            },
+            ("cnn-small", "mnist") => Self {
+                quant: quant(80.0, 256.0, 1 << 22),
+                ..base
+            },
+            ("mlp", "breast-cancer") => Self {
+                epochs: 30,
+                sgd: sgd(0.01),
+                quant: quant(64.0, 1024.0, 1 << 22),
+                ..base
+            },
+            ("cnn-small", "digits") => Self {
+                epochs: 30,
+                sgd: sgd(0.015),
+                quant: quant(64.0, 256.0, 1 << 22),
+                ..base
+            },
+            ("mlp", _) => Self {
+                quant: quant(64.0, 1024.0, 1 << 22),
+                ..base
+            },
+            ("cnn-small", _) => Self {
+                quant: quant(64.0, 256.0, 1 << 22),
+                ..base
+            },
+            _ => base,
+        }
+    }
+
     /// Checks the configuration's values.
     ///
     /// # Errors
@@ -234,8 +301,10 @@ pub struct TrainReport {
     pub schedule: LrSchedule,
     /// Input normalisation.
     pub normalization: PixelNormalization,
-    /// Architecture.
+    /// LeNet-5's architecture options of the configuration.
     pub lenet: LeNetConfig,
+    /// The model's name ([`ModelSpec::name`]).
+    pub model: String,
     /// Quantisation (absent in plain mode).
     pub quant: Option<QuantConfig>,
     /// Test accuracy after each epoch, fractions.
@@ -250,7 +319,7 @@ pub struct TrainReport {
     pub images_per_second: f64,
     /// Wall seconds of the whole run, evaluation included.
     pub total_seconds: f64,
-    /// SHA-256 of the final parameters ([`LeNet5::weights_sha256`]).
+    /// SHA-256 of the final parameters ([`Model::weights_sha256`]).
     pub weights_sha256: String,
 }
 
@@ -263,31 +332,37 @@ pub struct StepOutcome {
     pub correct: usize,
 }
 
-/// Trains a fresh LeNet-5 (weights from `cfg.seed`) on `train` and evaluates on `test` after
-/// every epoch. Labels go through [`LabelPermutation::from_seed`]`(cfg.seed)` in every mode.
+/// Trains a fresh model of `spec` (weights from `cfg.seed`) on `train` and evaluates on `test`
+/// after every epoch. Labels go through [`LabelPermutation::from_seed`]`(cfg.seed, classes)` in
+/// every mode. This is the entry point for plain and quantised runs of any declared model on
+/// any dataset.
 ///
 /// # Errors
-/// [`NnError::InvalidConfig`] for a bad configuration (quantised mode needs the 1998 layer
-/// order), and any error of the quantised first layer or a diverging run.
+/// [`NnError::InvalidConfig`] for a bad configuration or a dataset that does not fit the model,
+/// [`NnError::Model`] for an invalid spec, and any error of the quantised first layer or a
+/// diverging run.
 pub fn train(
     cfg: &TrainConfig,
+    spec: &ModelSpec,
     train: &Dataset,
     test: &Dataset,
     observer: &mut dyn TrainObserver,
-) -> Result<(LeNet5, TrainReport), NnError> {
+) -> Result<(Model, TrainReport), NnError> {
     cfg.validate()?;
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
-    let labels = LabelPermutation::from_seed(cfg.seed);
+    let model = Model::new(spec, cfg.seed)?;
+    check_data(cfg, &model, train)?;
+    check_data(cfg, &model, test)?;
+    let labels = LabelPermutation::from_seed(cfg.seed, spec.classes);
     match cfg.mode {
         Mode::Plain => {
-            let step = |m: &mut LeNet5, sgd: &mut Sgd, batch: &[usize]| {
+            let step = |m: &mut Model, sgd: &mut Sgd, batch: &[usize]| {
                 plain_step(m, sgd, cfg, train, &labels, batch)
             };
             run_epochs(cfg, model, train.len(), test, &labels, None, observer, step)
         }
         Mode::Quantized => {
-            let mut backend =
-                QuantizedFirstLayer::new(train, labels.clone(), cfg.quant, cfg.normalization)?;
+            let first = *model.first_layer();
+            let mut backend = QuantizedFirstLayer::new(train, labels.clone(), cfg.quant, first)?;
             train_with_backend(cfg, model, &mut backend, test, &labels, observer)
         }
         Mode::Secure => Err(NnError::InvalidConfig(
@@ -305,36 +380,41 @@ pub fn train(
 /// [`FirstLayerBackend::mode`]).
 ///
 /// # Errors
-/// [`NnError::InvalidConfig`] unless the model uses the 1998 layer order; errors of the
-/// backend; [`NnError::NonFinite`] if training diverges.
+/// [`NnError::InvalidConfig`] unless the backend computes the model's first layer for its
+/// number of classes and `test` fits the model; errors of the backend; [`NnError::NonFinite`]
+/// if training diverges.
 pub fn train_with_backend<B: FirstLayerBackend + ?Sized>(
     cfg: &TrainConfig,
-    model: LeNet5,
+    model: Model,
     backend: &mut B,
     test: &Dataset,
     labels: &LabelPermutation,
     observer: &mut dyn TrainObserver,
-) -> Result<(LeNet5, TrainReport), NnError> {
+) -> Result<(Model, TrainReport), NnError> {
     cfg.validate()?;
-    if model.config.order != LayerOrder::LeCun1998 {
-        return Err(NnError::InvalidConfig(
-            "quantised and secure training need the LeCun 1998 layer order (conv1 and its \
-             average pooling form one linear map); use --layer-order lecun1998"
-                .into(),
-        ));
-    }
     let quant = *backend.quant_config();
     quant.validate()?;
-    if backend.normalization() != cfg.normalization {
+    check_data(cfg, &model, test)?;
+    if backend.spec() != model.first_layer() || backend.classes() != model.classes() {
         return Err(NnError::InvalidConfig(format!(
-            "the backend's pixel normalisation {:?} differs from the configuration's {:?}",
-            backend.normalization(),
-            cfg.normalization
+            "the backend computes {:?} with {} classes, the model's first layer is {:?} with {} \
+             classes",
+            backend.spec(),
+            backend.classes(),
+            model.first_layer(),
+            model.classes()
+        )));
+    }
+    if labels.classes() != model.classes() {
+        return Err(NnError::InvalidConfig(format!(
+            "a label permutation of {} classes for a model of {}",
+            labels.classes(),
+            model.classes()
         )));
     }
     let n = backend.len();
     let mode = backend.mode().to_string();
-    let step = |m: &mut LeNet5, sgd: &mut Sgd, batch: &[usize]| {
+    let step = |m: &mut Model, sgd: &mut Sgd, batch: &[usize]| {
         backend_step(m, sgd, cfg, &mut *backend, batch)
     };
     let (model, mut report) = run_epochs(cfg, model, n, test, labels, Some(quant), observer, step)?;
@@ -342,19 +422,46 @@ pub fn train_with_backend<B: FirstLayerBackend + ?Sized>(
     Ok((model, report))
 }
 
+/// Errors unless `data` fits `model` (shape, classes) and, for pixels under a uniform
+/// encoding, uses `cfg.normalization`.
+fn check_data(cfg: &TrainConfig, model: &Model, data: &Dataset) -> Result<(), NnError> {
+    check_input(model.first_layer(), data)?;
+    if data.classes() != model.classes() {
+        return Err(NnError::InvalidConfig(format!(
+            "the dataset has {} classes, the model {}",
+            data.classes(),
+            model.classes()
+        )));
+    }
+    check_encoding(cfg, data)
+}
+
+/// Errors if `data` holds pixels under a uniform encoding other than `cfg.normalization`.
+fn check_encoding(cfg: &TrainConfig, data: &Dataset) -> Result<(), NnError> {
+    match data.encoding() {
+        InputEncoding::Uniform(n) if *n != cfg.normalization => {
+            Err(NnError::InvalidConfig(format!(
+                "the dataset's pixel normalisation {n:?} differs from the configuration's {:?}",
+                cfg.normalization
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_epochs<S>(
     cfg: &TrainConfig,
-    mut model: LeNet5,
+    mut model: Model,
     train_len: usize,
     test: &Dataset,
     labels: &LabelPermutation,
     quant: Option<QuantConfig>,
     observer: &mut dyn TrainObserver,
     mut step: S,
-) -> Result<(LeNet5, TrainReport), NnError>
+) -> Result<(Model, TrainReport), NnError>
 where
-    S: FnMut(&mut LeNet5, &mut Sgd, &[usize]) -> Result<StepOutcome, NnError>,
+    S: FnMut(&mut Model, &mut Sgd, &[usize]) -> Result<StepOutcome, NnError>,
 {
     if train_len == 0 {
         return Err(NnError::InvalidConfig("the training set is empty".into()));
@@ -374,7 +481,8 @@ where
         momentum: cfg.sgd.momentum,
         schedule: cfg.sgd.schedule,
         normalization: cfg.normalization,
-        lenet: model.config,
+        lenet: cfg.lenet,
+        model: model.spec().name.clone(),
         quant,
         test_accuracy: vec![],
         train_loss: vec![],
@@ -506,18 +614,9 @@ pub(crate) fn argmax(row: &[f32]) -> usize {
 }
 
 /// Divides the summed gradients by `n` and takes an SGD step, unless a gradient is not finite.
-fn apply(
-    model: &mut LeNet5,
-    sgd: &mut Sgd,
-    mut grads: LeNetGrads,
-    n: usize,
-) -> Result<(), NnError> {
+fn apply(model: &mut Model, sgd: &mut Sgd, mut grads: Grads, n: usize) -> Result<(), NnError> {
     grads.scale(1.0 / n as f32);
-    if !grads
-        .tensors()
-        .iter()
-        .all(|t| t.iter().all(|v| v.is_finite()))
-    {
+    if !grads.is_finite() {
         // The epoch and batch are filled in by the epoch loop.
         return Err(NnError::NonFinite {
             what: "gradient",
@@ -528,7 +627,7 @@ fn apply(
     for (i, (p, g)) in model
         .parameters_mut()
         .into_iter()
-        .zip(grads.tensors())
+        .zip(&grads.tensors)
         .enumerate()
     {
         sgd.step(i, p, g);
@@ -546,6 +645,15 @@ fn reduce_in_order<T>(parts: Vec<T>, mut add: impl FnMut(&mut T, &T)) -> Option<
     Some(acc)
 }
 
+/// The full gradients from the first layer's and the trunk's.
+fn join_grads(weight: Array2<f32>, bias: Array1<f32>, trunk: Vec<Vec<f32>>) -> Grads {
+    let mut tensors = Vec::with_capacity(trunk.len() + 2);
+    tensors.push(weight.as_standard_layout().iter().copied().collect());
+    tensors.push(bias.to_vec());
+    tensors.extend(trunk);
+    Grads { tensors }
+}
+
 /// One plain SGD step on the examples `batch` of `data` (labels through `labels`), in chunks of
 /// `cfg.chunk_size`; `sgd` holds the learning rate to use.
 ///
@@ -554,7 +662,7 @@ fn reduce_in_order<T>(parts: Vec<T>, mut add: impl FnMut(&mut T, &T)) -> Option<
 /// [`NnError::NonFinite`] (epoch and batch 0) if a gradient is NaN or infinite — the
 /// parameters are then left unchanged.
 pub fn plain_step(
-    model: &mut LeNet5,
+    model: &mut Model,
     sgd: &mut Sgd,
     cfg: &TrainConfig,
     data: &Dataset,
@@ -567,25 +675,23 @@ pub fn plain_step(
             len: data.len(),
         });
     }
-    let m: &LeNet5 = model;
-    let parts: Vec<(LeNetGrads, StepOutcome)> = batch
-        .par_chunks(cfg.chunk_size)
+    let m: &Model = model;
+    let parts: Vec<(Grads, StepOutcome)> = batch
+        .par_chunks(cfg.chunk_size.max(1))
         .map(|idx| {
-            let x = LeNet5::input(data, idx, &cfg.normalization);
+            let x = m.input(data, idx);
             let y: Vec<u8> = idx.iter().map(|&i| labels.apply(data.label(i))).collect();
-            let (s1, c1) = m.stage1_forward(x.view());
-            let cache = m.trunk_forward(s1);
+            let (p1, c1) = m.first_forward(x.view());
+            let cache = m.trunk_forward(p1);
             let outcome = loss_and_correct(cache.probs.view(), &y);
             let dlogits = softmax_cross_entropy_grad(cache.probs.view(), &y);
-            let (trunk, ds1) = m.trunk_backward(&cache, dlogits.view());
-            let conv1 = m.stage1_backward(&c1, ds1.view());
-            (LeNetGrads { conv1, trunk }, outcome)
+            let (trunk, dp1) = m.trunk_backward(&cache, dlogits.view());
+            let (w, b) = m.first_backward(&c1, dp1.view());
+            (join_grads(w, b, trunk), outcome)
         })
         .collect();
     let (grads, outcome) = reduce_in_order(parts, |a, b| {
-        a.0.conv1.weight += &b.0.conv1.weight;
-        a.0.conv1.bias += &b.0.conv1.bias;
-        a.0.trunk.add_assign(&b.0.trunk);
+        a.0.add_assign(&b.0);
         a.1.loss_sum += b.1.loss_sum;
         a.1.correct += b.1.correct;
     })
@@ -601,9 +707,9 @@ fn implied_labels(pq: &Array2<i64>, eq: &Array2<i64>, one: i64) -> Result<Vec<u8
         .zip(eq.rows())
         .map(|(p, e)| {
             let y: Vec<i64> = p.iter().zip(e.iter()).map(|(a, b)| a - b).collect();
-            let hot: Vec<usize> = (0..CLASSES).filter(|&k| y[k] != 0).collect();
+            let hot: Vec<usize> = (0..y.len()).filter(|&k| y[k] != 0).collect();
             match hot.as_slice() {
-                [k] if y[*k] == one => Ok(*k as u8),
+                [k] if y[*k] == one && *k < 256 => Ok(*k as u8),
                 _ => Err(NnError::Backend(
                     format!("output error does not encode a one-hot label: pq - eq = {y:?}").into(),
                 )),
@@ -613,40 +719,36 @@ fn implied_labels(pq: &Array2<i64>, eq: &Array2<i64>, one: i64) -> Result<Vec<u8
 }
 
 /// One SGD step on the examples `batch` held by `backend` (see the module docs), in chunks of
-/// `cfg.chunk_size`; `sgd` holds the learning rate to use. The model must use the 1998 layer
-/// order (checked by [`train_with_backend`], asserted here).
+/// `cfg.chunk_size`; `sgd` holds the learning rate to use.
 ///
 /// # Errors
 /// Errors of the backend and of fixed-point encoding; [`NnError::Shape`] if the backend
 /// returns wrongly shaped integers; [`NnError::InvalidConfig`] for an empty batch;
 /// [`NnError::NonFinite`] as in [`plain_step`].
 pub fn backend_step<B: FirstLayerBackend + ?Sized>(
-    model: &mut LeNet5,
+    model: &mut Model,
     sgd: &mut Sgd,
     cfg: &TrainConfig,
     backend: &mut B,
     batch: &[usize],
 ) -> Result<StepOutcome, NnError> {
-    if model.config.order != LayerOrder::LeCun1998 {
-        return Err(NnError::InvalidConfig(
-            "backend-driven training needs the LeCun 1998 layer order".into(),
-        ));
-    }
     if batch.is_empty() {
         return Err(NnError::InvalidConfig("empty batch".into()));
     }
     let q = *backend.quant_config();
+    let spec = *model.first_layer();
+    let classes = model.classes();
     let chunk_size = cfg.chunk_size.max(1);
     let n = batch.len();
-    let wq = q.encode_weights(model.conv1.weight.view())?;
+    let wq = q.encode_weights(model.first_weight())?;
     let z = backend.forward(batch, wq.view())?;
     check_shape(
         "backend forward z",
-        &[n, FILTERS, POOLED_SIDE, POOLED_SIDE],
+        &[n, spec.outputs_per_sample()],
         z.shape(),
     )?;
-    let m: &LeNet5 = model;
-    let bias1 = m.conv1.bias.to_vec();
+    let m: &Model = model;
+    let bias1 = m.first_bias().to_vec();
     let ranges: Vec<(usize, usize)> = (0..n)
         .step_by(chunk_size)
         .map(|a| (a, (a + chunk_size).min(n)))
@@ -655,8 +757,8 @@ pub fn backend_step<B: FirstLayerBackend + ?Sized>(
     let caches: Vec<TrunkCache> = ranges
         .par_iter()
         .map(|&(a, b)| {
-            let p1 = q.decode_forward(z.slice_axis(Axis(0), Slice::from(a..b)), &bias1)?;
-            Ok(m.trunk_forward(p1))
+            let p1 = q.decode_forward(&spec, z.slice_axis(Axis(0), Slice::from(a..b)), &bias1)?;
+            Ok(m.trunk_forward(m.unflatten_first(p1)?))
         })
         .collect::<Result<_, NnError>>()?;
     let probs = concatenate(
@@ -667,20 +769,22 @@ pub fn backend_step<B: FirstLayerBackend + ?Sized>(
     // 2. the output error through the backend.
     let pq = q.encode_probabilities(probs.view())?;
     let eq = backend.output_error(batch, pq.view())?;
-    check_shape("backend output error eq", &[n, CLASSES], eq.shape())?;
+    check_shape("backend output error eq", &[n, classes], eq.shape())?;
     let y = implied_labels(&pq, &eq, q.one_hot_value())?;
     let outcome = loss_and_correct(probs.view(), &y);
     let dlogits = q.decode_output_error(eq.view());
     // 3. backward through the trunk, per chunk.
     // The server encodes dq = round(dP · S_g) per chunk, in parallel (exact, order-free).
-    let parts: Vec<(TrunkGrads, Array4<i64>, Array1<f32>)> = ranges
+    let outs = spec.outputs_per_sample();
+    let parts: Vec<ChunkBackward> = ranges
         .par_iter()
         .zip(caches.par_iter())
         .map(|(&(a, b), cache)| {
             let (grads, dp) =
                 m.trunk_backward(cache, dlogits.slice_axis(Axis(0), Slice::from(a..b)));
-            let db = dp.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
-            Ok((grads, q.encode_output_gradient(dp.view())?, db))
+            let db = Model::first_bias_grad(&dp);
+            let flat = flat_rows(dp, b - a, outs)?;
+            Ok((grads, q.encode_output_gradient(flat.view())?, db))
         })
         .collect::<Result<_, NnError>>()?;
     let dq = concatenate(
@@ -690,30 +794,47 @@ pub fn backend_step<B: FirstLayerBackend + ?Sized>(
     .map_err(|e| NnError::InvalidConfig(e.to_string()))?;
     // 4. the first layer's weight gradient through the backend.
     let g = backend.weight_gradient(batch, dq.view())?;
-    check_shape("backend weight gradient G", &[FILTERS, PATCH], g.shape())?;
-    let weight = q.decode_weight_gradient(g.view());
+    let (rows, cols) = spec.weight_shape();
+    check_shape("backend weight gradient G", &[rows, cols], g.shape())?;
+    let weight = q.decode_weight_gradient(&spec, g.view());
     let (trunk, _, bias) = reduce_in_order(parts, |a, b| {
-        a.0.add_assign(&b.0);
+        for (x, y) in a.0.iter_mut().zip(&b.0) {
+            for (u, v) in x.iter_mut().zip(y) {
+                *u += *v;
+            }
+        }
         a.2 += &b.2;
     })
     .ok_or_else(|| NnError::InvalidConfig("empty batch".into()))?;
-    let grads = LeNetGrads {
-        conv1: ConvGrads { weight, bias },
-        trunk,
-    };
-    apply(model, sgd, grads, n)?;
+    apply(model, sgd, join_grads(weight, bias, trunk), n)?;
     Ok(outcome)
 }
 
+/// A chunk's trunk gradients, encoded first-layer output gradient `dq` and bias gradient.
+type ChunkBackward = (Vec<Vec<f32>>, Array2<i64>, Array1<f32>);
+
+/// `dP` of a chunk as `[rows, outs]`.
+fn flat_rows(dp: ArrayD<f32>, rows: usize, outs: usize) -> Result<Array2<f32>, NnError> {
+    let found = dp.shape().to_vec();
+    dp.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((rows, outs))
+        .map_err(|_| NnError::Shape {
+            what: "first-layer output gradient",
+            expected: format!("[{rows}, {outs}]"),
+            found: format!("{found:?}"),
+        })
+}
+
 /// Test accuracy of `model` on `data`: the fraction of examples whose predicted class `k`
-/// satisfies `π⁻¹(k) = y`. With `quant`, stage 1 is computed in the quantised integer
-/// arithmetic (as the model was trained), otherwise in float. Uses `cfg.normalization` and
-/// `cfg.chunk_size`.
+/// satisfies `π⁻¹(k) = y`. With `quant`, the first layer is computed in the quantised integer
+/// arithmetic (as the model was trained), otherwise in float. Uses `cfg.chunk_size`.
 ///
 /// # Errors
-/// Quantisation errors (bounds, non-finite weights) in quantised evaluation.
+/// Quantisation errors (bounds, non-finite weights, out-of-range features) in quantised
+/// evaluation; [`NnError::InvalidConfig`] if the data does not fit the model.
 pub fn evaluate(
-    model: &LeNet5,
+    model: &Model,
     data: &Dataset,
     labels: &LabelPermutation,
     quant: Option<&QuantConfig>,
@@ -722,19 +843,21 @@ pub fn evaluate(
     if data.is_empty() {
         return Ok(0.0);
     }
+    check_input(model.first_layer(), data)?;
     let chunk_size = cfg.chunk_size.max(1);
     let indices: Vec<usize> = (0..data.len()).collect();
+    let spec = *model.first_layer();
     let mut quantized = match quant {
         Some(q) => Some((
-            QuantizedFirstLayer::new(data, LabelPermutation::identity(), *q, cfg.normalization)?,
-            q.encode_weights(model.conv1.weight.view())?,
+            QuantizedFirstLayer::new(data, LabelPermutation::identity(data.classes()), *q, spec)?,
+            q.encode_weights(model.first_weight())?,
             q,
         )),
         None => None,
     };
-    let bias1 = model.conv1.bias.to_vec();
+    let bias1 = model.first_bias().to_vec();
     let mut correct = 0usize;
-    // Blocks bound the memory of the integer stage 1; chunks are the parallel tasks.
+    // Blocks bound the memory of the integer first layer; chunks are the parallel tasks.
     for block in indices.chunks(1024) {
         let z = match quantized.as_mut() {
             Some((backend, wq, _)) => Some(backend.forward(block, wq.view())?),
@@ -747,22 +870,24 @@ pub fn evaluate(
         correct += ranges
             .par_iter()
             .map(|&(a, b)| {
-                let s1 = match (&z, &quantized) {
-                    (Some(z), Some((_, _, q))) => {
-                        q.decode_forward(z.slice_axis(Axis(0), Slice::from(a..b)), &bias1)?
-                    }
+                let p1 = match (&z, &quantized) {
+                    (Some(z), Some((_, _, q))) => model.unflatten_first(q.decode_forward(
+                        &spec,
+                        z.slice_axis(Axis(0), Slice::from(a..b)),
+                        &bias1,
+                    )?)?,
                     _ => {
-                        let x = LeNet5::input(data, &block[a..b], &cfg.normalization);
-                        model.stage1_forward(x.view()).0
+                        let x = model.input(data, &block[a..b]);
+                        model.first_forward(x.view()).0
                     }
                 };
-                let probs = model.trunk_forward(s1).probs;
+                let probs = model.trunk_forward(p1).probs;
                 Ok(probs
                     .rows()
                     .into_iter()
                     .zip(&block[a..b])
                     .filter(|(row, &i)| {
-                        let k = argmax(&row.to_vec()) as u8;
+                        let k = argmax(&row.to_vec()).min(255) as u8;
                         labels.invert(k) == data.label(i)
                     })
                     .count())

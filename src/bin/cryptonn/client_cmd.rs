@@ -13,7 +13,7 @@ use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
 
 use crate::connect::ConnectArgs;
-use crate::train_options::EncodingOptions;
+use cryptonn::cli::EncodingOptions;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -58,7 +58,7 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
     let mnist = Mnist::load(&a.data)?;
     let train = mnist.train.take(train_size, "training")?;
     let params: EncryptionParams = a.encoding.encryption_params();
-    let labels = LabelPermutation::from_seed(a.encoding.seed);
+    let labels = LabelPermutation::from_seed(a.encoding.seed, cryptonn::nn::data::CLASSES);
     let keys = a.connect.connect("client")?;
     let shards = u32::try_from(params.shards(train.len())).context("too many shards")?;
     // Reuse a dataset already in --out whose domains are still served (same data, parameters).

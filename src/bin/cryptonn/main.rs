@@ -28,7 +28,6 @@ mod predict_cmd;
 mod query_image;
 mod serve_predictions;
 mod server_cmd;
-mod train_options;
 
 use std::process::ExitCode;
 

@@ -122,7 +122,7 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let group = Ristretto255;
     let (image, source, label) = a.image()?;
-    let labels = LabelPermutation::from_seed(a.seed);
+    let labels = LabelPermutation::from_seed(a.seed, cryptonn::nn::data::CLASSES);
 
     let server = RemotePredictor::connect(group, a.server_config()?)?;
     let info = server

@@ -8,8 +8,9 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use cryptonn::coordinator::secure_prediction::SecurePredictor;
-use cryptonn::coordinator::secure_training::{EncryptedDataset, SecureFirstLayer};
-use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::coordinator::secure_training::{
+    ConvGeometry, EncryptedDataset, FirstLayerGeometry, SecureTrainingSession,
+};
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
@@ -18,7 +19,8 @@ use cryptonn::nn::train::{train_with_backend, BatchSchedule, Mode};
 
 use crate::connect::ConnectArgs;
 use crate::serve_predictions::ServeOptions;
-use crate::train_options::{print_final, write_json, Bars, SecureSummary, TrainOptions};
+use cryptonn::cli::{print_final, write_json, Bars, TrainOptions};
+use cryptonn::coordinator::secure_training::SecureSummary;
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
@@ -133,11 +135,10 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     data.verify_keys(&keys)
         .with_context(|| format!("checking {} against {}", path.display(), keys.peer()))?;
     let setup_seconds = t_setup.elapsed().as_secs_f64();
+    let session =
+        SecureTrainingSession::new(group, &a.cache_dir).dlog_half_width(a.train.dlog_half_width);
     let t_table = Instant::now();
-    let table = Arc::new(
-        BabyStepTable::load_or_build(group, a.train.dlog_half_width, &a.cache_dir)
-            .with_context(|| format!("discrete-log table in {}", a.cache_dir.display()))?,
-    );
+    let table = session.dlog_table()?;
     println!(
         "discrete-log table: half-width {} ({:.1} s)",
         a.train.dlog_half_width,
@@ -157,9 +158,15 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         keys.peer()
     );
     let peer = keys.peer().to_string();
-    let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
-    let labels = LabelPermutation::from_seed(cfg.seed);
-    let model = LeNet5::new(cfg.lenet, cfg.seed);
+    let mut backend = session.server_with_dataset(
+        keys,
+        data,
+        Arc::clone(&table),
+        cfg.quant,
+        FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
+    )?;
+    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
+    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let mut bars = Bars::new();
     let (model, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut bars)
         .with_context(|| format!("training with keys from {peer}"))?;
@@ -180,7 +187,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         encrypt_seconds: 0.0,
         reused: true,
         ciphertext_bytes,
-        stats: &s,
+        stats: s,
         setup_seconds,
         audit_records: None,
         audit_file: peer,

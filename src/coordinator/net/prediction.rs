@@ -518,6 +518,7 @@ impl<G: PrimeOrderGroup> RemotePredictor<G> {
                 divisor: r.pixel_divisor,
             },
             key_bound: r.key_bound,
+            layout: None,
         };
         params
             .feip_params()

@@ -33,13 +33,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
-use crate::coordinator::decrypt::{
-    vartime_decrypt_columns, vartime_decryption_element, DecryptTimes, DecryptionBases,
-    DecryptionColumn,
-};
+use crate::coordinator::decrypt::{vartime_decryption_element, DecryptionBases};
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{
     DomainId, FeboKeyItem, FeboKeyRequest, FeipKeyRequest, KeyVectorData,
@@ -47,21 +44,16 @@ use crate::coordinator::messages::{
 use crate::coordinator::secure_training::encrypted_dataset::EncryptedDataset;
 use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::coordinator::secure_training::geometry::{
-    self, box_members, LinearOutput, BOXES, GRADIENT_OUTPUTS,
-};
-use crate::coordinator::secure_training::multiexp::{
-    multi_exp, recode, Ct0Table, OddMultiples, Wnaf,
+    ConvGeometry, FirstLayerGeometry, LinearGeometry, LinearOutput,
 };
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
-use crate::fe::error::DlogError;
 use crate::fe::febo::{Febo, FeboOp};
 use crate::fe::feip::{Ciphertext, FunctionKey};
+use crate::fe::group::multiexp::{multi_exp, recode, Ct0Table, OddMultiples, Wnaf};
 use crate::fe::group::PrimeOrderGroup;
-use crate::nn::data::{PixelNormalization, CLASSES};
 use crate::nn::error::{check_shape, NnError};
 use crate::nn::first_layer::{
-    check_bound, max_abs, FirstLayerBackend, QuantConfig, BOX_SIDE, FILTERS, OUTPUTS, PATCH,
-    POOLED_SIDE,
+    check_bound, max_abs, FirstLayerBackend, FirstLayerSpec, QuantConfig,
 };
 
 /// Counters and timings of a secure training run.
@@ -91,11 +83,9 @@ pub(crate) struct PreparedImage<G: PrimeOrderGroup> {
     ct0: Ct0Table<G>,
 }
 
-/// The real pixels of each of the 961 boxes (row-major `u · 31 + v`).
+/// The real pixels of each of LeNet-5's 961 boxes (row-major `u · 31 + v`).
 pub(crate) fn all_box_members() -> Vec<Vec<usize>> {
-    (0..BOXES)
-        .map(|k| box_members(k / BOX_SIDE, k % BOX_SIDE))
-        .collect()
+    ConvGeometry::lenet5().all_box_members()
 }
 
 impl<G: PrimeOrderGroup> PreparedImage<G> {
@@ -120,8 +110,8 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
     }
 
     /// `g^{<xq, y> − padding} = ∏ Bct^{coef} / ct0^{sk_y}` of one output, from its recoded
-    /// box coefficients and its function key (the server's one decryption,
-    /// [`vartime_decryption_element`]).
+    /// box coefficients and its function key: the server's one decryption
+    /// ([`vartime_decryption_element`], shared with [`Server`](crate::coordinator::Server)).
     pub(crate) fn output_element(
         &self,
         group: &G,
@@ -132,20 +122,11 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
     }
 }
 
-/// Recoded box coefficients `(box, wnaf(c))`.
+/// The bases of an image are its box products `Bct`; a key vector comes as recoded box
+/// coefficients `(box, wnaf(c))`.
 impl<G: PrimeOrderGroup> DecryptionBases<G, [(usize, Wnaf)]> for PreparedImage<G> {
     fn vartime_numerator(&self, group: &G, terms: &[(usize, Wnaf)]) -> G::Element {
         multi_exp(group, &self.boxes, terms)
-    }
-    fn vartime_ct0_exp(&self, group: &G, sk: &G::Scalar) -> G::Element {
-        self.ct0.exp(group, sk)
-    }
-}
-
-/// Box coefficients `(box, c)`, recoded as they are used.
-impl<G: PrimeOrderGroup> DecryptionBases<G, [(usize, i64)]> for PreparedImage<G> {
-    fn vartime_numerator(&self, group: &G, terms: &[(usize, i64)]) -> G::Element {
-        multi_exp(group, &self.boxes, &recode(terms))
     }
     fn vartime_ct0_exp(&self, group: &G, sk: &G::Scalar) -> G::Element {
         self.ct0.exp(group, sk)
@@ -202,76 +183,109 @@ pub(crate) fn request_output_keys<G: PrimeOrderGroup, K: KeyService<G> + ?Sized>
         .collect())
 }
 
+/// `g^v` for the public padding terms `v` of the outputs: a fixed-base table of the generator
+/// (variable time; the padding terms are public).
+pub(crate) struct PaddingPowers<G: PrimeOrderGroup> {
+    table: Ct0Table<G>,
+}
+
+impl<G: PrimeOrderGroup> PaddingPowers<G> {
+    /// Builds the table of `group`'s generator.
+    pub(crate) fn new(group: &G) -> Self {
+        Self {
+            table: Ct0Table::new(group, &group.generator()),
+        }
+    }
+
+    /// `elem ← elem · g^v`.
+    fn shift(&self, group: &G, elem: &mut G::Element, v: i64) {
+        if v == 0 {
+            return;
+        }
+        let p = self.table.exp(
+            group,
+            &group.scalar_from_i64(i64::try_from(v.unsigned_abs()).unwrap_or(i64::MAX)),
+        );
+        if v > 0 {
+            group.op_assign(elem, &p);
+        } else {
+            group.div_assign(elem, &p);
+        }
+    }
+}
+
 /// Solves one image's output elements `elems` (one per output of `outs` that has a key, in
-/// order) and adds the public padding terms; outputs without a key are their padding.
+/// order, each `g^{<xq, y>}`): each is first shifted by its public padding term, so that the
+/// discrete-log search covers exactly the encoding's bound `|value| <= bound` (a diverging
+/// model fails after `bound / table width` giant steps, however large its padding terms).
+/// Outputs without a key are their padding term.
 ///
 /// # Errors
 /// [`SecureTrainingError::DlogOutOfRange`] naming `layer` and `hint` if a value lies outside
-/// `bound` plus the largest padding term.
+/// `bound`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn solve_outputs<G: PrimeOrderGroup>(
     table: &Arc<BabyStepTable<G>>,
-    elems: &[G::Element],
+    powers: &PaddingPowers<G>,
+    mut elems: Vec<G::Element>,
     outs: &[LinearOutput],
     keys: &[Option<FunctionKey<G>>],
     bound: u64,
     layer: &'static str,
     hint: &'static str,
 ) -> Result<Vec<i64>, SecureTrainingError> {
-    let solver = output_solver(table, outs, bound, layer)?;
-    let solved = solver.vartime_solve_batch(elems);
-    add_padding(outs, keys, solved, solver.bound(), layer, hint)
-}
-
-/// The solver of one image's outputs `outs`: `bound` plus their largest padding term.
-fn output_solver<G: PrimeOrderGroup>(
-    table: &Arc<BabyStepTable<G>>,
-    outs: &[LinearOutput],
-    bound: u64,
-    layer: &'static str,
-) -> Result<DlogSolver<G>, SecureTrainingError> {
-    let pad_max = outs
-        .iter()
-        .map(|o| o.padding.unsigned_abs())
-        .max()
-        .unwrap_or(0);
-    let bound = bound.saturating_add(pad_max);
-    DlogSolver::new(Arc::clone(table), bound).map_err(|e| {
+    let group = table.group();
+    let mut with_key = outs.iter().zip(keys).filter(|(_, k)| k.is_some());
+    for e in &mut elems {
+        if let Some((o, _)) = with_key.next() {
+            powers.shift(group, e, o.padding);
+        }
+    }
+    let solver = DlogSolver::new(Arc::clone(table), bound).map_err(|e| {
         SecureTrainingError::Parameters(format!(
             "{layer}: the discrete-log table cannot serve bound {bound}: {e}"
         ))
-    })
-}
-
-/// Adds the public padding terms to one image's solved values (one per output with a key);
-/// outputs without a key are their padding.
-fn add_padding<G: PrimeOrderGroup>(
-    outs: &[LinearOutput],
-    keys: &[Option<FunctionKey<G>>],
-    solved: Vec<Result<i64, DlogError>>,
-    bound: u64,
-    layer: &'static str,
-    hint: &'static str,
-) -> Result<Vec<i64>, SecureTrainingError> {
-    let mut solved = solved.into_iter();
+    })?;
+    let mut solved = solver.vartime_solve_batch(&elems).into_iter();
     outs.iter()
         .zip(keys)
         .map(|(o, k)| match k {
             None => Ok(o.padding),
             Some(_) => match solved.next() {
-                Some(Ok(v)) => Ok(v + o.padding),
+                Some(Ok(v)) => Ok(v),
                 _ => Err(SecureTrainingError::DlogOutOfRange { layer, bound, hint }),
             },
         })
         .collect()
 }
 
+/// Why a decrypted value can lie beyond its bound: the model diverged if the worst case of
+/// honest data (`worst`) exceeds `bound`; otherwise no encryption of encodable data gives such
+/// a value, and the ciphertext is not what the data owner encrypted.
+pub(crate) fn out_of_range_hint(worst: i128, bound: u64, diverged: &'static str) -> &'static str {
+    if worst.unsigned_abs() <= u128::from(bound) {
+        TAMPERED_HINT
+    } else {
+        diverged
+    }
+}
+
+/// The cause named when honest data cannot produce the value.
+pub(crate) const TAMPERED_HINT: &str = "the worst case of any encodable input fits the bound, \
+     so a ciphertext is not an encryption of the data owner's data under this domain's key \
+     (tampered or corrupt ciphertext, or one of another domain)";
+
 /// The secure first-layer backend (see the [module docs](self)).
 pub struct SecureFirstLayer<G: PrimeOrderGroup, K: KeyService<G>> {
     data: EncryptedDataset<G>,
     keys: K,
     table: Arc<BabyStepTable<G>>,
+    powers: PaddingPowers<G>,
     quant: QuantConfig,
     febo: Febo<G>,
+    geometry: FirstLayerGeometry,
+    spec: FirstLayerSpec,
+    members: Vec<Vec<usize>>,
     stats: SecureStats,
     prepared: Option<(Vec<usize>, Vec<PreparedImage<G>>)>,
 }
@@ -280,31 +294,140 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> std::fmt::Debug for SecureFirstLayer<
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureFirstLayer")
             .field("data", &self.data)
+            .field("geometry", &self.geometry)
             .field("requester", self.keys.requester())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
 }
 
-const FORWARD_LAYER: &str = "conv1 forward z (secure)";
-pub(crate) const FORWARD_HINT: &str = "lower --scale-w (or --scale-x), or raise the forward bound";
-const GRADIENT_LAYER: &str = "conv1 weight gradient G_n (secure, per image)";
-const GRADIENT_HINT: &str = "lower --scale-grad (or --scale-x), or raise the gradient bound";
+/// The layer names in errors: `conv1` or `fc1`, the model's first layer.
+struct LayerNames {
+    forward: &'static str,
+    forward_worst: &'static str,
+    forward_check: &'static str,
+    forward_keys: &'static str,
+    gradient_keys: &'static str,
+    gradient: &'static str,
+    gradient_worst: &'static str,
+    gradient_check: &'static str,
+}
+
+const CONV_NAMES: LayerNames = LayerNames {
+    forward: "conv1 forward z (secure)",
+    forward_worst: "conv1 forward z (worst case)",
+    forward_check: "conv1 forward z",
+    forward_keys: "conv1 forward key vectors",
+    gradient_keys: "conv1 weight-gradient key vectors",
+    gradient: "conv1 weight gradient G_n (secure, per image)",
+    gradient_worst: "conv1 weight gradient G (worst case per image)",
+    gradient_check: "conv1 weight gradient G",
+};
+
+const DENSE_NAMES: LayerNames = LayerNames {
+    forward: "fc1 forward z (secure)",
+    forward_worst: "fc1 forward z (worst case)",
+    forward_check: "fc1 forward z",
+    forward_keys: "fc1 forward key vectors",
+    gradient_keys: "fc1 weight-gradient key vectors",
+    gradient: "fc1 weight gradient G (secure, feature-major)",
+    gradient_worst: "fc1 weight gradient G (worst case)",
+    gradient_check: "fc1 weight gradient G",
+};
+
+fn names(g: &FirstLayerGeometry) -> &'static LayerNames {
+    match g {
+        FirstLayerGeometry::Conv(_) => &CONV_NAMES,
+        FirstLayerGeometry::Linear(_) => &DENSE_NAMES,
+    }
+}
+
+pub(crate) const FORWARD_HINT: &str = "the model diverged (values beyond the encoding's bound): \
+     lower --lr, --scale-w or --scale-x, or raise the forward bound";
+const GRADIENT_HINT: &str = "the model diverged (values beyond the encoding's bound): \
+     lower --lr, --scale-grad or --scale-x, or raise the gradient bound";
+
+/// The largest row sum `Σ_j |m[r, j]|` of a row-major matrix with `cols` columns.
+fn max_row_l1(m: &[i64], cols: usize) -> i128 {
+    m.chunks(cols.max(1))
+        .map(|r| r.iter().map(|&v| i128::from(v).abs()).sum::<i128>())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Errors unless every key-vector entry of `outputs` lies within the shard domains' key bound
+/// `Y` (the authority would refuse the request): weights or gradients beyond it mean the model
+/// diverged.
+fn check_key_bound(
+    layer: &'static str,
+    outputs: &[LinearOutput],
+    key_bound: u64,
+) -> Result<(), SecureTrainingError> {
+    let max = outputs
+        .iter()
+        .flat_map(|o| o.pixel_terms.iter().map(|&(_, y)| i128::from(y).abs()))
+        .max()
+        .unwrap_or(0);
+    check_bound(
+        layer,
+        max,
+        key_bound,
+        "the model diverged (key-vector entries beyond the key bound Y of the shard domains): \
+         lower --lr, --scale-w or --scale-grad",
+    )?;
+    Ok(())
+}
+
+/// The key vector of one dense-layer output: its sparse or dense form, whichever is smaller.
+fn plain_key_vector(o: &LinearOutput, n: usize) -> KeyVectorData {
+    if 2 * o.pixel_terms.len() >= n {
+        let mut y = vec![0i64; n];
+        for &(q, v) in &o.pixel_terms {
+            y[q] = v;
+        }
+        KeyVectorData::Dense(y)
+    } else {
+        KeyVectorData::Sparse(o.pixel_terms.clone())
+    }
+}
 
 impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
-    /// A backend over the encrypted dataset `data`, asking `keys` for function keys and solving
-    /// discrete logs with `table`. `quant` must have the dataset's `S_x` and `S_p`; its other
-    /// fields (`S_w`, `S_g`, bounds) are the server's choice. Checks every shard's public key
-    /// against the key service.
+    /// A LeNet-5 backend (conv1 + 2x2 average pool, [`ConvGeometry::lenet5`]) over the
+    /// encrypted dataset `data`; see [`with_geometry`](Self::with_geometry).
     ///
     /// # Errors
-    /// [`SecureTrainingError::Parameters`] for mismatched scales or a table of another group;
-    /// [`SecureTrainingError::WrongKey`] if the dataset was encrypted under other keys.
+    /// As [`with_geometry`](Self::with_geometry).
     pub fn new(
         data: EncryptedDataset<G>,
         keys: K,
         table: Arc<BabyStepTable<G>>,
         quant: QuantConfig,
+    ) -> Result<Self, SecureTrainingError> {
+        Self::with_geometry(
+            data,
+            keys,
+            table,
+            quant,
+            FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
+        )
+    }
+
+    /// A backend for the first layer `geometry` over the encrypted dataset `data`, asking
+    /// `keys` for function keys and solving discrete logs with `table`. `quant` must have the
+    /// dataset's `S_x` and `S_p`; its other fields (`S_w`, `S_g`, bounds) are the server's
+    /// choice. Checks every shard's public key against the key service.
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] for mismatched scales, a table of another group, or
+    /// a geometry that does not fit the dataset (input length or shape; a dense layer needs
+    /// feature-major blocks); [`SecureTrainingError::WrongKey`] if the dataset was encrypted
+    /// under other keys.
+    pub fn with_geometry(
+        data: EncryptedDataset<G>,
+        keys: K,
+        table: Arc<BabyStepTable<G>>,
+        quant: QuantConfig,
+        geometry: FirstLayerGeometry,
     ) -> Result<Self, SecureTrainingError> {
         quant.validate()?;
         let p = data.header().params;
@@ -319,14 +442,49 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
                 "the discrete-log table is over another group".into(),
             ));
         }
+        let layout = data.header().layout;
+        if geometry.input_len() != layout.input_len {
+            return Err(SecureTrainingError::Parameters(format!(
+                "the first layer reads {} features, the dataset has {}",
+                geometry.input_len(),
+                layout.input_len
+            )));
+        }
+        match &geometry {
+            FirstLayerGeometry::Linear(_) if !layout.feature_major => {
+                return Err(SecureTrainingError::Parameters(
+                    "a dense first layer needs the dataset encrypted feature-major as well \
+                     (re-encrypt it for this model)"
+                        .into(),
+                ));
+            }
+            FirstLayerGeometry::Conv(g) => {
+                if let Some(shape) = layout.input_shape {
+                    if g.input_shape() != shape {
+                        return Err(SecureTrainingError::Parameters(format!(
+                            "the first layer reads {:?} inputs, the dataset has {shape:?}",
+                            g.input_shape()
+                        )));
+                    }
+                }
+            }
+            FirstLayerGeometry::Linear(_) => {}
+        }
         data.verify_keys(&keys)?;
         let febo = Febo::new(data.group().clone(), p.febo_params()?);
+        let powers = PaddingPowers::new(data.group());
+        let members = geometry.all_box_members();
+        let spec = geometry.spec();
         Ok(Self {
             data,
             keys,
             table,
+            powers,
             quant,
             febo,
+            geometry,
+            spec,
+            members,
             stats: SecureStats::default(),
             prepared: None,
         })
@@ -350,28 +508,36 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         &self.keys
     }
 
-    /// The domain of the shard that holds every index of `batch`.
-    fn shard_domain(&self, batch: &[usize]) -> Result<DomainId, NnError> {
+    /// The first layer's geometry.
+    #[must_use]
+    pub fn geometry(&self) -> &FirstLayerGeometry {
+        &self.geometry
+    }
+
+    /// The shard that holds every index of `batch`.
+    fn shard_of_batch(&self, batch: &[usize]) -> Result<usize, SecureTrainingError> {
         let n = self.data.len();
         if let Some(&index) = batch.iter().find(|&&i| i >= n) {
-            return Err(NnError::IndexOutOfRange { index, len: n });
+            return Err(SecureTrainingError::Parameters(format!(
+                "index {index} out of range for {n} samples"
+            )));
         }
         let h = self.data.header();
         let first = batch
             .first()
-            .ok_or_else(|| NnError::InvalidConfig("empty batch".into()))?;
+            .ok_or_else(|| SecureTrainingError::Parameters("empty batch".into()))?;
         let shard = h.shard_of(*first);
         if batch.iter().any(|&i| h.shard_of(i) != shard) {
             return Err(SecureTrainingError::BatchSpansShards {
                 shard_size: h.params.shard_size,
-            }
-            .into());
+            });
         }
-        Ok(h.domains[shard])
+        Ok(shard)
     }
 
+    /// Largest `|B|`: `p²` times the feature bound.
     fn max_box(&self) -> i128 {
-        4 * i128::from(self.data.header().pixel_bound)
+        self.geometry.box_size() as i128 * i128::from(self.data.header().pixel_bound)
     }
 
     /// Decodes the batch's ciphertexts and builds the box products and `ct0` tables (reused
@@ -383,14 +549,14 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         let t = Instant::now();
         let group = self.data.group();
         let data = &self.data;
-        let members = all_box_members();
+        let members = &self.members;
         let images = batch
             .par_iter()
             .map(|&i| {
                 Ok(PreparedImage::new(
                     group,
                     &data.image_ciphertext(i)?,
-                    &members,
+                    members,
                 ))
             })
             .collect::<Result<Vec<_>, SecureTrainingError>>()?;
@@ -399,20 +565,9 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         Ok(())
     }
 
-    /// Requests one FEIP key per non-constant output (one batched request), sending
-    /// `vectors`, the outputs' key vectors.
-    fn request_feip(
-        &mut self,
-        domain: DomainId,
-        outputs: &[&LinearOutput],
-        vectors: Vec<KeyVectorData>,
-    ) -> Result<Vec<Option<FunctionKey<G>>>, SecureTrainingError> {
-        request_output_keys(&self.keys, domain, outputs, vectors, &mut self.stats)
-    }
-
     /// Decrypts, for each image `n` of the prepared batch, the outputs `outputs(n)` with keys
-    /// `keys(n)`: `value = dlog(∏ Bct^{coef} / ct0^{sk}) + padding`, each within
-    /// `bound + |padding|`.
+    /// `keys(n)`: `value = dlog(∏ Bct^{coef} / ct0^{sk} · g^{padding})`, each within `bound`.
+    #[allow(clippy::too_many_arguments)]
     fn decrypt<'o, O, Q>(
         &mut self,
         outputs: O,
@@ -430,51 +585,405 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
             SecureTrainingError::Parameters("internal: batch not prepared".into())
         })?;
         let group = self.data.group();
-        let solvers = (0..images.len())
-            .map(|n| output_solver(&self.table, outputs(n), bound, layer))
-            .collect::<Result<Vec<_>, _>>()?;
-        // The outputs of image `n` that have a key: (output index, output, key).
-        let keyed = |n: usize| {
-            outputs(n)
-                .iter()
-                .enumerate()
-                .zip(keys(n))
-                .filter_map(|((m, o), k)| k.as_ref().map(|k| (m, o, k)))
-        };
-        // The server's one decryption path, over the box products of each image.
-        let mut times = DecryptTimes::default();
-        let solved = match shared {
-            Some(r) => {
-                let columns: Vec<DecryptionColumn<'_, G, [(usize, Wnaf)], _>> = images
-                    .iter()
+        let t = Instant::now();
+        let elements: Vec<Vec<G::Element>> = images
+            .par_iter()
+            .enumerate()
+            .map(|(n, img)| {
+                let outs = outputs(n);
+                let mut local = Vec::new();
+                outs.iter()
                     .enumerate()
-                    .map(|(n, img)| (img, keyed(n).map(|(m, _, k)| (&r[m][..], k)).collect()))
-                    .collect();
-                vartime_decrypt_columns(group, &columns, &solvers, &mut times)
-            }
-            None => {
-                let columns: Vec<DecryptionColumn<'_, G, [(usize, i64)], _>> = images
-                    .iter()
-                    .enumerate()
-                    .map(|(n, img)| {
-                        let pairs = keyed(n).map(|(_, o, k)| (&o.box_terms[..], k)).collect();
-                        (img, pairs)
+                    .zip(keys(n))
+                    .filter_map(|((m, o), k)| k.as_ref().map(|k| (m, o, k)))
+                    .map(|(m, o, k)| {
+                        let terms = match shared {
+                            Some(r) => &r[m],
+                            None => {
+                                local = recode(&o.box_terms);
+                                &local
+                            }
+                        };
+                        img.output_element(group, terms, k)
                     })
-                    .collect();
-                vartime_decrypt_columns(group, &columns, &solvers, &mut times)
+                    .collect()
+            })
+            .collect();
+        self.stats.fe_seconds += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (table, powers) = (&self.table, &self.powers);
+        let count = elements.iter().map(|e| e.len() as u64).sum::<u64>();
+        // Stops at the first image with a value out of range (rayon short-circuits).
+        let results = elements
+            .into_par_iter()
+            .enumerate()
+            .map(|(n, elems)| {
+                solve_outputs(
+                    table,
+                    powers,
+                    elems,
+                    outputs(n),
+                    keys(n),
+                    bound,
+                    layer,
+                    hint,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.stats.dlog_seconds += t.elapsed().as_secs_f64();
+        self.stats.decryptions += count;
+        Ok(results)
+    }
+
+    /// The forward outputs `z: [batch, outputs]` (row-major) for the encoded weights
+    /// `wq: [rows · cols]` of [`FirstLayerGeometry::weight_shape`].
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] for a bad batch or weight length;
+    /// [`SecureTrainingError::BatchSpansShards`]; [`SecureTrainingError::DlogOutOfRange`]
+    /// naming divergence or a tampered ciphertext; the key service's refusals; `NnError`
+    /// bound errors (as the quantised backend's) through [`SecureTrainingError::Parameters`].
+    pub fn forward_values(
+        &mut self,
+        batch: &[usize],
+        wq: &[i64],
+    ) -> Result<Vec<i64>, SecureTrainingError> {
+        let shard = self.shard_of_batch(batch)?;
+        let domain = self.data.header().domains[shard];
+        let (rows, cols) = self.geometry.weight_shape();
+        if wq.len() != rows * cols {
+            return Err(SecureTrainingError::Parameters(format!(
+                "first-layer weights: {} values, expected {rows} x {cols}",
+                wq.len()
+            )));
+        }
+        // The largest |z| any encodable input can give: beyond the bound, a failing discrete
+        // log means divergence; within it, a ciphertext that is not the data owner's.
+        let worst = max_row_l1(wq, cols) * self.max_box();
+        let names = names(&self.geometry);
+        check_bound(
+            names.forward_worst,
+            worst,
+            i64::MAX as u64,
+            "lower --scale-w or --scale-x",
+        )?;
+        let hint = out_of_range_hint(worst, self.quant.forward_bound, FORWARD_HINT);
+        let pad = self.data.header().padding_value;
+        let n = self.geometry.input_len();
+        let (outputs, vectors) = match &self.geometry {
+            FirstLayerGeometry::Conv(g) => {
+                let outputs = g.forward_outputs(wq, pad)?;
+                let vectors = g.forward_key_vectors(wq)?;
+                (outputs, vectors)
+            }
+            FirstLayerGeometry::Linear(g) => {
+                let outputs = g.forward_outputs(wq)?;
+                let vectors = outputs.iter().map(|o| plain_key_vector(o, n)).collect();
+                (outputs, vectors)
             }
         };
-        self.stats.fe_seconds += times.group_seconds;
-        self.stats.dlog_seconds += times.dlog_seconds;
-        self.stats.decryptions += solved.iter().map(|e| e.len() as u64).sum::<u64>();
+        let key_bound = self.data.header().params.key_bound;
+        check_key_bound(names.forward_keys, &outputs, key_bound)?;
+        let refs: Vec<&LinearOutput> = outputs.iter().collect();
+        let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
+        self.prepare(batch)?;
+        // The forward outputs are the same for every image: recode their coefficients once.
+        let recoded: Vec<Vec<(usize, Wnaf)>> =
+            outputs.iter().map(|o| recode(&o.box_terms)).collect();
+        let values = self.decrypt(
+            |_| &outputs,
+            Some(&recoded),
+            |_| &keys,
+            self.quant.forward_bound,
+            names.forward,
+            hint,
+        )?;
+        let z: Vec<i64> = values.into_iter().flatten().collect();
+        check_bound(
+            names.forward_check,
+            max_abs(z.iter()),
+            self.quant.forward_bound,
+            "lower --scale-w (or --scale-x), or raise the forward bound",
+        )?;
+        Ok(z)
+    }
+
+    /// The output error `eq = pq − yq: [batch, classes]` for the encoded softmax outputs
+    /// `pq: [batch, classes]` (FEBO, one key per sample and class).
+    ///
+    /// # Errors
+    /// As [`forward_values`](Self::forward_values); an out-of-range value names a tampered
+    /// label ciphertext (`|yq − pq| <= S_p` for every honest one).
+    pub fn output_error_values(
+        &mut self,
+        batch: &[usize],
+        pq: &[i64],
+    ) -> Result<Vec<i64>, SecureTrainingError> {
+        let shard = self.shard_of_batch(batch)?;
+        let domain = self.data.header().domains[shard];
+        let classes = self.data.header().layout.classes;
+        if pq.len() != batch.len() * classes {
+            return Err(SecureTrainingError::Parameters(format!(
+                "encoded softmax output: {} values, expected {} x {classes}",
+                pq.len(),
+                batch.len()
+            )));
+        }
+        let t = Instant::now();
+        let group = self.data.group();
+        let cts = batch
+            .iter()
+            .map(|&i| self.data.label_ciphertexts(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let items: Vec<FeboKeyItem> = cts
+            .iter()
+            .zip(pq.chunks_exact(classes))
+            .flat_map(|(c, row)| {
+                c.iter().zip(row).map(|(ct, &operand)| FeboKeyItem {
+                    commitment: group.element_to_bytes(ct.commitment()),
+                    op: FeboOp::Sub,
+                    operand,
+                })
+            })
+            .collect();
+        self.stats.fe_seconds += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let count = items.len();
+        let response = self.keys.febo_keys(&FeboKeyRequest { domain, items })?;
+        self.stats.key_seconds += t.elapsed().as_secs_f64();
+        self.stats.key_requests += 1;
+        if response.keys.len() != count {
+            return Err(SecureTrainingError::Parameters(
+                "FEBO key count mismatch".into(),
+            ));
+        }
+        self.stats.febo_keys += count as u64;
+        let t = Instant::now();
+        let febo = &self.febo;
+        let elements = cts
+            .iter()
+            .flatten()
+            .zip(&response.keys)
+            .map(|(ct, k)| febo.vartime_decrypt_element(ct, k))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.stats.fe_seconds += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let bound = 2 * self.quant.one_hot_value().unsigned_abs();
+        let solver = DlogSolver::new(Arc::clone(&self.table), bound)
+            .map_err(|e| SecureTrainingError::Parameters(e.to_string()))?;
+        let solved = solver.vartime_solve_batch(&elements);
+        self.stats.dlog_seconds += t.elapsed().as_secs_f64();
+        self.stats.decryptions += count as u64;
         solved
             .into_iter()
-            .zip(&solvers)
-            .enumerate()
-            .map(|(n, (values, solver))| {
-                add_padding(outputs(n), keys(n), values, solver.bound(), layer, hint)
+            .map(|r| {
+                // Decryption gives yq − pq.
+                r.map(|v| -v)
+                    .map_err(|_| SecureTrainingError::DlogOutOfRange {
+                        layer: "output error P - Y (FEBO)",
+                        bound,
+                        // |yq - pq| <= S_p for every one-hot label and every encodable
+                        // probability, so this is never a scale problem.
+                        hint: "a label ciphertext is not an encryption of a one-hot label \
+                               under this shard's key (tampered or corrupt ciphertext, or one \
+                               of another domain)",
+                    })
             })
             .collect()
+    }
+
+    /// The weight gradient `G: [rows · cols]` summed over the batch, for the encoded output
+    /// gradients `dq: [batch, outputs]`.
+    ///
+    /// A convolution decrypts each sample's `G_n` over its box products (key vectors from the
+    /// sample's `dq`); a dense layer decrypts `G[o, q]` directly from the shard's feature-major
+    /// ciphertexts, with one key per output `o` (column `o` of `dq` over the shard's slots).
+    ///
+    /// # Errors
+    /// As [`forward_values`](Self::forward_values), with the gradient bound.
+    pub fn weight_gradient_values(
+        &mut self,
+        batch: &[usize],
+        dq: &[i64],
+    ) -> Result<Vec<i64>, SecureTrainingError> {
+        let shard = self.shard_of_batch(batch)?;
+        let outputs = self.geometry.outputs();
+        if dq.len() != batch.len() * outputs {
+            return Err(SecureTrainingError::Parameters(format!(
+                "first-layer output gradient: {} values, expected {} x {outputs}",
+                dq.len(),
+                batch.len()
+            )));
+        }
+        let acc = match self.geometry.clone() {
+            FirstLayerGeometry::Conv(g) => self.conv_gradient(&g, shard, batch, dq)?,
+            FirstLayerGeometry::Linear(g) => self.linear_gradient(&g, shard, batch, dq)?,
+        };
+        acc.into_iter()
+            .map(|v| {
+                check_bound(
+                    names(&self.geometry).gradient_check,
+                    v,
+                    self.quant.gradient_bound.min(i64::MAX as u64),
+                    "lower --scale-grad (or --scale-x), or raise the gradient bound",
+                )?;
+                Ok(v as i64)
+            })
+            .collect()
+    }
+
+    fn conv_gradient(
+        &mut self,
+        g: &ConvGeometry,
+        shard: usize,
+        batch: &[usize],
+        dq: &[i64],
+    ) -> Result<Vec<i128>, SecureTrainingError> {
+        let domain = self.data.header().domains[shard];
+        let outputs = g.outputs();
+        let (oh, ow) = g.output_side();
+        let worst = max_row_l1(dq, oh * ow) * self.max_box();
+        check_bound(
+            CONV_NAMES.gradient_worst,
+            worst,
+            i64::MAX as u64,
+            "lower --scale-grad or --scale-x",
+        )?;
+        let hint = out_of_range_hint(worst, self.quant.gradient_bound, GRADIENT_HINT);
+        let pad = self.data.header().padding_value;
+        let per_sample: Vec<Vec<LinearOutput>> = dq
+            .par_chunks_exact(outputs)
+            .map(|d| g.gradient_outputs(d, pad))
+            .collect::<Result<_, _>>()?;
+        let key_bound = self.data.header().params.key_bound;
+        for o in &per_sample {
+            check_key_bound(CONV_NAMES.gradient_keys, o, key_bound)?;
+        }
+        let refs: Vec<&LinearOutput> = per_sample.iter().flatten().collect();
+        let mut vectors = Vec::with_capacity(refs.len());
+        for d in dq.chunks_exact(outputs) {
+            vectors.extend(g.gradient_key_vectors(d)?);
+        }
+        let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
+        self.prepare(batch)?;
+        let m = g.gradient_outputs_len();
+        let values = self.decrypt(
+            |s| &per_sample[s],
+            None,
+            |s| &keys[s * m..(s + 1) * m],
+            self.quant.gradient_bound,
+            CONV_NAMES.gradient,
+            hint,
+        )?;
+        let mut acc = vec![0i128; m];
+        for v in &values {
+            for (a, &x) in acc.iter_mut().zip(v) {
+                *a += i128::from(x);
+            }
+        }
+        Ok(acc)
+    }
+
+    fn linear_gradient(
+        &mut self,
+        g: &LinearGeometry,
+        shard: usize,
+        batch: &[usize],
+        dq: &[i64],
+    ) -> Result<Vec<i128>, SecureTrainingError> {
+        let h = self.data.header();
+        let domain = h.feature_domains[shard];
+        let size = h.params.shard_size;
+        let first = shard * size;
+        let (outputs, inputs) = (g.outputs(), g.inputs());
+        // Column o of dq over the shard's slots: y_o[i − first] = dq[n, o] for i = batch[n].
+        let mut columns = vec![vec![0i64; size]; outputs];
+        for (row, &i) in dq.chunks_exact(outputs).zip(batch) {
+            for (col, &v) in columns.iter_mut().zip(row) {
+                col[i - first] = v;
+            }
+        }
+        let worst = columns
+            .iter()
+            .map(|c| max_row_l1(c, size))
+            .max()
+            .unwrap_or(0)
+            * self.max_box();
+        check_bound(
+            DENSE_NAMES.gradient_worst,
+            worst,
+            i64::MAX as u64,
+            "lower --scale-grad or --scale-x",
+        )?;
+        let hint = out_of_range_hint(worst, self.quant.gradient_bound, GRADIENT_HINT);
+        let keyed: Vec<LinearOutput> = columns
+            .iter()
+            .map(|c| {
+                let terms: Vec<(usize, i64)> = c
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v != 0)
+                    .map(|(j, &v)| (j, v))
+                    .collect();
+                LinearOutput {
+                    box_terms: terms.clone(),
+                    pixel_terms: terms,
+                    padding: 0,
+                }
+            })
+            .collect();
+        check_key_bound(DENSE_NAMES.gradient_keys, &keyed, h.params.key_bound)?;
+        let refs: Vec<&LinearOutput> = keyed.iter().collect();
+        let vectors = keyed.iter().map(|o| plain_key_vector(o, size)).collect();
+        let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
+        let recoded: Vec<Vec<(usize, Wnaf)>> = keyed.iter().map(|o| recode(&o.box_terms)).collect();
+        let slots: Vec<Vec<usize>> = (0..size).map(|j| vec![j]).collect();
+        let t = Instant::now();
+        let (data, group) = (&self.data, self.data.group());
+        // Per feature q: the tables of its ciphertext, then G[o, q] for every keyed o.
+        let elements: Vec<Vec<G::Element>> = (0..inputs)
+            .into_par_iter()
+            .map(|q| {
+                let ct = data.feature_ciphertext(shard, q)?;
+                let prepared = PreparedImage::new(group, &ct, &slots);
+                Ok(recoded
+                    .iter()
+                    .zip(&keys)
+                    .filter_map(|(terms, k)| {
+                        k.as_ref().map(|k| prepared.output_element(group, terms, k))
+                    })
+                    .collect())
+            })
+            .collect::<Result<_, SecureTrainingError>>()?;
+        self.stats.fe_seconds += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let count = elements.iter().map(|e| e.len() as u64).sum::<u64>();
+        let (table, powers, bound) = (&self.table, &self.powers, self.quant.gradient_bound);
+        let per_feature: Vec<Vec<i64>> = elements
+            .into_par_iter()
+            .map(|elems| {
+                solve_outputs(
+                    table,
+                    powers,
+                    elems,
+                    &keyed,
+                    &keys,
+                    bound,
+                    DENSE_NAMES.gradient,
+                    hint,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        self.stats.dlog_seconds += t.elapsed().as_secs_f64();
+        self.stats.decryptions += count;
+        // per_feature[q][o] → G[o, q].
+        let mut acc = vec![0i128; outputs * inputs];
+        for (q, col) in per_feature.iter().enumerate() {
+            for (o, &v) in col.iter().enumerate() {
+                acc[o * inputs + q] = i128::from(v);
+            }
+        }
+        Ok(acc)
     }
 }
 
@@ -487,55 +996,30 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         "secure"
     }
 
+    fn spec(&self) -> &FirstLayerSpec {
+        &self.spec
+    }
+
     fn quant_config(&self) -> &QuantConfig {
         &self.quant
     }
 
-    fn normalization(&self) -> PixelNormalization {
-        self.data.header().params.normalization
+    fn classes(&self) -> usize {
+        self.data.header().layout.classes
     }
 
     fn forward(
         &mut self,
         batch: &[usize],
         wq: ArrayView2<'_, i64>,
-    ) -> Result<Array4<i64>, NnError> {
-        let domain = self.shard_domain(batch)?;
-        check_shape("conv1 weights wq", &[FILTERS, PATCH], wq.shape())?;
-        check_bound(
-            "conv1 forward z (worst case)",
-            PATCH as i128 * max_abs(wq.iter()) * self.max_box(),
-            i64::MAX as u64,
-            "lower --scale-w or --scale-x",
-        )?;
+    ) -> Result<Array2<i64>, NnError> {
+        self.check_indices(batch)?;
+        let (rows, cols) = self.geometry.weight_shape();
+        check_shape("first-layer weights wq", &[rows, cols], wq.shape())?;
         let wq: Vec<i64> = wq.iter().copied().collect();
-        let pad = self.data.header().padding_value;
-        let outputs = geometry::forward_outputs(&wq, pad);
-        let refs: Vec<&LinearOutput> = outputs.iter().collect();
-        let vectors = geometry::forward_key_vectors(&wq).map_err(SecureTrainingError::from)?;
-        let keys = self.request_feip(domain, &refs, vectors)?;
-        self.prepare(batch)?;
-        // The forward outputs are the same for every image: recode their coefficients once.
-        let recoded: Vec<Vec<(usize, Wnaf)>> =
-            outputs.iter().map(|o| recode(&o.box_terms)).collect();
-        let values = self.decrypt(
-            |_| &outputs,
-            Some(&recoded),
-            |_| &keys,
-            self.quant.forward_bound,
-            FORWARD_LAYER,
-            FORWARD_HINT,
-        )?;
-        let flat: Vec<i64> = values.into_iter().flatten().collect();
-        let z = Array4::from_shape_vec((batch.len(), FILTERS, POOLED_SIDE, POOLED_SIDE), flat)
-            .map_err(|e| NnError::InvalidConfig(e.to_string()))?;
-        check_bound(
-            "conv1 forward z",
-            max_abs(z.iter()),
-            self.quant.forward_bound,
-            "lower --scale-w (or --scale-x), or raise the forward bound",
-        )?;
-        Ok(z)
+        let z = self.forward_values(batch, &wq)?;
+        Array2::from_shape_vec((batch.len(), self.geometry.outputs()), z)
+            .map_err(|e| NnError::InvalidConfig(e.to_string()))
     }
 
     fn output_error(
@@ -543,128 +1027,43 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> FirstLayerBackend for SecureFirstLaye
         batch: &[usize],
         pq: ArrayView2<'_, i64>,
     ) -> Result<Array2<i64>, NnError> {
-        let domain = self.shard_domain(batch)?;
+        self.check_indices(batch)?;
+        let classes = self.classes();
         check_shape(
             "encoded softmax output pq",
-            &[batch.len(), CLASSES],
+            &[batch.len(), classes],
             pq.shape(),
         )?;
-        let t = Instant::now();
-        let group = self.data.group();
-        let cts = batch
-            .iter()
-            .map(|&i| self.data.label_ciphertexts(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let items: Vec<FeboKeyItem> = cts
-            .iter()
-            .zip(pq.rows())
-            .flat_map(|(c, row)| {
-                c.iter().zip(row.to_vec()).map(|(ct, operand)| FeboKeyItem {
-                    commitment: group.element_to_bytes(ct.commitment()),
-                    op: FeboOp::Sub,
-                    operand,
-                })
-            })
-            .collect();
-        self.stats.fe_seconds += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let count = items.len();
-        let response = self
-            .keys
-            .febo_keys(&FeboKeyRequest { domain, items })
-            .map_err(SecureTrainingError::from)?;
-        self.stats.key_seconds += t.elapsed().as_secs_f64();
-        self.stats.key_requests += 1;
-        if response.keys.len() != count {
-            return Err(SecureTrainingError::Parameters("FEBO key count mismatch".into()).into());
-        }
-        self.stats.febo_keys += count as u64;
-        let t = Instant::now();
-        let elements = cts
-            .iter()
-            .flatten()
-            .zip(&response.keys)
-            .map(|(ct, k)| self.febo.vartime_decrypt_element(ct, k))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(SecureTrainingError::from)?;
-        self.stats.fe_seconds += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let bound = 2 * self.quant.one_hot_value().unsigned_abs();
-        let solver = DlogSolver::new(Arc::clone(&self.table), bound)
-            .map_err(|e| SecureTrainingError::Parameters(e.to_string()))?;
-        let solved = solver.vartime_solve_batch(&elements);
-        self.stats.dlog_seconds += t.elapsed().as_secs_f64();
-        self.stats.decryptions += count as u64;
-        let mut eq = Array2::<i64>::zeros((batch.len(), CLASSES));
-        for (o, r) in eq.iter_mut().zip(solved) {
-            // Decryption gives yq − pq.
-            let v = r.map_err(|_| SecureTrainingError::DlogOutOfRange {
-                layer: "output error P - Y (FEBO)",
-                bound,
-                hint: "check --scale-p",
-            })?;
-            *o = -v;
-        }
-        Ok(eq)
+        let pq: Vec<i64> = pq.iter().copied().collect();
+        let eq = self.output_error_values(batch, &pq)?;
+        Array2::from_shape_vec((batch.len(), classes), eq)
+            .map_err(|e| NnError::InvalidConfig(e.to_string()))
     }
 
     fn weight_gradient(
         &mut self,
         batch: &[usize],
-        dq: ArrayView4<'_, i64>,
+        dq: ArrayView2<'_, i64>,
     ) -> Result<Array2<i64>, NnError> {
-        let domain = self.shard_domain(batch)?;
+        self.check_indices(batch)?;
         check_shape(
-            "conv1 output gradient dq",
-            &[batch.len(), FILTERS, POOLED_SIDE, POOLED_SIDE],
+            "first-layer output gradient dq",
+            &[batch.len(), self.geometry.outputs()],
             dq.shape(),
         )?;
-        check_bound(
-            "conv1 weight gradient G (worst case per image)",
-            (POOLED_SIDE * POOLED_SIDE) as i128 * max_abs(dq.iter()) * self.max_box(),
-            i64::MAX as u64,
-            "lower --scale-grad or --scale-x",
-        )?;
-        let pad = self.data.header().padding_value;
-        let dq = dq.as_standard_layout();
-        let dq = dq
-            .as_slice()
-            .ok_or_else(|| NnError::InvalidConfig("dq not contiguous".into()))?;
-        let outputs: Vec<Vec<LinearOutput>> = dq
-            .par_chunks_exact(OUTPUTS)
-            .map(|d| geometry::gradient_outputs(d, pad))
-            .collect();
-        let refs: Vec<&LinearOutput> = outputs.iter().flatten().collect();
-        let mut vectors = Vec::with_capacity(refs.len());
-        for d in dq.chunks_exact(OUTPUTS) {
-            vectors.extend(geometry::gradient_key_vectors(d).map_err(SecureTrainingError::from)?);
+        let dq: Vec<i64> = dq.iter().copied().collect();
+        let g = self.weight_gradient_values(batch, &dq)?;
+        Array2::from_shape_vec(self.geometry.weight_shape(), g)
+            .map_err(|e| NnError::InvalidConfig(e.to_string()))
+    }
+}
+
+impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
+    fn check_indices(&self, batch: &[usize]) -> Result<(), NnError> {
+        let n = self.data.len();
+        match batch.iter().find(|&&i| i >= n) {
+            Some(&index) => Err(NnError::IndexOutOfRange { index, len: n }),
+            None => Ok(()),
         }
-        let keys = self.request_feip(domain, &refs, vectors)?;
-        self.prepare(batch)?;
-        let values = self.decrypt(
-            |n| &outputs[n],
-            None,
-            |n| &keys[n * GRADIENT_OUTPUTS..(n + 1) * GRADIENT_OUTPUTS],
-            self.quant.gradient_bound,
-            GRADIENT_LAYER,
-            GRADIENT_HINT,
-        )?;
-        let mut acc = vec![0i128; GRADIENT_OUTPUTS];
-        for v in &values {
-            for (a, &x) in acc.iter_mut().zip(v) {
-                *a += i128::from(x);
-            }
-        }
-        let mut out = Array2::<i64>::zeros((FILTERS, PATCH));
-        for (o, &v) in out.iter_mut().zip(&acc) {
-            check_bound(
-                "conv1 weight gradient G",
-                v,
-                self.quant.gradient_bound.min(i64::MAX as u64),
-                "lower --scale-grad (or --scale-x), or raise the gradient bound",
-            )?;
-            *o = v as i64;
-        }
-        Ok(out)
     }
 }

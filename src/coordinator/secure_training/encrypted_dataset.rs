@@ -1,20 +1,31 @@
 //! The data owner's side: per-shard key domains, encryption of the training set, and the
 //! versioned on-disk format of the encrypted dataset (which the server loads).
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
 //! "CNNENCDS" | version u16 LE | header length u32 LE | header (JSON, EncryptedDatasetHeader)
-//!            | record 0 | record 1 | … | SHA-256 of everything before (32 bytes)
-//! record i  = ct0 | ct_0 … ct_783 (FEIP, image i's pixels xq)
-//!           | (cmt_k | ct_k) for k = 0..10 (FEBO, yq_k = S_p · [k = π(label_i)])
+//!            | shard 0 | shard 1 | … | SHA-256 of everything before (32 bytes)
+//! shard s   = the records of its samples, in order | [its feature-major block, if the
+//!             header's layout says feature_major]
+//! record i  = ct0 | ct_0 … ct_{d−1}          (FEIP, sample i's encoded features xq, d = input_len)
+//!           | (cmt_k | ct_k) for k < classes  (FEBO, yq_k = S_p · [k = π(label_i)])
+//! block s   = for each feature q < d: ct0 | ct_0 … ct_{S−1}
+//!             (FEIP under shard s's feature domain: feature q of the shard's samples, in
+//!              order, zero for the missing slots of a short last shard; S = shard size)
 //! ```
 //!
-//! Elements use the group's canonical encoding (32 bytes on Ristretto255, so a record is
-//! 805 · 32 = 25,760 bytes and 60,000 images take 1.55 GB). The header names the group, the
-//! shapes, the scales and pixel normalisation, the key domain of every shard with the SHA-256
-//! of its public key, and a digest of the plaintext source that lets the data owner decide
+//! Elements use the group's canonical encoding (32 bytes on Ristretto255: an MNIST record is
+//! 805 · 32 = 25,760 bytes, 60,000 images take 1.55 GB). The header names the group, the input
+//! (length, `C x H x W` shape if any, the encoding's bound and padding value), the class count,
+//! the scales, the key domain of every shard with the SHA-256 of its public key (and of its
+//! feature domain), and a digest of the plaintext source that lets the data owner decide
 //! whether a cached file is still current.
+//!
+//! The feature-major blocks serve a dense first layer: its weight gradient
+//! `G[o,q] = Σ_n dq_n[o] · xq_n[q]` is, for each feature `q`, the inner product of column `o`
+//! of the batch's output gradient with the vector of feature `q` over the shard's samples (as
+//! in NN-EMD), so the server decrypts it with one key per output `o`.
 //!
 //! A file is written to a temporary name and renamed only when complete, so an interrupted run
 //! never leaves a file that reads as complete. [`EncryptedDataset::load`] checks magic,
@@ -43,42 +54,121 @@ use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::fe::febo::{Febo, FeboCiphertext, FeboParams};
 use crate::fe::feip::{Ciphertext, Feip, FeipParams};
 use crate::fe::group::PrimeOrderGroup;
-use crate::nn::data::{Dataset, LabelPermutation, PixelNormalization, CLASSES, IMAGE_PIXELS};
-use crate::nn::error::NnError;
+use crate::nn::data::{
+    Dataset, LabelPermutation, PixelNormalization, CLASSES, IMAGE_PIXELS, IMAGE_SIDE,
+};
 use crate::nn::first_layer::{PixelEncoding, QuantConfig};
 
 /// Magic bytes of an encrypted dataset file.
 pub const MAGIC: &[u8; 8] = b"CNNENCDS";
 /// The format version written and read.
-pub const VERSION: u16 = 1;
-/// Elements per record: `ct0`, 784 pixel components, 10 FEBO ciphertexts of 2 elements.
+pub const VERSION: u16 = 2;
+/// Elements per MNIST record: `ct0`, 784 pixel components, 10 FEBO ciphertexts of 2 elements.
 pub const ELEMENTS_PER_RECORD: usize = 1 + IMAGE_PIXELS + 2 * CLASSES;
+/// Largest input length and class count a header may announce.
+const MAX_INPUT_LEN: usize = 1 << 24;
+const MAX_CLASSES: usize = 1 << 16;
 const PREFIX_LEN: usize = 8 + 2 + 4;
 const TRAILER_LEN: usize = 32;
 /// Largest header accepted (a header names one domain per shard).
 const MAX_HEADER_LEN: usize = 64 << 20;
 
-/// What the data owner encrypts with: shard size, scales, normalisation and the key bound.
+/// The public shape of what the data owner encrypts: the input, the classes, and the bound
+/// and padding value of its encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataLayout {
+    /// Features per sample `d` (`C·H·W` for images).
+    pub input_len: usize,
+    /// `[C, H, W]` for image inputs, `None` for flat feature vectors.
+    pub input_shape: Option<[usize; 3]>,
+    /// Number of classes (FEBO label ciphertexts per sample).
+    pub classes: usize,
+    /// `X`, the largest `|xq|` the encoding produces.
+    pub x_bound: u64,
+    /// The public encoded value of the first layer's zero padding (MNIST: `xq(black) = −33`;
+    /// standardised features: 0).
+    pub padding_value: i64,
+    /// Whether each shard is also encrypted feature-major (needed by a dense first layer).
+    pub feature_major: bool,
+}
+
+impl DataLayout {
+    /// MNIST's layout under `encoding`: `1 x 28 x 28`, ten classes, padding with black pixels.
+    #[must_use]
+    pub fn mnist(encoding: &PixelEncoding) -> Self {
+        Self {
+            input_len: IMAGE_PIXELS,
+            input_shape: Some([1, IMAGE_SIDE, IMAGE_SIDE]),
+            classes: CLASSES,
+            x_bound: encoding.max_abs().max(1) as u64,
+            padding_value: encoding.encode(0),
+            feature_major: false,
+        }
+    }
+
+    /// Checks sizes and bounds.
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] naming the bad field.
+    pub fn validate(&self) -> Result<(), SecureTrainingError> {
+        let bad = |m: String| Err(SecureTrainingError::Parameters(format!("data layout: {m}")));
+        if self.input_len == 0 || self.input_len > MAX_INPUT_LEN {
+            return bad(format!(
+                "input length {} outside 1..={MAX_INPUT_LEN}",
+                self.input_len
+            ));
+        }
+        if let Some([c, h, w]) = self.input_shape {
+            if c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(self.input_len) {
+                return bad(format!(
+                    "shape {c}x{h}x{w} does not have {} features",
+                    self.input_len
+                ));
+            }
+        }
+        if self.classes < 2 || self.classes > MAX_CLASSES {
+            return bad(format!("{} classes (2..={MAX_CLASSES})", self.classes));
+        }
+        if self.x_bound == 0 || self.x_bound > 1 << 40 {
+            return bad(format!("feature bound {} outside 1..=2^40", self.x_bound));
+        }
+        if self.padding_value.unsigned_abs() > self.x_bound {
+            return bad(format!(
+                "padding value {} beyond the feature bound {}",
+                self.padding_value, self.x_bound
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the data owner encrypts with: shard size, scales, normalisation, the key bound and the
+/// data layout.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EncryptionParams {
-    /// Images per shard (= the training mini-batch size).
+    /// Samples per shard (= the training mini-batch size).
     pub shard_size: usize,
-    /// `S_x`, the pixel scale.
+    /// `S_x`, the feature scale.
     pub scale_x: f64,
     /// `S_p`, the scale of one-hot labels.
     pub scale_p: f64,
-    /// The pixel normalisation.
+    /// The pixel normalisation (MNIST inputs; other inputs declare their encoding through
+    /// `layout`).
     pub normalization: PixelNormalization,
-    /// `Y`, the largest `|y_p|` of a key vector the shard domains accept (it must cover
-    /// `4 · max|wq|` and `max|dq|`).
+    /// `Y`, the largest `|y_q|` of a key vector the shard domains accept (it must cover
+    /// `p² · max|wq|` and `max|dq|`).
     pub key_bound: u64,
+    /// The input and classes; `None`: MNIST under `normalization` and `scale_x`
+    /// ([`DataLayout::mnist`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<DataLayout>,
 }
 
 impl EncryptionParams {
     /// The default key bound `Y = 2^30`.
     pub const DEFAULT_KEY_BOUND: u64 = 1 << 30;
 
-    /// Parameters matching a training configuration's quantisation.
+    /// MNIST parameters matching a training configuration's quantisation.
     #[must_use]
     pub fn new(quant: &QuantConfig, normalization: PixelNormalization, shard_size: usize) -> Self {
         Self {
@@ -87,10 +177,33 @@ impl EncryptionParams {
             scale_p: quant.scale_p,
             normalization,
             key_bound: Self::DEFAULT_KEY_BOUND,
+            layout: None,
         }
     }
 
-    fn check(&self) -> Result<PixelEncoding, SecureTrainingError> {
+    /// These parameters for another data layout.
+    #[must_use]
+    pub fn with_layout(self, layout: DataLayout) -> Self {
+        Self {
+            layout: Some(layout),
+            ..self
+        }
+    }
+
+    /// The data layout: the declared one, or MNIST's under the pixel encoding.
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] for unusable scales or a bad layout.
+    pub fn data_layout(&self) -> Result<DataLayout, SecureTrainingError> {
+        let layout = match self.layout {
+            Some(l) => l,
+            None => DataLayout::mnist(&self.pixel_encoding()?),
+        };
+        layout.validate()?;
+        Ok(layout)
+    }
+
+    fn check(&self) -> Result<(), SecureTrainingError> {
         if self.shard_size == 0 {
             return Err(SecureTrainingError::Parameters(
                 "shard size must be >= 1".into(),
@@ -102,25 +215,42 @@ impl EncryptionParams {
                 self.scale_p
             )));
         }
-        PixelEncoding::new(self.scale_x, &self.normalization)
-            .map_err(|e| SecureTrainingError::Parameters(e.to_string()))
+        if !(self.scale_x.is_finite() && self.scale_x > 0.0) {
+            return Err(SecureTrainingError::Parameters(format!(
+                "scale_x must be finite and > 0, got {}",
+                self.scale_x
+            )));
+        }
+        self.data_layout().map(|_| ())
     }
 
-    /// The pixel encoding `xq(byte)`.
+    /// The MNIST pixel encoding `xq(byte)`.
     ///
     /// # Errors
     /// [`SecureTrainingError::Parameters`] for unusable scales.
     pub fn pixel_encoding(&self) -> Result<PixelEncoding, SecureTrainingError> {
-        self.check()
+        PixelEncoding::new(self.scale_x, &self.normalization)
+            .map_err(|e| SecureTrainingError::Parameters(e.to_string()))
     }
 
-    /// FEIP parameters of a shard domain: `n = 784`, `X = max|xq|`, `Y = key_bound`.
+    /// FEIP parameters of a shard domain: `n = input_len`, `X`, `Y = key_bound`.
     ///
     /// # Errors
     /// [`SecureTrainingError::Parameters`] / [`SecureTrainingError::Fe`].
     pub fn feip_params(&self) -> Result<FeipParams, SecureTrainingError> {
-        let x = self.check()?.max_abs().max(1) as u64;
-        Ok(FeipParams::new(IMAGE_PIXELS, x, self.key_bound)?)
+        self.check()?;
+        let l = self.data_layout()?;
+        Ok(FeipParams::new(l.input_len, l.x_bound, self.key_bound)?)
+    }
+
+    /// FEIP parameters of a shard's feature-major domain: `n = shard_size`, `X`, `Y`.
+    ///
+    /// # Errors
+    /// As [`feip_params`](Self::feip_params).
+    pub fn feature_feip_params(&self) -> Result<FeipParams, SecureTrainingError> {
+        self.check()?;
+        let l = self.data_layout()?;
+        Ok(FeipParams::new(self.shard_size, l.x_bound, self.key_bound)?)
     }
 
     /// FEBO bounds of a shard domain: `|yq|, |pq| <= S_p`.
@@ -143,14 +273,23 @@ impl EncryptionParams {
             .with_policy(PolicyConfig::per_batch()))
     }
 
-    /// Number of shards for `images` training images.
+    /// The configuration of a shard's feature-major domain: FEIP over the shard's samples,
+    /// the same policy.
+    ///
+    /// # Errors
+    /// As [`feip_params`](Self::feip_params).
+    pub fn feature_domain_config(&self) -> Result<DomainConfig, SecureTrainingError> {
+        Ok(DomainConfig::new(self.feature_feip_params()?).with_policy(PolicyConfig::per_batch()))
+    }
+
+    /// Number of shards for `images` training samples.
     #[must_use]
     pub fn shards(&self, images: usize) -> usize {
         images.div_ceil(self.shard_size.max(1))
     }
 }
 
-/// The authority creates one key domain per shard of `images` training images (in order).
+/// The authority creates one key domain per shard of `images` training samples (in order).
 ///
 /// # Errors
 /// [`SecureTrainingError::Parameters`] for bad parameters; the authority's errors.
@@ -160,6 +299,25 @@ pub fn create_shard_domains<G: PrimeOrderGroup>(
     params: &EncryptionParams,
 ) -> Result<Vec<DomainId>, SecureTrainingError> {
     let config = params.domain_config()?;
+    (0..params.shards(images))
+        .map(|_| Ok(authority.create_domain(config)?))
+        .collect()
+}
+
+/// The authority creates one feature-major key domain per shard (none unless
+/// `params.layout.feature_major`).
+///
+/// # Errors
+/// As [`create_shard_domains`].
+pub fn create_feature_domains<G: PrimeOrderGroup>(
+    authority: &mut Authority<G>,
+    images: usize,
+    params: &EncryptionParams,
+) -> Result<Vec<DomainId>, SecureTrainingError> {
+    if !params.data_layout()?.feature_major {
+        return Ok(Vec::new());
+    }
+    let config = params.feature_domain_config()?;
     (0..params.shards(images))
         .map(|_| Ok(authority.create_domain(config)?))
         .collect()
@@ -195,8 +353,100 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The data owner's digest of what it encrypts: images, labels, the label mapping, the
-/// parameters and the group (a cache key; see the module docs).
+/// The data owner's plaintext training samples, encoded: what it encrypts. The layout
+/// (input length, classes, bound) is declared by [`EncryptionParams::layout`].
+pub trait EncodedSamples: Sync {
+    /// Number of samples.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Sample `i`'s encoded features `xq` (`input_len` integers within the layout's bound).
+    ///
+    /// # Errors
+    /// A feature the encoding cannot represent.
+    fn encode(&self, i: usize) -> Result<Vec<i64>, SecureTrainingError>;
+    /// Sample `i`'s class as presented to the server (after the label permutation).
+    fn class(&self, i: usize) -> usize;
+    /// SHA-256 of the plaintext source (features, labels, label mapping): the data owner's
+    /// cache key, never shown to anyone but the data owner's own cache logic.
+    fn digest(&self) -> [u8; 32];
+}
+
+/// MNIST images through a pixel encoding and a label permutation.
+#[derive(Debug, Clone)]
+pub struct MnistSamples<'a> {
+    data: &'a Dataset,
+    labels: &'a LabelPermutation,
+    encoding: PixelEncoding,
+}
+
+impl<'a> MnistSamples<'a> {
+    /// `data` encoded as `params` says, labels through `labels`.
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] for unusable scales.
+    pub fn new(
+        data: &'a Dataset,
+        labels: &'a LabelPermutation,
+        params: &EncryptionParams,
+    ) -> Result<Self, SecureTrainingError> {
+        Ok(Self {
+            data,
+            labels,
+            encoding: params.pixel_encoding()?,
+        })
+    }
+}
+
+impl EncodedSamples for MnistSamples<'_> {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+    fn encode(&self, i: usize) -> Result<Vec<i64>, SecureTrainingError> {
+        Ok(self
+            .data
+            .image(i)
+            .iter()
+            .map(|&p| self.encoding.encode(p))
+            .collect())
+    }
+    fn class(&self, i: usize) -> usize {
+        usize::from(self.labels.apply(self.data.label(i)))
+    }
+    fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"cryptonn/mnist-source/v1");
+        h.update((self.data.len() as u64).to_le_bytes());
+        let map: Vec<u8> = (0..CLASSES as u8).map(|k| self.labels.apply(k)).collect();
+        h.update(&map);
+        h.update(self.data.labels());
+        for i in 0..self.data.len() {
+            h.update(self.data.image(i));
+        }
+        h.finalize().into()
+    }
+}
+
+/// The data owner's digest of what it encrypts: the source's digest, the parameters and the
+/// group (a cache key; see the module docs).
+#[must_use]
+pub fn samples_digest(
+    group_id: u8,
+    source: &dyn EncodedSamples,
+    params: &EncryptionParams,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"cryptonn/encrypted-dataset-source/v2");
+    h.update([group_id]);
+    h.update(serde_json::to_vec(params).unwrap_or_default());
+    h.update((source.len() as u64).to_le_bytes());
+    h.update(source.digest());
+    hex(&h.finalize())
+}
+
+/// [`samples_digest`] of MNIST images with a label mapping.
 #[must_use]
 pub fn source_digest(
     group_id: u8,
@@ -204,18 +454,11 @@ pub fn source_digest(
     labels: &LabelPermutation,
     params: &EncryptionParams,
 ) -> String {
-    let mut h = Sha256::new();
-    h.update(b"cryptonn/encrypted-dataset-source/v1");
-    h.update([group_id]);
-    h.update(serde_json::to_vec(params).unwrap_or_default());
-    h.update((data.len() as u64).to_le_bytes());
-    let map: Vec<u8> = (0..CLASSES as u8).map(|k| labels.apply(k)).collect();
-    h.update(&map);
-    h.update(data.labels());
-    for i in 0..data.len() {
-        h.update(data.image(i));
+    match MnistSamples::new(data, labels, params) {
+        Ok(source) => samples_digest(group_id, &source, params),
+        // Unusable parameters: no file can match them.
+        Err(_) => String::new(),
     }
-    hex(&h.finalize())
 }
 
 /// The header of an encrypted dataset file (public).
@@ -225,27 +468,51 @@ pub struct EncryptedDatasetHeader {
     pub group: u8,
     /// Bytes per group element.
     pub element_len: usize,
-    /// Number of images.
+    /// Number of samples.
     pub images: usize,
     /// The encryption parameters.
     pub params: EncryptionParams,
-    /// `X`, the largest `|xq|`.
+    /// The data layout (`params`' declared or derived one).
+    pub layout: DataLayout,
+    /// `X`, the largest `|xq|` (= `params.layout.x_bound`).
     pub pixel_bound: u64,
-    /// `xq` of a padding pixel (public).
+    /// `xq` of a padding position (public; = `params.layout.padding_value`).
     pub padding_value: i64,
     /// The key domain of each shard.
     pub domains: Vec<DomainId>,
     /// SHA-256 (hex) of each shard domain's public key ([`public_key_digest`]).
     pub public_key_sha256: Vec<String>,
-    /// The data owner's cache key ([`source_digest`]).
+    /// The feature-major key domain of each shard (empty unless `layout.feature_major`).
+    pub feature_domains: Vec<DomainId>,
+    /// SHA-256 (hex) of each feature-major domain's public key.
+    pub feature_public_key_sha256: Vec<String>,
+    /// The data owner's cache key ([`samples_digest`]).
     pub source_digest: String,
 }
 
 impl EncryptedDatasetHeader {
-    /// Bytes per image record.
+    /// Bytes per sample record.
     #[must_use]
     pub fn record_len(&self) -> usize {
-        ELEMENTS_PER_RECORD * self.element_len
+        let l = &self.layout;
+        (1 + l.input_len + 2 * l.classes) * self.element_len
+    }
+
+    /// Bytes per shard's feature-major block (0 unless feature-major).
+    #[must_use]
+    pub fn feature_block_len(&self) -> usize {
+        let l = &self.layout;
+        if l.feature_major {
+            l.input_len * (1 + self.params.shard_size) * self.element_len
+        } else {
+            0
+        }
+    }
+
+    /// The number of shards.
+    #[must_use]
+    pub fn shards(&self) -> usize {
+        self.params.shards(self.images)
     }
 
     fn validate(&self, path: &Path) -> Result<(), SecureTrainingError> {
@@ -256,28 +523,39 @@ impl EncryptedDatasetHeader {
         if self.params.shard_size == 0 || self.images == 0 {
             return Err(bad("empty dataset or zero shard size".into()));
         }
-        let shards = self.params.shards(self.images);
+        self.params.check().map_err(|e| bad(e.to_string()))?;
+        if self.params.data_layout().ok() != Some(self.layout) {
+            return Err(bad("the layout disagrees with the parameters".into()));
+        }
+        let shards = self.shards();
         if self.domains.len() != shards || self.public_key_sha256.len() != shards {
             return Err(bad(format!(
-                "{} images in shards of {} need {shards} domains, header has {}",
+                "{} samples in shards of {} need {shards} domains, header has {}",
                 self.images,
                 self.params.shard_size,
                 self.domains.len()
             )));
         }
-        let enc = self
-            .params
-            .pixel_encoding()
-            .map_err(|e| bad(e.to_string()))?;
-        if enc.encode(0) != self.padding_value || enc.max_abs().max(1) as u64 != self.pixel_bound {
+        let features = if self.layout.feature_major { shards } else { 0 };
+        if self.feature_domains.len() != features
+            || self.feature_public_key_sha256.len() != features
+        {
+            return Err(bad(format!(
+                "the header names {} feature-major domains, the layout needs {features}",
+                self.feature_domains.len()
+            )));
+        }
+        if self.layout.padding_value != self.padding_value
+            || self.layout.x_bound != self.pixel_bound
+        {
             return Err(bad(
-                "padding value or pixel bound disagrees with the scales".into(),
+                "padding value or feature bound disagrees with the layout".into(),
             ));
         }
         Ok(())
     }
 
-    /// The shard of image `i`.
+    /// The shard of sample `i`.
     #[must_use]
     pub fn shard_of(&self, i: usize) -> usize {
         i / self.params.shard_size
@@ -304,31 +582,37 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
-/// Encodes one image record: FEIP ciphertext of `xq`, FEBO ciphertexts of the one-hot label.
+fn push_ciphertext<G: PrimeOrderGroup>(group: &G, ct: &Ciphertext<G>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&group.element_to_bytes(ct.ct0()));
+    for e in ct.components() {
+        out.extend_from_slice(&group.element_to_bytes(e));
+    }
+}
+
+/// Encodes one sample record: FEIP ciphertext of `xq`, FEBO ciphertexts of the one-hot label.
 fn encrypt_record<G: PrimeOrderGroup>(
     feip: &Feip<G>,
     febo: &Febo<G>,
     pk: &DomainPublicKey<G>,
     xq: &[i64],
-    class: u8,
+    class: usize,
+    classes: usize,
     one: i64,
 ) -> Result<Vec<u8>, SecureTrainingError> {
     let group = feip.group();
-    // Plain (not prepared) encryption: every shard has its own public key, and building 784
-    // fixed-base tables (~1 ms each) costs more than it saves for shards of tens of images.
+    // Plain (not prepared) encryption: every shard has its own public key, and building one
+    // fixed-base table per feature (~1 ms each) costs more than it saves for shards of tens
+    // of samples.
     let ct = feip.encrypt(&pk.feip, xq, &mut OsRng)?;
     let febo_pk = pk
         .febo
         .as_ref()
         .map(|(_, k)| k)
         .ok_or_else(|| SecureTrainingError::Parameters("shard domain without FEBO".into()))?;
-    let mut out = Vec::with_capacity(ELEMENTS_PER_RECORD * group.element_len());
-    out.extend_from_slice(&group.element_to_bytes(ct.ct0()));
-    for e in ct.components() {
-        out.extend_from_slice(&group.element_to_bytes(e));
-    }
-    for k in 0..CLASSES {
-        let y = if k == usize::from(class) { one } else { 0 };
+    let mut out = Vec::with_capacity((1 + xq.len() + 2 * classes) * group.element_len());
+    push_ciphertext(group, &ct, &mut out);
+    for k in 0..classes {
+        let y = if k == class { one } else { 0 };
         let c = febo.encrypt(febo_pk, y, &mut OsRng)?;
         out.extend_from_slice(&group.element_to_bytes(c.commitment()));
         out.extend_from_slice(&group.element_to_bytes(c.body()));
@@ -336,14 +620,27 @@ fn encrypt_record<G: PrimeOrderGroup>(
     Ok(out)
 }
 
-/// Encrypts `data` (labels through `labels`) shard by shard under the shard domains' public
-/// keys `pks` and writes the file `path` atomically (temporary file, then rename). Calls
-/// `progress(images_done)` after each shard. Returns the header.
+fn check_public_keys<G: PrimeOrderGroup>(
+    pks: &[DomainPublicKey<G>],
+    feip: FeipParams,
+    febo: Option<FeboParams>,
+) -> Result<(), SecureTrainingError> {
+    for pk in pks {
+        if pk.feip_params != feip || pk.febo.as_ref().map(|f| f.0) != febo {
+            return Err(SecureTrainingError::Parameters(format!(
+                "the public key of {} has other parameters than the encryption's",
+                pk.domain
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Encrypts MNIST `data` (labels through `labels`) under the shard domains' public keys `pks`
+/// and writes `path` ([`encrypt_samples_to_file`] without feature-major blocks).
 ///
 /// # Errors
-/// [`SecureTrainingError::Parameters`] if the number of keys does not match the shards or a
-/// key's parameters differ from `params`; encryption errors (a pixel above the bound); I/O
-/// errors.
+/// As [`encrypt_samples_to_file`].
 pub fn encrypt_to_file<G: PrimeOrderGroup>(
     group: &G,
     data: &Dataset,
@@ -353,36 +650,63 @@ pub fn encrypt_to_file<G: PrimeOrderGroup>(
     path: &Path,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<EncryptedDatasetHeader, SecureTrainingError> {
-    let enc = params.check()?;
-    let shards = params.shards(data.len());
-    if data.is_empty() || pks.len() != shards {
+    let source = MnistSamples::new(data, labels, params)?;
+    encrypt_samples_to_file(group, &source, pks, &[], params, path, progress)
+}
+
+/// Encrypts `source` shard by shard under the shard domains' public keys `pks` (and, for a
+/// feature-major layout, each shard's features under `feature_pks`) and writes the file `path`
+/// atomically (temporary file `….tmp-PID`, then rename). Calls `progress(samples_done)` after
+/// each shard. Returns the header.
+///
+/// # Errors
+/// [`SecureTrainingError::Parameters`] if the number of keys does not match the shards, a key's
+/// parameters differ from `params`, or a sample has the wrong length or class; encryption
+/// errors (a feature above the bound); I/O errors.
+pub fn encrypt_samples_to_file<G: PrimeOrderGroup>(
+    group: &G,
+    source: &dyn EncodedSamples,
+    pks: &[DomainPublicKey<G>],
+    feature_pks: &[DomainPublicKey<G>],
+    params: &EncryptionParams,
+    path: &Path,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<EncryptedDatasetHeader, SecureTrainingError> {
+    params.check()?;
+    let layout = params.data_layout()?;
+    let n = source.len();
+    let shards = params.shards(n);
+    let feature_shards = if layout.feature_major { shards } else { 0 };
+    if n == 0 || pks.len() != shards || feature_pks.len() != feature_shards {
         return Err(SecureTrainingError::Parameters(format!(
-            "{} images in shards of {} need {shards} shard keys, got {}",
-            data.len(),
+            "{n} samples in shards of {} need {shards} shard keys and {feature_shards} \
+             feature-major keys, got {} and {}",
             params.shard_size,
-            pks.len()
+            pks.len(),
+            feature_pks.len()
         )));
     }
     let feip_params = params.feip_params()?;
     let febo_params = params.febo_params()?;
-    for pk in pks {
-        if pk.feip_params != feip_params || pk.febo.as_ref().map(|f| f.0) != Some(febo_params) {
-            return Err(SecureTrainingError::Parameters(format!(
-                "the public key of {} has other parameters than the encryption's",
-                pk.domain
-            )));
-        }
-    }
+    check_public_keys(pks, feip_params, Some(febo_params))?;
+    let feature_params = params.feature_feip_params()?;
+    check_public_keys(feature_pks, feature_params, None)?;
     let header = EncryptedDatasetHeader {
         group: group.id().to_byte(),
         element_len: group.element_len(),
-        images: data.len(),
+        images: n,
         params: *params,
-        pixel_bound: enc.max_abs().max(1) as u64,
-        padding_value: enc.encode(0),
+        layout,
+        pixel_bound: layout.x_bound,
+        padding_value: layout.padding_value,
         domains: pks.iter().map(|p| p.domain).collect(),
         public_key_sha256: pks.iter().map(|p| public_key_digest(group, p)).collect(),
-        source_digest: source_digest(group.id().to_byte(), data, labels, params),
+        feature_domains: feature_pks.iter().map(|p| p.domain).collect(),
+        feature_public_key_sha256: feature_pks
+            .iter()
+            .map(|p| public_key_digest(group, p))
+            .collect(),
+        source_digest: samples_digest(group.id().to_byte(), source, params),
     };
     let header_json = serde_json::to_vec(&header)
         .map_err(|e| SecureTrainingError::Parameters(format!("header: {e}")))?;
@@ -404,23 +728,53 @@ pub fn encrypt_to_file<G: PrimeOrderGroup>(
         w.put(&header_json).map_err(io_err(&tmp))?;
         let feip = Feip::new(group.clone(), feip_params);
         let febo = Febo::new(group.clone(), febo_params);
+        let feature_feip = Feip::new(group.clone(), feature_params);
         let one = params.scale_p as i64;
         let mut done = 0;
         for (s, pk) in pks.iter().enumerate() {
             let first = s * params.shard_size;
-            let last = (first + params.shard_size).min(data.len());
-            let records = (first..last)
+            let last = (first + params.shard_size).min(n);
+            let encoded = (first..last)
                 .into_par_iter()
                 .map(|i| {
-                    let xq: Vec<i64> = data.image(i).iter().map(|&p| enc.encode(p)).collect();
-                    let class = labels.apply(data.label(i));
-                    encrypt_record(&feip, &febo, pk, &xq, class, one)
+                    let xq = source.encode(i)?;
+                    let class = source.class(i);
+                    if xq.len() != layout.input_len || class >= layout.classes {
+                        return Err(SecureTrainingError::Parameters(format!(
+                            "sample {i}: {} features and class {class}, the layout has {} \
+                             features and {} classes",
+                            xq.len(),
+                            layout.input_len,
+                            layout.classes
+                        )));
+                    }
+                    let record = encrypt_record(&feip, &febo, pk, &xq, class, layout.classes, one)?;
+                    Ok((xq, record))
                 })
-                .collect::<Result<Vec<_>, _>>()?;
-            for r in &records {
+                .collect::<Result<Vec<_>, SecureTrainingError>>()?;
+            for (_, r) in &encoded {
                 w.put(r).map_err(io_err(&tmp))?;
             }
-            done += records.len();
+            if let Some(fpk) = feature_pks.get(s) {
+                // Feature q over the shard's samples, zero in the slots of a short shard.
+                let block = (0..layout.input_len)
+                    .into_par_iter()
+                    .map(|q| {
+                        let mut v = vec![0i64; params.shard_size];
+                        for (slot, (xq, _)) in v.iter_mut().zip(&encoded) {
+                            *slot = xq[q];
+                        }
+                        let ct = feature_feip.encrypt(&fpk.feip, &v, &mut OsRng)?;
+                        let mut out = Vec::with_capacity((1 + v.len()) * group.element_len());
+                        push_ciphertext(group, &ct, &mut out);
+                        Ok(out)
+                    })
+                    .collect::<Result<Vec<_>, SecureTrainingError>>()?;
+                for b in &block {
+                    w.put(b).map_err(io_err(&tmp))?;
+                }
+            }
+            done += encoded.len();
             progress(done);
         }
         let digest = w.hash.finalize();
@@ -547,6 +901,7 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
         let expected = header
             .images
             .checked_mul(header.record_len())
+            .and_then(|r| r.checked_add(header.shards().checked_mul(header.feature_block_len())?))
             .and_then(|r| r.checked_add(records_start + TRAILER_LEN))
             .ok_or_else(|| bad("absurd size in header".into()))?;
         if bytes.len() != expected {
@@ -577,13 +932,16 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
         &self,
         keys: &K,
     ) -> Result<(), SecureTrainingError> {
-        for (shard, (&domain, digest)) in self
-            .header
+        let h = &self.header;
+        let shards = h.domains.len();
+        for (shard, (&domain, digest)) in h
             .domains
             .iter()
-            .zip(&self.header.public_key_sha256)
+            .zip(&h.public_key_sha256)
+            .chain(h.feature_domains.iter().zip(&h.feature_public_key_sha256))
             .enumerate()
         {
+            let shard = shard % shards.max(1);
             let pk = keys
                 .public_key(domain)
                 .map_err(|_| SecureTrainingError::WrongKey { shard, domain })?;
@@ -614,15 +972,30 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
     pub fn is_empty(&self) -> bool {
         self.header.images == 0
     }
-    /// Bytes of ciphertext (all records).
+    /// Bytes of ciphertext (all records and feature-major blocks).
     #[must_use]
     pub fn ciphertext_bytes(&self) -> usize {
         self.header.images * self.header.record_len()
+            + self.header.shards() * self.header.feature_block_len()
+    }
+
+    /// The byte offset of shard `s`.
+    fn shard_start(&self, s: usize) -> usize {
+        let h = &self.header;
+        self.records_start + s * (h.params.shard_size * h.record_len() + h.feature_block_len())
+    }
+
+    /// The number of samples of shard `s`.
+    fn shard_len(&self, s: usize) -> usize {
+        let size = self.header.params.shard_size;
+        self.header.images.saturating_sub(s * size).min(size)
     }
 
     fn record(&self, i: usize) -> &[u8] {
-        let len = self.header.record_len();
-        let start = self.records_start + i * len;
+        let h = &self.header;
+        let (s, j) = (h.shard_of(i), i % h.params.shard_size);
+        let len = h.record_len();
+        let start = self.shard_start(s) + j * len;
         &self.bytes[start..start + len]
     }
 
@@ -637,7 +1010,7 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
             .collect()
     }
 
-    /// Image `i`'s FEIP ciphertext (decoded and validated).
+    /// Sample `i`'s FEIP ciphertext (decoded and validated).
     ///
     /// # Errors
     /// [`SecureTrainingError::Fe`] for an invalid element encoding;
@@ -645,12 +1018,13 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
     pub fn image_ciphertext(&self, i: usize) -> Result<Ciphertext<G>, SecureTrainingError> {
         self.check_index(i)?;
         let el = self.header.element_len;
-        let mut e = self.elements(&self.record(i)[..(1 + IMAGE_PIXELS) * el])?;
+        let d = self.header.layout.input_len;
+        let mut e = self.elements(&self.record(i)[..(1 + d) * el])?;
         let ct0 = e.remove(0);
         Ok(Ciphertext::from_parts(ct0, e))
     }
 
-    /// Image `i`'s ten FEBO label ciphertexts.
+    /// Sample `i`'s FEBO label ciphertexts, one per class.
     ///
     /// # Errors
     /// As [`image_ciphertext`](Self::image_ciphertext).
@@ -660,10 +1034,37 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
     ) -> Result<Vec<FeboCiphertext<G>>, SecureTrainingError> {
         self.check_index(i)?;
         let el = self.header.element_len;
-        let e = self.elements(&self.record(i)[(1 + IMAGE_PIXELS) * el..])?;
+        let d = self.header.layout.input_len;
+        let e = self.elements(&self.record(i)[(1 + d) * el..])?;
         Ok(e.chunks_exact(2)
             .map(|p| FeboCiphertext::from_parts(p[0].clone(), p[1].clone()))
             .collect())
+    }
+
+    /// Shard `s`'s feature-major FEIP ciphertext of feature `q`: the vector of feature `q` over
+    /// the shard's samples (in order; zero in the slots of a short last shard).
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] if the dataset has no feature-major blocks or `s`,
+    /// `q` are out of range; [`SecureTrainingError::Fe`] for an invalid element.
+    pub fn feature_ciphertext(
+        &self,
+        s: usize,
+        q: usize,
+    ) -> Result<Ciphertext<G>, SecureTrainingError> {
+        let h = &self.header;
+        let d = h.layout.input_len;
+        if !h.layout.feature_major || s >= h.shards() || q >= d {
+            return Err(SecureTrainingError::Parameters(format!(
+                "no feature-major ciphertext for shard {s}, feature {q}"
+            )));
+        }
+        let el = h.element_len;
+        let ct_len = (1 + h.params.shard_size) * el;
+        let start = self.shard_start(s) + self.shard_len(s) * h.record_len() + q * ct_len;
+        let mut e = self.elements(&self.bytes[start..start + ct_len])?;
+        let ct0 = e.remove(0);
+        Ok(Ciphertext::from_parts(ct0, e))
     }
 
     fn check_index(&self, i: usize) -> Result<(), SecureTrainingError> {
@@ -677,19 +1078,86 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
     }
 }
 
-/// The cache file name for a dataset: group, size, shard size and a prefix of the source
-/// digest.
+/// A temporary file of an interrupted encryption, removed by [`sweep_stale_temp_files`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleTempFile {
+    /// The removed file.
+    pub path: PathBuf,
+    /// The shard domains its header named (orphaned: the authority created them, but no
+    /// complete dataset uses them); empty if the header was unreadable.
+    pub orphaned_domains: Vec<DomainId>,
+}
+
+/// The process id of a writer's temporary file name `….tmp-PID`, if it is one.
+fn temp_file_pid(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    let (_, pid) = name.rsplit_once(".tmp-")?;
+    pid.parse().ok()
+}
+
+/// Whether process `pid` is running (Linux `/proc`; elsewhere every other process counts as
+/// gone).
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Removes the temporary files that interrupted runs of [`encrypt_to_file`] left in `dir`
+/// (`….tmp-PID` of a process that is gone, e.g. after a SIGKILL) and returns them with the
+/// shard domains their headers name, which are now orphaned. A missing `dir` is no error.
+/// Files of a running writer are left alone.
+///
+/// # Errors
+/// [`SecureTrainingError::Io`] if `dir` cannot be listed or a stale file cannot be removed.
+pub fn sweep_stale_temp_files(dir: &Path) -> Result<Vec<StaleTempFile>, SecureTrainingError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io_err(dir))?.path();
+        let Some(pid) = temp_file_pid(&path) else {
+            continue;
+        };
+        if process_alive(pid) || !path.is_file() {
+            continue;
+        }
+        let orphaned_domains = read_header(&path).map(|h| h.domains).unwrap_or_default();
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        out.push(StaleTempFile {
+            path,
+            orphaned_domains,
+        });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// The cache file name for an MNIST dataset: group, size, shard size and a prefix of the
+/// source digest.
 #[must_use]
 pub fn cache_file_name(group_id: u8, images: usize, shard_size: usize, digest: &str) -> PathBuf {
+    named_cache_file("mnist-train", group_id, images, shard_size, digest)
+}
+
+/// The cache file name `NAME-gGROUP-nSAMPLES-sSHARD-DIGEST16.cnnenc`.
+#[must_use]
+pub fn named_cache_file(
+    name: &str,
+    group_id: u8,
+    images: usize,
+    shard_size: usize,
+    digest: &str,
+) -> PathBuf {
     let short = digest.get(..16).unwrap_or(digest);
     PathBuf::from(format!(
-        "mnist-train-g{group_id}-n{images}-s{shard_size}-{short}.cnnenc"
+        "{name}-g{group_id}-n{images}-s{shard_size}-{short}.cnnenc"
     ))
 }
 
-/// The data owner's cache logic: reuses `dir/`[`cache_file_name`] when its header matches this
-/// data, these parameters and these public keys (and `reencrypt` is false); otherwise encrypts
-/// afresh. Returns the path and whether the file was reused.
+/// The data owner's cache logic for MNIST ([`encrypt_samples_or_reuse`] under
+/// [`cache_file_name`], without feature-major blocks).
 ///
 /// # Errors
 /// As [`encrypt_to_file`].
@@ -704,32 +1172,65 @@ pub fn encrypt_or_reuse<G: PrimeOrderGroup>(
     reencrypt: bool,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(PathBuf, bool), SecureTrainingError> {
-    let digest = source_digest(group.id().to_byte(), data, labels, params);
-    let path = dir.join(cache_file_name(
+    let source = MnistSamples::new(data, labels, params)?;
+    encrypt_samples_or_reuse(
+        group,
+        dir,
+        "mnist-train",
+        &source,
+        pks,
+        &[],
+        params,
+        reencrypt,
+        progress,
+    )
+}
+
+/// The data owner's cache logic: reuses `dir/`[`named_cache_file`] when its header matches this
+/// source, these parameters and these public keys (and `reencrypt` is false); otherwise
+/// encrypts afresh. Returns the path and whether the file was reused.
+///
+/// # Errors
+/// As [`encrypt_samples_to_file`].
+#[allow(clippy::too_many_arguments)]
+pub fn encrypt_samples_or_reuse<G: PrimeOrderGroup>(
+    group: &G,
+    dir: &Path,
+    name: &str,
+    source: &dyn EncodedSamples,
+    pks: &[DomainPublicKey<G>],
+    feature_pks: &[DomainPublicKey<G>],
+    params: &EncryptionParams,
+    reencrypt: bool,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(PathBuf, bool), SecureTrainingError> {
+    let digest = samples_digest(group.id().to_byte(), source, params);
+    let path = dir.join(named_cache_file(
+        name,
         group.id().to_byte(),
-        data.len(),
+        source.len(),
         params.shard_size,
         &digest,
     ));
     if !reencrypt {
         if let Ok(h) = read_header(&path) {
-            let keys: Vec<String> = pks.iter().map(|p| public_key_digest(group, p)).collect();
-            let domains: Vec<DomainId> = pks.iter().map(|p| p.domain).collect();
+            let digests = |pks: &[DomainPublicKey<G>]| -> Vec<String> {
+                pks.iter().map(|p| public_key_digest(group, p)).collect()
+            };
+            let ids = |pks: &[DomainPublicKey<G>]| -> Vec<DomainId> {
+                pks.iter().map(|p| p.domain).collect()
+            };
             if h.source_digest == digest
                 && h.params == *params
-                && h.public_key_sha256 == keys
-                && h.domains == domains
+                && h.public_key_sha256 == digests(pks)
+                && h.domains == ids(pks)
+                && h.feature_public_key_sha256 == digests(feature_pks)
+                && h.feature_domains == ids(feature_pks)
             {
                 return Ok((path, true));
             }
         }
     }
-    encrypt_to_file(group, data, labels, pks, params, &path, progress)?;
+    encrypt_samples_to_file(group, source, pks, feature_pks, params, &path, progress)?;
     Ok((path, false))
-}
-
-impl From<NnError> for SecureTrainingError {
-    fn from(e: NnError) -> Self {
-        SecureTrainingError::Parameters(e.to_string())
-    }
 }

@@ -62,18 +62,19 @@ pub enum SecureTrainingError {
         /// The dataset's shard size.
         shard_size: usize,
     },
-    /// A decrypted value lies outside the discrete-log range: the integer product overflowed
-    /// the configured bound.
+    /// A decrypted value lies outside the discrete-log range `|value| <= bound` (the search
+    /// covers exactly the encoding's bound): either the model diverged, or the ciphertext is
+    /// not what the data owner encrypted; `hint` names which.
     #[error(
-        "{layer}: a decrypted value is outside the discrete-log bound {bound} (no wrong value \
-         is returned); {hint}"
+        "{layer}: a decrypted value lies beyond the bound {bound} (no wrong value is \
+         returned): {hint}"
     )]
     DlogOutOfRange {
         /// The layer and quantity.
         layer: &'static str,
         /// The bound.
         bound: u64,
-        /// Which scale to lower.
+        /// The cause, and what to change.
         hint: &'static str,
     },
     /// The key service or authority refused or failed.
@@ -82,10 +83,30 @@ pub enum SecureTrainingError {
     /// A functional-encryption operation failed (bounds, malformed ciphertext).
     #[error(transparent)]
     Fe(#[from] FeError),
+    /// A quantisation bound or shape check of the integer first layer failed (the same checks
+    /// as the quantised backend's).
+    #[error(transparent)]
+    Nn(NnError),
 }
 
 impl From<SecureTrainingError> for NnError {
     fn from(e: SecureTrainingError) -> Self {
-        NnError::Backend(Box::new(e))
+        match e {
+            // A bound check fails alike in both backends: keep its type.
+            SecureTrainingError::Nn(inner) => inner,
+            e => NnError::Backend(Box::new(e)),
+        }
+    }
+}
+
+impl From<NnError> for SecureTrainingError {
+    fn from(e: NnError) -> Self {
+        match e {
+            NnError::Backend(b) => match b.downcast::<SecureTrainingError>() {
+                Ok(inner) => *inner,
+                Err(b) => SecureTrainingError::Nn(NnError::Backend(b)),
+            },
+            e => SecureTrainingError::Nn(e),
+        }
     }
 }

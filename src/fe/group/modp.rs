@@ -17,12 +17,23 @@
 //! the only way to a smaller group is [`ModpGroup::insecure_test_group`], for fast tests.
 //!
 //! # Arithmetic and timing
-//! By default arithmetic is num-bigint, which is **not constant time**; with the cargo feature
-//! `gmp` it is GMP through rug, and exponentiation by secrets uses `mpz_powm_sec`. The
-//! generator has a fixed-base comb table (`g^{d·16^i}`), so `g^e` costs about `bits(q)/4`
-//! modular multiplications instead of a square-and-multiply ladder (num-bigint build only; the
-//! `gmp` build keeps `mpz_powm_sec` for secret exponents). Full-width exponentiations of other
-//! fixed public elements use the same radix-16 bucket method as the Ristretto backend.
+//! - **Default build.** Elements are residues in Montgomery form over 64-bit limbs (4, 32 or 48
+//!   of them), multiplied by this crate's constant-time Montgomery kernels; scalars modulo `q`
+//!   use crypto-bigint's constant-time `BoxedUint`.
+//!   - Secret exponents (`h_i^r`, `cmt^s`): [`exp`](PrimeOrderGroup::exp) is a fixed-window
+//!     ladder (5-bit windows, a product for every window, zero digits included; every table
+//!     read scans the whole table).
+//!   - The generator has a comb table, `g^{d·32^k}` for every 5-bit window `k`, built on first
+//!     use: [`exp_generator`](PrimeOrderGroup::exp_generator) (`g^{s_i}`, `g^r`) is one product
+//!     and one full row scan per window, about `bits(q)/5` products.
+//!     [`exp_generator_i64`](PrimeOrderGroup::exp_generator_i64) (`g^{x_i}`) takes as many
+//!     windows as the public bound has, and scans a `g^{-1}` row beside each `g` row, so the
+//!     sign of `x` is a masked select.
+//!   - [`invert`](PrimeOrderGroup::invert) is crypto-bigint's constant-time safegcd inversion.
+//! - **`gmp` feature.** GMP through rug: secret exponents use `mpz_powm_sec`, other products
+//!   are GMP's (not documented as constant time), inversion is `mpz_invert` (variable time).
+//! - **Both.** The `vartime_` functions (sliding windows, Straus, the radix-16 bucket table)
+//!   leak their exponents and only ever see public values.
 
 use std::sync::{Arc, OnceLock};
 
@@ -31,10 +42,13 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::fe::error::GroupError;
-use crate::fe::group::{GroupId, PrimeOrderGroup};
+use crate::fe::group::multiexp::{
+    generic_odd_powers, OddPowerArray, VartimeManyUseBase, VartimeWnafMultiExp, Wnaf,
+};
+use crate::fe::group::{GroupId, GroupTypes, PrimeOrderGroup};
 
 mod arith;
-use arith::Nat;
+use arith::{Elem, Field, FixedBase, ScalarField};
 
 /// RFC 3526 2048-bit MODP prime, hex (group 14).
 const RFC3526_2048_HEX: &str = concat!(
@@ -79,14 +93,22 @@ fn hex_to_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// An element of the group: an integer `1 <= a < p` with `(a | p) = 1`.
+/// An element of the group: an integer `1 <= a < p` with `(a | p) = 1` (kept in the
+/// arithmetic's internal form: Montgomery form by default, the residue itself with `gmp`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ModpElement(Nat);
+pub struct ModpElement(Elem);
 
-/// A scalar modulo `q`, stored as its canonical big-endian bytes (zeroizable).
-#[derive(Clone, Debug, Eq)]
+/// A scalar modulo `q`, stored as its canonical big-endian bytes. Zeroized on drop; its `Debug`
+/// shows no bytes.
+#[derive(Clone, Eq)]
 pub struct ModpScalar {
     be: Vec<u8>,
+}
+
+impl std::fmt::Debug for ModpScalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModpScalar(<redacted>)")
+    }
 }
 
 impl PartialEq for ModpScalar {
@@ -101,24 +123,34 @@ impl Zeroize for ModpScalar {
     }
 }
 
+impl Drop for ModpScalar {
+    fn drop(&mut self) {
+        self.be.zeroize();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for ModpScalar {}
+
 /// A variable-time fixed-base table: `base^{16^i}` for every radix-16 digit position of `q`.
 #[derive(Clone, Debug)]
 pub struct ModpFixedBase {
-    powers: Vec<Nat>,
+    powers: Vec<Elem>,
 }
 
 struct Inner {
     id: GroupId,
     security_bits: u32,
-    p: Nat,
-    q: Nat,
-    g: Nat,
+    p_be: Vec<u8>,
+    field: Field,
+    scalars: ScalarField,
+    g: Elem,
+    p_bits: u64,
     p_len: usize,
     q_len: usize,
     /// Radix-16 digit positions of a scalar: `⌈bits(q) / 4⌉`.
     digits: usize,
-    /// `comb[16·i + d] = g^{d·16^i}`, built on first use.
-    comb: OnceLock<Vec<Nat>>,
+    /// The generator's fixed-base table, built on first use.
+    comb: OnceLock<FixedBase>,
 }
 
 /// The Schnorr group of quadratic residues modulo a safe prime `p = 2q + 1`, generator `4`.
@@ -133,65 +165,86 @@ impl std::fmt::Debug for ModpGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ModpGroup")
             .field("id", &self.inner.id)
-            .field("p_bits", &arith::bits(&self.inner.p))
+            .field("p_bits", &self.inner.p_bits)
             .finish()
     }
 }
 
 impl PartialEq for ModpGroup {
     fn eq(&self, other: &Self) -> bool {
-        self.inner.id == other.inner.id && self.inner.p == other.inner.p
+        self.inner.id == other.inner.id && self.inner.p_be == other.inner.p_be
     }
 }
 
 impl Eq for ModpGroup {}
 
+/// Bit length of a big-endian byte string.
+fn bit_len(be: &[u8]) -> u64 {
+    be.iter().position(|&b| b != 0).map_or(0, |i| {
+        8 * (be.len() - i) as u64 - u64::from(be[i].leading_zeros())
+    })
+}
+
+/// Little-endian radix-16 digits of a big-endian byte string.
+fn nibbles_le(be: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    be.iter().rev().flat_map(|b| [b & 0xF, b >> 4])
+}
+
 impl ModpGroup {
-    fn from_hex(id: GroupId, security_bits: u32, hex: &str) -> Self {
-        let p = arith::from_be(&hex_to_bytes(hex));
-        // q = (p - 1) / 2 = p >> 1 for odd p.
-        let q_be = {
-            let bytes = arith::to_be(&p, hex.len() / 2);
-            let mut out = vec![0u8; bytes.len()];
-            let mut carry = 0u8;
-            for (o, b) in out.iter_mut().zip(&bytes) {
-                *o = (b >> 1) | (carry << 7);
-                carry = b & 1;
-            }
-            out
-        };
-        let q = arith::from_be(&q_be);
-        let p_len = arith::bits(&p).div_ceil(8) as usize;
-        let q_bits = arith::bits(&q);
-        Self {
+    /// The group of the hard-coded safe prime `hex`. The three constants below are valid odd
+    /// primes of at most 3072 bits, which `Field::new` and `ScalarField::new` accept.
+    fn from_hex(id: GroupId, security_bits: u32, hex: &str) -> Option<Self> {
+        let p_be = hex_to_bytes(hex);
+        // q = (p − 1) / 2 = p >> 1 for odd p, in the same number of bytes.
+        let mut q_be = vec![0u8; p_be.len()];
+        let mut carry = 0u8;
+        for (o, b) in q_be.iter_mut().zip(&p_be) {
+            *o = (b >> 1) | (carry << 7);
+            carry = b & 1;
+        }
+        let q_bits = bit_len(&q_be);
+        let q_len = q_bits.div_ceil(8) as usize;
+        let q_be = q_be[q_be.len() - q_len..].to_vec();
+        let field = Field::new(&p_be)?;
+        Some(Self {
             inner: Arc::new(Inner {
                 id,
                 security_bits,
-                g: arith::from_u64(4),
-                p_len,
-                q_len: q_bits.div_ceil(8) as usize,
+                g: field.small(4),
+                p_bits: bit_len(&p_be),
+                p_len: p_be.len(),
+                q_len,
                 digits: q_bits.div_ceil(4) as usize,
-                p,
-                q,
+                scalars: ScalarField::new(&q_be)?,
+                field,
+                p_be,
                 comb: OnceLock::new(),
             }),
-        }
+        })
+    }
+
+    fn constant(cell: &'static OnceLock<ModpGroup>, id: GroupId, bits: u32, hex: &str) -> Self {
+        cell.get_or_init(|| {
+            // The constants are fixed and valid: construction cannot fail (a unit test checks
+            // all three).
+            Self::from_hex(id, bits, hex)
+                .unwrap_or_else(|| unreachable!("invalid RFC 3526 constant"))
+        })
+        .clone()
     }
 
     /// The RFC 3526 2048-bit MODP group (group 14): ~112-bit security.
     #[must_use]
     pub fn rfc3526_2048() -> Self {
         static G: OnceLock<ModpGroup> = OnceLock::new();
-        G.get_or_init(|| Self::from_hex(GroupId::Modp2048, 112, RFC3526_2048_HEX))
-            .clone()
+        Self::constant(&G, GroupId::Modp2048, 112, RFC3526_2048_HEX)
     }
 
     /// The RFC 3526 3072-bit MODP group (group 15): ~128-bit security.
     #[must_use]
     pub fn rfc3526_3072() -> Self {
         static G: OnceLock<ModpGroup> = OnceLock::new();
-        G.get_or_init(|| Self::from_hex(GroupId::Modp3072, 128, RFC3526_3072_HEX))
-            .clone()
+        Self::constant(&G, GroupId::Modp3072, 128, RFC3526_3072_HEX)
     }
 
     /// **INSECURE — for tests only.** A 256-bit safe-prime group (about 40-bit security against
@@ -202,71 +255,91 @@ impl ModpGroup {
     #[must_use]
     pub fn insecure_test_group() -> Self {
         static G: OnceLock<ModpGroup> = OnceLock::new();
-        G.get_or_init(|| Self::from_hex(GroupId::ModpInsecureTest, 40, INSECURE_TEST_256_HEX))
-            .clone()
+        Self::constant(&G, GroupId::ModpInsecureTest, 40, INSECURE_TEST_256_HEX)
     }
 
     /// The modulus `p`, big-endian.
     #[must_use]
     pub fn modulus_be(&self) -> Vec<u8> {
-        arith::to_be(&self.inner.p, self.inner.p_len)
+        self.inner.p_be.clone()
     }
 
-    fn comb(&self) -> &[Nat] {
-        self.inner.comb.get_or_init(|| {
-            let p = &self.inner.p;
-            let mut table = Vec::with_capacity(self.inner.digits * 16);
-            let mut base = self.inner.g.clone();
-            for _ in 0..self.inner.digits {
-                let mut acc = arith::from_u64(1);
-                for _ in 0..16 {
-                    table.push(acc.clone());
-                    acc = arith::mul_mod(&acc, &base, p);
-                }
-                base = acc;
-            }
-            table
-        })
+    fn comb(&self) -> &FixedBase {
+        self.inner
+            .comb
+            .get_or_init(|| self.inner.field.fixed_base(&self.inner.g, self.inner.q_len))
     }
 
-    /// `g^e` through the comb table, `e` given as big-endian bytes.
-    fn comb_exp_be(&self, be: &[u8]) -> Nat {
-        let comb = self.comb();
-        let p = &self.inner.p;
-        let mut acc = arith::from_u64(1);
-        for (i, nib) in nibbles_le(be).enumerate() {
-            if nib != 0 {
-                if let Some(t) = comb.get(16 * i + nib as usize) {
-                    acc = arith::mul_mod(&acc, t, p);
-                }
-            }
-        }
-        acc
+    fn field(&self) -> &Field {
+        &self.inner.field
     }
 
-    fn scalar_nat(&self, s: &ModpScalar) -> Nat {
-        arith::from_be(&s.be)
-    }
-
-    fn scalar_from_nat(&self, v: &Nat) -> ModpScalar {
-        ModpScalar {
-            be: arith::to_be(v, self.inner.q_len),
-        }
-    }
-
-    fn small_power(&self, magnitude: u64) -> Nat {
-        self.comb_exp_be(&magnitude.to_be_bytes())
+    fn scalar(&self, be: Vec<u8>) -> ModpScalar {
+        ModpScalar { be }
     }
 }
 
-/// Little-endian radix-16 digits of a big-endian byte string.
-fn nibbles_le(be: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    be.iter().rev().flat_map(|b| [b & 0xF, b >> 4])
+impl GroupTypes for ModpGroup {
+    type Scalar = ModpScalar;
+    type Element = ModpElement;
+}
+
+impl VartimeWnafMultiExp for ModpGroup {
+    type OddPowers = OddPowerArray<ModpElement>;
+
+    fn vartime_odd_powers(&self, base: &ModpElement) -> Self::OddPowers {
+        generic_odd_powers(self, base)
+    }
+    fn vartime_multi_exp_wnaf<T: AsRef<Self::OddPowers>>(
+        &self,
+        tables: &[T],
+        terms: &[(usize, Wnaf)],
+    ) -> ModpElement {
+        // Straus over the odd powers; negative digits go to a second accumulator, inverted once
+        // at the end (an inversion costs ~100 products here).
+        let f = self.field();
+        let len = terms.iter().map(|(_, w)| w.len()).max().unwrap_or(0);
+        let mut pos: Option<Elem> = None;
+        let mut neg: Option<Elem> = None;
+        for bit in (0..len).rev() {
+            for acc in [&mut pos, &mut neg] {
+                if let Some(a) = acc.as_mut() {
+                    *a = f.sqr(a);
+                }
+            }
+            for (k, w) in terms {
+                let d = w.digit(bit);
+                let Some(t) = tables.get(*k).filter(|_| d != 0) else {
+                    continue;
+                };
+                let p = &t.as_ref().0[usize::from(d.unsigned_abs() / 2)].0;
+                let acc = if d > 0 { &mut pos } else { &mut neg };
+                match acc.as_mut() {
+                    Some(a) => f.mul_assign(a, p),
+                    None => *acc = Some(p.clone()),
+                }
+            }
+        }
+        let pos = pos.unwrap_or_else(|| f.one());
+        ModpElement(match neg {
+            Some(n) => f.mul(&pos, &f.invert_vartime(&n)),
+            None => pos,
+        })
+    }
+}
+
+impl VartimeManyUseBase for ModpGroup {
+    type ManyUseTable = ModpFixedBase;
+
+    fn vartime_many_use_table(&self, base: &ModpElement) -> ModpFixedBase {
+        self.vartime_precompute_base(base)
+    }
+    fn vartime_exp_many_use(&self, table: &ModpFixedBase, e: &ModpScalar) -> ModpElement {
+        self.vartime_exp_precomputed(table, e)
+    }
 }
 
 impl PrimeOrderGroup for ModpGroup {
-    type Scalar = ModpScalar;
-    type Element = ModpElement;
     type PrecomputedBase = ModpElement;
     type VartimePrecomputedBase = ModpFixedBase;
 
@@ -284,52 +357,29 @@ impl PrimeOrderGroup for ModpGroup {
     }
 
     fn identity(&self) -> ModpElement {
-        ModpElement(arith::from_u64(1))
+        ModpElement(self.field().one())
     }
     fn generator(&self) -> ModpElement {
         ModpElement(self.inner.g.clone())
     }
     fn op(&self, a: &ModpElement, b: &ModpElement) -> ModpElement {
-        ModpElement(arith::mul_mod(&a.0, &b.0, &self.inner.p))
+        ModpElement(self.field().mul(&a.0, &b.0))
+    }
+    fn op_assign(&self, a: &mut ModpElement, b: &ModpElement) {
+        self.field().mul_assign(&mut a.0, &b.0);
     }
     fn invert(&self, a: &ModpElement) -> ModpElement {
-        // Elements are units, so the inverse exists; fall back to a^{q-1} for totality.
-        ModpElement(arith::inv_mod(&a.0, &self.inner.p).unwrap_or_else(|| {
-            let e = arith::neg_mod(&arith::from_u64(1), &self.inner.q);
-            arith::pow_mod(&a.0, &e, &self.inner.p)
-        }))
+        ModpElement(self.field().invert(&a.0))
     }
 
     fn exp(&self, base: &ModpElement, e: &ModpScalar) -> ModpElement {
-        ModpElement(arith::pow_mod_secret(
-            &base.0,
-            &self.scalar_nat(e),
-            &self.inner.p,
-        ))
+        ModpElement(self.field().pow_ct(&base.0, &e.be))
     }
     fn exp_generator(&self, e: &ModpScalar) -> ModpElement {
-        #[cfg(feature = "gmp")]
-        {
-            self.exp(&self.generator(), e)
-        }
-        #[cfg(not(feature = "gmp"))]
-        {
-            ModpElement(self.comb_exp_be(&e.be))
-        }
+        ModpElement(self.field().pow_fixed(self.comb(), &e.be))
     }
     fn exp_generator_i64(&self, x: i64, bound: u64) -> ModpElement {
-        // g^x = g^{x + c} · g^{-c} with c = bound + 2^62: the secret exponent x + c always has
-        // the same limb length; the correction g^{-c} depends only on the public bound.
-        let bound = bound.max(x.unsigned_abs());
-        if bound >= 1 << 61 {
-            return self.exp_generator(&self.scalar_from_i64(x));
-        }
-        let c = bound + (1 << 62);
-        let shifted = (x + c as i64) as u64;
-        let s = self.scalar_from_nat(&arith::from_u64(shifted));
-        let main = self.exp_generator(&s);
-        let correction = self.invert(&ModpElement(self.small_power(c)));
-        self.op(&main, &correction)
+        ModpElement(self.field().pow_fixed_i64(self.comb(), x, bound))
     }
     fn precompute_base(&self, base: &ModpElement) -> ModpElement {
         // A per-base table costs megabytes at these sizes; keep the element.
@@ -340,65 +390,61 @@ impl PrimeOrderGroup for ModpGroup {
     }
 
     fn vartime_exp(&self, base: &ModpElement, e: &ModpScalar) -> ModpElement {
-        ModpElement(arith::pow_mod(&base.0, &self.scalar_nat(e), &self.inner.p))
+        ModpElement(self.field().pow_vartime(&base.0, &e.be))
     }
     fn vartime_precompute_base(&self, base: &ModpElement) -> ModpFixedBase {
-        let p = &self.inner.p;
+        let f = self.field();
         let mut powers = Vec::with_capacity(self.inner.digits);
         let mut b = base.0.clone();
         for _ in 0..self.inner.digits {
             powers.push(b.clone());
             for _ in 0..4 {
-                b = arith::sqr_mod(&b, p);
+                b = f.sqr(&b);
             }
         }
         ModpFixedBase { powers }
     }
     fn vartime_exp_precomputed(&self, table: &ModpFixedBase, e: &ModpScalar) -> ModpElement {
-        let p = &self.inner.p;
+        let f = self.field();
         // Buckets B_d = ∏_{i: digit_i = d} base^{16^i}; result = ∏_d B_d^d by running products.
-        let mut buckets: Vec<Option<Nat>> = vec![None; 16];
+        let mut buckets: Vec<Option<Elem>> = vec![None; 16];
         for (nib, power) in nibbles_le(&e.be).zip(&table.powers) {
             if nib != 0 {
                 let slot = &mut buckets[nib as usize];
-                *slot = Some(match slot.take() {
-                    Some(acc) => arith::mul_mod(&acc, power, p),
-                    None => power.clone(),
-                });
+                match slot.as_mut() {
+                    Some(acc) => f.mul_assign(acc, power),
+                    None => *slot = Some(power.clone()),
+                }
             }
         }
-        let mut running: Option<Nat> = None;
-        let mut total: Option<Nat> = None;
+        let mut running: Option<Elem> = None;
+        let mut total: Option<Elem> = None;
         for bucket in buckets.into_iter().skip(1).rev() {
             if let Some(b) = bucket {
-                running = Some(match running {
-                    Some(r) => arith::mul_mod(&r, &b, p),
-                    None => b,
-                });
+                match running.as_mut() {
+                    Some(r) => f.mul_assign(r, &b),
+                    None => running = Some(b),
+                }
             }
             if let Some(r) = &running {
-                total = Some(match total {
-                    Some(t) => arith::mul_mod(&t, r, p),
-                    None => r.clone(),
-                });
+                match total.as_mut() {
+                    Some(t) => f.mul_assign(t, r),
+                    None => total = Some(r.clone()),
+                }
             }
         }
-        ModpElement(total.unwrap_or_else(|| arith::from_u64(1)))
+        ModpElement(total.unwrap_or_else(|| f.one()))
     }
     fn vartime_exp_generator_i64(&self, e: i64) -> ModpElement {
-        let pos = ModpElement(self.small_power(e.unsigned_abs()));
-        if e < 0 {
-            self.invert(&pos)
-        } else {
-            pos
-        }
+        // The comb is fast for small exponents; its timing reveals only the bit length of |e|.
+        self.exp_generator_i64(e, 0)
     }
     fn vartime_multi_exp_i64<'a, I>(&self, terms: I) -> ModpElement
     where
         I: IntoIterator<Item = (&'a ModpElement, i64)>,
     {
-        let p = &self.inner.p;
-        let terms: Vec<(&Nat, i64)> = terms
+        let f = self.field();
+        let terms: Vec<(&Elem, i64)> = terms
             .into_iter()
             .filter(|(_, e)| *e != 0)
             .map(|(b, e)| (&b.0, e))
@@ -410,71 +456,71 @@ impl PrimeOrderGroup for ModpGroup {
             .unwrap_or(0);
         // Straus with shared squarings; negative exponents go to a second accumulator, inverted
         // once at the end.
-        let mut pos: Option<Nat> = None;
-        let mut neg: Option<Nat> = None;
+        let mut pos: Option<Elem> = None;
+        let mut neg: Option<Elem> = None;
         for bit in (0..top).rev() {
             for acc in [&mut pos, &mut neg] {
                 if let Some(a) = acc.as_mut() {
-                    *a = arith::sqr_mod(a, p);
+                    *a = f.sqr(a);
                 }
             }
             for (b, e) in &terms {
                 if (e.unsigned_abs() >> bit) & 1 == 1 {
                     let acc = if *e < 0 { &mut neg } else { &mut pos };
-                    *acc = Some(match acc.take() {
-                        Some(a) => arith::mul_mod(&a, b, p),
-                        None => (*b).clone(),
-                    });
+                    match acc.as_mut() {
+                        Some(a) => f.mul_assign(a, b),
+                        None => *acc = Some((*b).clone()),
+                    }
                 }
             }
         }
-        let pos = ModpElement(pos.unwrap_or_else(|| arith::from_u64(1)));
-        match neg {
-            Some(n) => self.div(&pos, &ModpElement(n)),
+        let pos = pos.unwrap_or_else(|| f.one());
+        ModpElement(match neg {
+            Some(n) => f.mul(&pos, &f.invert_vartime(&n)),
             None => pos,
-        }
+        })
     }
 
     fn random_scalar<R: CryptoRngCore + ?Sized>(&self, rng: &mut R) -> ModpScalar {
         // 128 extra bits make the bias of the reduction negligible (< 2^-128).
         let mut wide = vec![0u8; self.inner.q_len + 16];
         rng.fill_bytes(&mut wide);
-        let v = arith::rem(&arith::from_be(&wide), &self.inner.q);
+        let s = self.scalar(self.inner.scalars.reduce(&wide));
         wide.zeroize();
-        self.scalar_from_nat(&v)
+        s
     }
     fn scalar_from_i64(&self, v: i64) -> ModpScalar {
-        let m = arith::from_u64(v.unsigned_abs());
-        let m = arith::rem(&m, &self.inner.q);
-        if v < 0 {
-            self.scalar_from_nat(&arith::neg_mod(&m, &self.inner.q))
-        } else {
-            self.scalar_from_nat(&m)
-        }
+        self.scalar(self.inner.scalars.of_i64(v))
     }
     fn scalar_add(&self, a: &ModpScalar, b: &ModpScalar) -> ModpScalar {
-        let s = arith::add_mod(&self.scalar_nat(a), &self.scalar_nat(b), &self.inner.q);
-        self.scalar_from_nat(&s)
+        self.scalar(self.inner.scalars.add(&a.be, &b.be))
+    }
+    fn scalar_sub(&self, a: &ModpScalar, b: &ModpScalar) -> ModpScalar {
+        self.scalar(self.inner.scalars.sub(&a.be, &b.be))
     }
     fn scalar_mul(&self, a: &ModpScalar, b: &ModpScalar) -> ModpScalar {
-        let s = arith::mul_mod(&self.scalar_nat(a), &self.scalar_nat(b), &self.inner.q);
-        self.scalar_from_nat(&s)
+        self.scalar(self.inner.scalars.mul(&a.be, &b.be))
     }
     fn scalar_neg(&self, a: &ModpScalar) -> ModpScalar {
-        self.scalar_from_nat(&arith::neg_mod(&self.scalar_nat(a), &self.inner.q))
+        self.scalar(self.inner.scalars.neg(&a.be))
     }
     fn scalar_invert(&self, a: &ModpScalar) -> Result<ModpScalar, GroupError> {
-        let v = self.scalar_nat(a);
-        if arith::is_zero(&v) {
-            return Err(GroupError::NotInvertible);
-        }
-        arith::inv_mod(&v, &self.inner.q)
-            .map(|i| self.scalar_from_nat(&i))
+        self.inner
+            .scalars
+            .invert(&a.be)
+            .map(|be| self.scalar(be))
             .ok_or(GroupError::NotInvertible)
+    }
+    fn scalar_inner_product_i64<'a, I>(&self, terms: I) -> ModpScalar
+    where
+        I: IntoIterator<Item = (&'a ModpScalar, i64)>,
+    {
+        let terms = terms.into_iter().map(|(s, y)| (s.be.as_slice(), y));
+        self.scalar(self.inner.scalars.inner_product_i64(terms))
     }
 
     fn element_to_bytes(&self, e: &ModpElement) -> Vec<u8> {
-        arith::to_be(&e.0, self.inner.p_len)
+        self.field().to_be(&e.0)
     }
     fn element_from_bytes(&self, bytes: &[u8]) -> Result<ModpElement, GroupError> {
         if bytes.len() != self.inner.p_len {
@@ -483,11 +529,14 @@ impl PrimeOrderGroup for ModpGroup {
                 got: bytes.len(),
             });
         }
-        let v = arith::from_be(bytes);
-        if arith::is_zero(&v) || v >= self.inner.p || arith::jacobi(&v, &self.inner.p) != 1 {
+        if bytes.iter().all(|&b| b == 0) {
             return Err(GroupError::InvalidElement);
         }
-        Ok(ModpElement(v))
+        let f = self.field();
+        match f.decode(bytes) {
+            Some(v) if f.is_residue(&v) => Ok(ModpElement(v)),
+            _ => Err(GroupError::InvalidElement),
+        }
     }
     fn scalar_to_bytes(&self, s: &ModpScalar) -> Vec<u8> {
         s.be.clone()
@@ -499,22 +548,30 @@ impl PrimeOrderGroup for ModpGroup {
                 got: bytes.len(),
             });
         }
-        let v = arith::from_be(bytes);
-        if v >= self.inner.q {
+        if !self.inner.scalars.is_canonical(bytes) {
             return Err(GroupError::NonCanonicalScalar);
         }
-        Ok(ModpScalar { be: bytes.to_vec() })
+        Ok(self.scalar(bytes.to_vec()))
     }
 
     fn vartime_fingerprints(&self, elements: &[ModpElement]) -> Vec<u64> {
-        // Elements are kept reduced in [1, p): the residue is already a normal form.
-        elements.iter().map(|e| arith::low_u64(&e.0)).collect()
+        // The low 64 bits of the canonical residue (a normal form, independent of the
+        // arithmetic's internal representation, so cached discrete-log tables stay valid).
+        elements
+            .iter()
+            .map(|e| self.field().low_u64(&e.0))
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use num_bigint::BigUint;
+
+    fn big(be: &[u8]) -> BigUint {
+        BigUint::from_bytes_be(be)
+    }
 
     #[test]
     fn standard_groups_have_expected_sizes() {
@@ -525,28 +582,135 @@ mod tests {
         let g3 = ModpGroup::rfc3526_3072();
         assert_eq!(g3.element_len(), 384);
         assert_eq!(g3.security_bits(), 128);
+        let t = ModpGroup::insecure_test_group();
+        assert_eq!(t.element_len(), 32);
         // g = 4 has order q: g^q = 1 and g != 1.
-        let q = g.inner.q.clone();
-        assert!(arith::pow_mod(&g.inner.g, &q, &g.inner.p) == arith::from_u64(1));
-        assert_eq!(arith::jacobi(&arith::from_u64(4), &g.inner.p), 1);
-        // p mod 8 = 7, so 2 is a residue too and p - 1 (= -1) is not (p = 3 mod 4).
-        assert_eq!(arith::jacobi(&arith::from_u64(2), &g.inner.p), 1);
-        let minus_one = arith::neg_mod(&arith::from_u64(1), &g.inner.p);
-        assert_eq!(arith::jacobi(&minus_one, &g.inner.p), -1);
-        assert!(g
-            .element_from_bytes(&g.element_to_bytes(&ModpElement(minus_one)))
-            .is_err());
+        let p = big(&g.modulus_be());
+        let q: BigUint = &p >> 1;
+        assert_eq!(BigUint::from(4u8).modpow(&q, &p), BigUint::from(1u8));
+        let f = g.field();
+        assert!(f.is_residue(&f.small(4)));
+        // p mod 8 = 7, so 2 is a residue too and p − 1 (= −1) is not (p = 3 mod 4).
+        assert!(f.is_residue(&f.small(2)));
+        let minus_one = (&p - 1u8).to_bytes_be();
+        assert!(g.element_from_bytes(&minus_one).is_err());
+        assert!(g.element_from_bytes(&g.modulus_be()).is_err());
+        assert!(g.element_from_bytes(&[0u8; 256]).is_err());
     }
 
     #[test]
-    fn jacobi_matches_euler_criterion_on_test_group() {
+    fn residue_test_matches_euler_criterion_on_test_group() {
         let g = ModpGroup::insecure_test_group();
-        let p = &g.inner.p;
+        let p = big(&g.modulus_be());
+        let q: BigUint = &p >> 1;
+        let f = g.field();
         for a in 1u64..200 {
-            let v = arith::from_u64(a);
-            let euler = arith::pow_mod(&v, &g.inner.q, p);
-            let expected = if euler == arith::from_u64(1) { 1 } else { -1 };
-            assert_eq!(arith::jacobi(&v, p), expected, "a = {a}");
+            let euler = BigUint::from(a).modpow(&q, &p) == BigUint::from(1u8);
+            assert_eq!(f.is_residue(&f.small(a)), euler, "a = {a}");
         }
+    }
+
+    /// Every exponentiation path against num-bigint's `modpow`, on all three moduli.
+    #[test]
+    fn exponentiations_match_a_reference() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        for g in [
+            ModpGroup::insecure_test_group(),
+            ModpGroup::rfc3526_2048(),
+            ModpGroup::rfc3526_3072(),
+        ] {
+            let p = big(&g.modulus_be());
+            let q: BigUint = &p >> 1;
+            let val = |e: &ModpElement| big(&g.element_to_bytes(e));
+            let base = g.exp_generator(&g.random_scalar(&mut rng));
+            for s in [
+                g.random_scalar(&mut rng),
+                g.scalar_from_i64(0),
+                g.scalar_from_i64(1),
+                g.scalar_from_i64(-1),
+            ] {
+                let e = big(&g.scalar_to_bytes(&s));
+                let want = val(&base).modpow(&e, &p);
+                assert_eq!(val(&g.exp(&base, &s)), want);
+                assert_eq!(val(&g.vartime_exp(&base, &s)), want);
+                let t = g.vartime_precompute_base(&base);
+                assert_eq!(val(&g.vartime_exp_precomputed(&t, &s)), want);
+                assert_eq!(val(&g.exp_generator(&s)), BigUint::from(4u8).modpow(&e, &p));
+            }
+            for x in [
+                0i64,
+                1,
+                -1,
+                255,
+                -255,
+                70_000,
+                i64::MAX,
+                i64::MIN,
+                -(1 << 40),
+            ] {
+                let e = if x < 0 {
+                    &q - BigUint::from(x.unsigned_abs())
+                } else {
+                    BigUint::from(x as u64)
+                };
+                let want = BigUint::from(4u8).modpow(&e, &p);
+                assert_eq!(val(&g.exp_generator_i64(x, 255)), want, "x = {x}");
+                assert_eq!(val(&g.vartime_exp_generator_i64(x)), want, "x = {x}");
+            }
+            let inv = g.invert(&base);
+            assert_eq!(g.op(&inv, &base), g.identity());
+            assert_eq!(val(&inv), val(&base).modpow(&(&q - 1u8), &p));
+        }
+    }
+
+    #[test]
+    fn scalar_arithmetic_matches_a_reference() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        for g in [ModpGroup::insecure_test_group(), ModpGroup::rfc3526_2048()] {
+            let q: BigUint = big(&g.modulus_be()) >> 1;
+            let v = |s: &ModpScalar| big(&g.scalar_to_bytes(s));
+            let a = g.random_scalar(&mut rng);
+            let b = g.random_scalar(&mut rng);
+            assert!(v(&a) < q);
+            assert_eq!(v(&g.scalar_add(&a, &b)), (v(&a) + v(&b)) % &q);
+            assert_eq!(v(&g.scalar_sub(&a, &b)), (&q + v(&a) - v(&b)) % &q);
+            assert_eq!(v(&g.scalar_mul(&a, &b)), (v(&a) * v(&b)) % &q);
+            assert_eq!(v(&g.scalar_neg(&a)), (&q - v(&a)) % &q);
+            let inv = g.scalar_invert(&a).unwrap();
+            assert_eq!((v(&inv) * v(&a)) % &q, BigUint::from(1u8));
+            assert!(g.scalar_invert(&g.scalar_from_i64(0)).is_err());
+            let ys = [3i64, -7, 0, i64::MAX, i64::MIN];
+            let ss: Vec<ModpScalar> = ys.iter().map(|_| g.random_scalar(&mut rng)).collect();
+            let got = g.scalar_inner_product_i64(ss.iter().zip(ys));
+            let mut want = g.scalar_from_i64(0);
+            for (s, y) in ss.iter().zip(ys) {
+                want = g.scalar_add(&want, &g.scalar_mul(s, &g.scalar_from_i64(y)));
+            }
+            assert_eq!(got, want);
+            let q_be = {
+                let mut b = q.to_bytes_be();
+                while b.len() < g.scalar_len() {
+                    b.insert(0, 0);
+                }
+                b
+            };
+            assert_eq!(
+                g.scalar_from_bytes(&q_be),
+                Err(GroupError::NonCanonicalScalar)
+            );
+        }
+    }
+
+    #[test]
+    fn scalar_debug_is_redacted() {
+        let g = ModpGroup::insecure_test_group();
+        let s = g.scalar_from_i64(0x1234_5678);
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("12") && shown.contains("redacted"),
+            "{shown}"
+        );
     }
 }

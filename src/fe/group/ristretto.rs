@@ -21,7 +21,11 @@ use rand_core::CryptoRngCore;
 use subtle::{ConditionallyNegatable, ConditionallySelectable, ConstantTimeEq};
 
 use crate::fe::error::GroupError;
-use crate::fe::group::{GroupId, PrimeOrderGroup, StaticGroup};
+use crate::fe::group::multiexp::{
+    generic_multi_exp_wnaf, generic_odd_powers, OddPowerArray, VartimeManyUseBase,
+    VartimeWnafMultiExp, Wnaf,
+};
+use crate::fe::group::{GroupId, GroupTypes, PrimeOrderGroup, StaticGroup};
 
 /// The Ristretto255 group (a unit type: it has no parameters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -122,9 +126,86 @@ fn scalar_from_wide(acc: &[u64; 8]) -> Scalar {
     s
 }
 
-impl PrimeOrderGroup for Ristretto255 {
+impl GroupTypes for Ristretto255 {
     type Scalar = Scalar;
     type Element = RistrettoPoint;
+}
+
+impl VartimeWnafMultiExp for Ristretto255 {
+    type OddPowers = OddPowerArray<RistrettoPoint>;
+
+    fn vartime_odd_powers(&self, base: &RistrettoPoint) -> Self::OddPowers {
+        generic_odd_powers(self, base)
+    }
+    fn vartime_multi_exp_wnaf<T: AsRef<Self::OddPowers>>(
+        &self,
+        tables: &[T],
+        terms: &[(usize, Wnaf)],
+    ) -> RistrettoPoint {
+        // Negative digits subtract: a point negation is free.
+        generic_multi_exp_wnaf(self, tables, terms)
+    }
+}
+
+/// Rows of the many-use table: 32 bytes plus the final carry.
+const WIDE_ROWS: usize = 33;
+/// Multiples per row: `1..=128`.
+const WIDE_COLS: usize = 128;
+
+/// A variable-time fixed-base table for a point used with very many exponents:
+/// `d · 256^i · P` for `d = 1..=128`, `i < 33` (row-major). An exponent's 32 little-endian
+/// bytes are recoded into signed radix-256 digits in `[-128, 128)`, and each non-zero digit
+/// costs one addition (a subtraction for a negative one).
+#[derive(Debug, Clone)]
+pub struct WideFixedBase {
+    multiples: Vec<RistrettoPoint>,
+}
+
+impl VartimeManyUseBase for Ristretto255 {
+    type ManyUseTable = WideFixedBase;
+
+    fn vartime_many_use_table(&self, base: &RistrettoPoint) -> WideFixedBase {
+        let mut t = Vec::with_capacity(WIDE_ROWS * WIDE_COLS);
+        let mut b = *base;
+        for _ in 0..WIDE_ROWS {
+            let mut m = b;
+            t.push(m);
+            for _ in 1..WIDE_COLS {
+                m += b;
+                t.push(m);
+            }
+            // b · 256 = (128 · b) · 2
+            b = m + m;
+        }
+        WideFixedBase { multiples: t }
+    }
+    fn vartime_exp_many_use(&self, table: &WideFixedBase, e: &Scalar) -> RistrettoPoint {
+        let bytes = e.as_bytes();
+        let mut acc = RistrettoPoint::identity();
+        let mut carry = 0i32;
+        for i in 0..WIDE_ROWS {
+            let v = i32::from(bytes.get(i).copied().unwrap_or(0)) + carry;
+            carry = i32::from(v >= 128);
+            let d = v - (carry << 8);
+            if d == 0 {
+                continue;
+            }
+            if let Some(p) = table
+                .multiples
+                .get(i * WIDE_COLS + d.unsigned_abs() as usize - 1)
+            {
+                if d > 0 {
+                    acc += p;
+                } else {
+                    acc -= p;
+                }
+            }
+        }
+        acc
+    }
+}
+
+impl PrimeOrderGroup for Ristretto255 {
     type PrecomputedBase = RistrettoBasepointTable;
     type VartimePrecomputedBase = VartimeFixedBase;
 

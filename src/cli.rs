@@ -1,23 +1,24 @@
-//! The training options, progress bars and JSON summary shared by `cryptonn server train`,
-//! `cryptonn client encrypt` and `examples/train_lenet.rs` (which includes this file), so that
-//! the same flags mean the same thing and the summaries have the same keys.
+//! The command-line options, progress bars and JSON summary shared by the drivers
+//! (`cryptonn server train`, `cryptonn client encrypt`, `examples/train_lenet.rs`,
+//! `examples/train.rs`), so that the same flags mean the same thing and the summaries have the
+//! same keys. Behind the `cli` feature (clap).
+#![allow(missing_docs)] // clap's derive documents the options through their doc comments.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
-use cryptonn::coordinator::secure_training::{EncryptionParams, SecureStats};
-use cryptonn::fe::group::GroupId;
-use cryptonn::nn::activation::Activation;
-use cryptonn::nn::data::PixelNormalization;
-use cryptonn::nn::first_layer::QuantConfig;
-use cryptonn::nn::lenet::{LayerOrder, LeNetConfig, PoolKind};
-use cryptonn::nn::optim::{LrSchedule, SgdConfig};
-use cryptonn::nn::train::{
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::coordinator::secure_training::EncryptionParams;
+use crate::nn::activation::Activation;
+use crate::nn::data::PixelNormalization;
+use crate::nn::first_layer::QuantConfig;
+use crate::nn::lenet::{LayerOrder, LeNetConfig, PoolKind};
+use crate::nn::optim::{LrSchedule, SgdConfig};
+use crate::nn::train::{
     BatchProgress, BatchSchedule, EpochStats, Mode, TrainConfig, TrainObserver, TrainReport,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CliBatches {
@@ -212,11 +213,13 @@ impl TrainOptions {
     }
 
     /// Builds the global rayon pool with `--threads`.
-    pub fn init_threads(&self) -> anyhow::Result<()> {
+    ///
+    /// # Errors
+    /// If the global pool was already built.
+    pub fn init_threads(&self) -> Result<(), rayon::ThreadPoolBuildError> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
             .build_global()
-            .context("building the rayon thread pool")
     }
 }
 
@@ -224,6 +227,12 @@ impl TrainOptions {
 pub struct Bars {
     bar: Option<ProgressBar>,
     epoch_start: Instant,
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Bars {
@@ -242,7 +251,7 @@ impl TrainObserver for Bars {
             ProgressStyle::with_template(
                 "{prefix} [{bar:30.cyan/blue}] {pos:>6}/{len} {msg} ETA {eta}",
             )
-            .expect("valid template")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
         bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
@@ -280,75 +289,22 @@ impl TrainObserver for Bars {
     }
 }
 
-/// The group's name in summaries.
-pub fn group_name(id: GroupId) -> &'static str {
-    match id {
-        GroupId::Ristretto255 => "ristretto",
-        GroupId::Modp2048 => "modp2048",
-        GroupId::Modp3072 => "modp3072",
-        _ => "other",
-    }
-}
-
-/// What secure mode adds to the JSON summary.
-pub struct SecureSummary<'a> {
-    pub group: GroupId,
-    pub encrypt_seconds: f64,
-    pub reused: bool,
-    pub ciphertext_bytes: usize,
-    pub stats: &'a SecureStats,
-    pub setup_seconds: f64,
-    /// Audit records written, if this process can see the audit log.
-    pub audit_records: Option<usize>,
-    /// The audit file, or the authority that keeps it.
-    pub audit_file: String,
-}
-
-impl SecureSummary<'_> {
-    /// The summary's extra keys.
-    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
-        let s = self.stats;
-        let mut extra = serde_json::Map::new();
-        for (k, v) in [
-            ("group", serde_json::json!(group_name(self.group))),
-            ("encrypt_seconds", serde_json::json!(self.encrypt_seconds)),
-            ("encrypted_dataset_reused", serde_json::json!(self.reused)),
-            ("ciphertext_bytes", serde_json::json!(self.ciphertext_bytes)),
-            ("key_requests", serde_json::json!(s.key_requests)),
-            ("feip_keys", serde_json::json!(s.feip_keys)),
-            ("febo_keys", serde_json::json!(s.febo_keys)),
-            ("decryptions", serde_json::json!(s.decryptions)),
-            ("dlog_seconds", serde_json::json!(s.dlog_seconds)),
-            ("fe_seconds", serde_json::json!(s.fe_seconds)),
-            ("key_seconds", serde_json::json!(s.key_seconds)),
-            (
-                "authority_setup_seconds",
-                serde_json::json!(self.setup_seconds),
-            ),
-            ("audit_records", serde_json::json!(self.audit_records)),
-            ("audit_file", serde_json::json!(self.audit_file)),
-        ] {
-            extra.insert(k.to_string(), v);
-        }
-        extra
-    }
-}
-
 /// Writes the run summary: the [`TrainReport`] and `extra` keys, pretty JSON.
+///
+/// # Errors
+/// I/O errors creating or writing `path`.
 pub fn write_json(
     path: &Path,
     report: &TrainReport,
     extra: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> anyhow::Result<()> {
-    let mut value = serde_json::to_value(report)?;
+) -> std::io::Result<()> {
+    let mut value = serde_json::to_value(report).map_err(std::io::Error::other)?;
     if let (Some(obj), Some(extra)) = (value.as_object_mut(), extra) {
         obj.extend(extra.clone());
     }
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file = std::fs::File::create(path)?;
     serde_json::to_writer_pretty(std::io::BufWriter::new(file), &value)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        .map_err(std::io::Error::other)
 }
 
 /// Prints the closing lines of a run.

@@ -1,0 +1,356 @@
+//! [`SecureTrainingSession`]: one way to build a secure training run, for every driver
+//! (`train_lenet`, `train`, `cryptonn server train`, `bench_report`, `leakage_report`, the
+//! tests).
+//!
+//! A session holds the group, the cache directory and the server's discrete-log table size,
+//! and composes the roles:
+//!
+//! ```text
+//! in process:  Authority (seed file in the cache, audit file) ── shard domains ──▶ data owner:
+//!              sweep stale temporary files → encrypt or reuse the cached file
+//!              ──▶ server: load + verify keys, dlog table, SecureFirstLayer ──▶ training
+//! remote:      an encrypted dataset file + any KeyService (e.g. the gRPC client)
+//!              ──▶ server: load + verify keys, dlog table, SecureFirstLayer ──▶ training
+//! ```
+//!
+//! The data owner's plaintext enters only [`SecureTrainingSession::encrypt`] (through
+//! [`EncodedSamples`]); the server side ([`SecureTrainingSession::server`]) takes a file and a
+//! key service.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rand_core::{OsRng, RngCore};
+
+use crate::coordinator::audit::{AuditConfig, AuditFileOptions, AuditFileSink, AuditLog};
+use crate::coordinator::authority::Authority;
+use crate::coordinator::key_service::{InProcessKeyService, KeyService, SharedAuthority};
+use crate::coordinator::messages::{DomainId, RequesterId};
+use crate::coordinator::secure_training::backend::{SecureFirstLayer, SecureStats};
+use crate::coordinator::secure_training::encrypted_dataset::{
+    create_feature_domains, create_shard_domains, encrypt_samples_or_reuse, sweep_stale_temp_files,
+    EncodedSamples, EncryptedDataset, EncryptionParams, StaleTempFile,
+};
+use crate::coordinator::secure_training::error::SecureTrainingError;
+use crate::coordinator::secure_training::geometry::FirstLayerGeometry;
+use crate::fe::dlog::BabyStepTable;
+use crate::fe::group::{GroupId, PrimeOrderGroup};
+use crate::nn::first_layer::QuantConfig;
+
+/// The default half-width of the server's baby-step table, `2^20`.
+pub const DEFAULT_DLOG_HALF_WIDTH: u64 = 1 << 20;
+
+/// The group's name in summaries (`ristretto`, `modp2048`, …).
+#[must_use]
+pub fn group_name(id: GroupId) -> &'static str {
+    match id {
+        GroupId::Ristretto255 => "ristretto",
+        GroupId::Modp2048 => "modp2048",
+        GroupId::Modp3072 => "modp3072",
+        _ => "other",
+    }
+}
+
+/// Builds the parts of a secure training run (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct SecureTrainingSession<G: PrimeOrderGroup> {
+    group: G,
+    cache_dir: PathBuf,
+    dlog_half_width: u64,
+    reencrypt: bool,
+    requester: RequesterId,
+}
+
+/// An in-process authority whose master keys derive from a seed file in the cache directory,
+/// auditing every issued key to a file there.
+pub struct LocalAuthority<G: PrimeOrderGroup> {
+    /// The authority, shared with the in-process key service.
+    pub authority: SharedAuthority<G>,
+    /// The audit file (overwritten by each run).
+    pub audit_file: PathBuf,
+}
+
+/// What the data owner produced: the encrypted dataset file and how it came to be.
+#[derive(Debug, Clone)]
+pub struct EncryptedInput {
+    /// The file.
+    pub path: PathBuf,
+    /// Whether a cached file was reused.
+    pub reused: bool,
+    /// Seconds spent encrypting (0 when reused).
+    pub encrypt_seconds: f64,
+    /// Seconds the authority took to create the shard domains.
+    pub setup_seconds: f64,
+    /// The shard domains.
+    pub domains: Vec<DomainId>,
+    /// Temporary files of interrupted earlier runs, removed, with their orphaned domains.
+    pub stale_temp_files: Vec<StaleTempFile>,
+}
+
+/// What secure mode adds to a run's JSON summary (the keys of `train_lenet --mode secure`).
+#[derive(Debug, Clone)]
+pub struct SecureSummary {
+    /// The group.
+    pub group: GroupId,
+    /// Seconds the data owner spent encrypting.
+    pub encrypt_seconds: f64,
+    /// Whether the encrypted dataset came from the cache.
+    pub reused: bool,
+    /// Bytes of ciphertext.
+    pub ciphertext_bytes: usize,
+    /// The server's counters and timings.
+    pub stats: SecureStats,
+    /// Seconds the authority took to create the shard domains.
+    pub setup_seconds: f64,
+    /// Audit records written, if this process can see the audit log.
+    pub audit_records: Option<usize>,
+    /// The audit file, or the authority that keeps it.
+    pub audit_file: String,
+}
+
+impl SecureSummary {
+    /// The summary's keys, in the order `train_lenet` writes them.
+    #[must_use]
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let s = &self.stats;
+        let mut extra = serde_json::Map::new();
+        for (k, v) in [
+            ("group", serde_json::json!(group_name(self.group))),
+            ("encrypt_seconds", serde_json::json!(self.encrypt_seconds)),
+            ("encrypted_dataset_reused", serde_json::json!(self.reused)),
+            ("ciphertext_bytes", serde_json::json!(self.ciphertext_bytes)),
+            ("key_requests", serde_json::json!(s.key_requests)),
+            ("feip_keys", serde_json::json!(s.feip_keys)),
+            ("febo_keys", serde_json::json!(s.febo_keys)),
+            ("decryptions", serde_json::json!(s.decryptions)),
+            ("dlog_seconds", serde_json::json!(s.dlog_seconds)),
+            ("fe_seconds", serde_json::json!(s.fe_seconds)),
+            ("key_seconds", serde_json::json!(s.key_seconds)),
+            (
+                "authority_setup_seconds",
+                serde_json::json!(self.setup_seconds),
+            ),
+            ("audit_records", serde_json::json!(self.audit_records)),
+            ("audit_file", serde_json::json!(self.audit_file)),
+        ] {
+            extra.insert(k.to_string(), v);
+        }
+        extra
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecureTrainingError + '_ {
+    move |source| SecureTrainingError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl<G: PrimeOrderGroup> SecureTrainingSession<G> {
+    /// A session over `group` that keeps its files (authority seed, encrypted datasets, audit
+    /// log, discrete-log table) in `cache_dir`.
+    #[must_use]
+    pub fn new(group: G, cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            group,
+            cache_dir: cache_dir.into(),
+            dlog_half_width: DEFAULT_DLOG_HALF_WIDTH,
+            reencrypt: false,
+            requester: RequesterId::new("server"),
+        }
+    }
+
+    /// The half-width of the server's baby-step table.
+    #[must_use]
+    pub fn dlog_half_width(mut self, half_width: u64) -> Self {
+        self.dlog_half_width = half_width;
+        self
+    }
+
+    /// Encrypt again even when the cache holds a current file.
+    #[must_use]
+    pub fn reencrypt(mut self, reencrypt: bool) -> Self {
+        self.reencrypt = reencrypt;
+        self
+    }
+
+    /// The server's name towards an in-process authority.
+    #[must_use]
+    pub fn requester(mut self, requester: RequesterId) -> Self {
+        self.requester = requester;
+        self
+    }
+
+    /// The group.
+    #[must_use]
+    pub fn group(&self) -> &G {
+        &self.group
+    }
+
+    /// The cache directory.
+    #[must_use]
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// The authority's persistent secret: 32 random bytes in `authority-seed-gID.bin` (mode
+    /// 0600) in the cache directory, from which its master keys derive (so a cached encrypted
+    /// dataset stays decryptable across runs). Whoever reads this file holds every master key.
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Io`].
+    pub fn authority_seed(&self) -> Result<[u8; 32], SecureTrainingError> {
+        let gid = self.group.id().to_byte();
+        let path = self.cache_dir.join(format!("authority-seed-g{gid}.bin"));
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                return Ok(seed);
+            }
+        }
+        std::fs::create_dir_all(&self.cache_dir).map_err(io(&self.cache_dir))?;
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        let tmp = path.with_extension("tmp");
+        {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&tmp).map_err(io(&tmp))?;
+            std::io::Write::write_all(&mut f, &seed).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(seed)
+    }
+
+    /// An in-process authority from the seed file, auditing to `audit-gID.cnnaudit` in the
+    /// cache directory (overwritten).
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Io`]; the audit file's errors.
+    pub fn local_authority(&self) -> Result<LocalAuthority<G>, SecureTrainingError> {
+        let seed = self.authority_seed()?;
+        let gid = self.group.id().to_byte();
+        let audit_file = self.cache_dir.join(format!("audit-g{gid}.cnnaudit"));
+        let sink = AuditFileSink::create(&audit_file, AuditFileOptions::default())
+            .map_err(crate::coordinator::error::CoordinatorError::from)?;
+        let authority = Authority::from_seed(self.group.clone(), seed)
+            .with_audit_log(AuditLog::with_sink(AuditConfig::default(), Box::new(sink)));
+        Ok(LocalAuthority {
+            authority: Arc::new(Mutex::new(authority)),
+            audit_file,
+        })
+    }
+
+    /// The data owner's step: removes stale temporary files of interrupted runs, has the
+    /// authority create the shard domains (and feature-major domains when the layout asks for
+    /// them), and encrypts `source` into the cache directory under `name`, or reuses a
+    /// current cached file. Calls `progress(samples_done)`.
+    ///
+    /// # Errors
+    /// The authority's, the encryption's and I/O errors.
+    pub fn encrypt(
+        &self,
+        authority: &SharedAuthority<G>,
+        name: &str,
+        source: &dyn EncodedSamples,
+        params: &EncryptionParams,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<EncryptedInput, SecureTrainingError> {
+        let stale_temp_files = sweep_stale_temp_files(&self.cache_dir)?;
+        let t = Instant::now();
+        let (domains, pks, feature_pks) = {
+            let mut a = authority
+                .lock()
+                .map_err(|_| SecureTrainingError::Parameters("authority lock poisoned".into()))?;
+            let domains = create_shard_domains(&mut a, source.len(), params)?;
+            let features = create_feature_domains(&mut a, source.len(), params)?;
+            let pk = |d: &DomainId| a.public_key(*d);
+            let pks = domains.iter().map(pk).collect::<Result<Vec<_>, _>>()?;
+            let feature_pks = features.iter().map(pk).collect::<Result<Vec<_>, _>>()?;
+            (domains, pks, feature_pks)
+        };
+        let setup_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (path, reused) = encrypt_samples_or_reuse(
+            &self.group,
+            &self.cache_dir,
+            name,
+            source,
+            &pks,
+            &feature_pks,
+            params,
+            self.reencrypt,
+            progress,
+        )?;
+        Ok(EncryptedInput {
+            path,
+            reused,
+            encrypt_seconds: if reused {
+                0.0
+            } else {
+                t.elapsed().as_secs_f64()
+            },
+            setup_seconds,
+            domains,
+            stale_temp_files,
+        })
+    }
+
+    /// The server's discrete-log table (cached in the cache directory).
+    ///
+    /// # Errors
+    /// [`SecureTrainingError::Parameters`] for an unusable half-width; cache I/O errors.
+    pub fn dlog_table(&self) -> Result<Arc<BabyStepTable<G>>, SecureTrainingError> {
+        BabyStepTable::load_or_build(self.group.clone(), self.dlog_half_width, &self.cache_dir)
+            .map(Arc::new)
+            .map_err(|e| {
+                SecureTrainingError::Parameters(format!(
+                    "discrete-log table (half-width {}) in {}: {e}",
+                    self.dlog_half_width,
+                    self.cache_dir.display()
+                ))
+            })
+    }
+
+    /// An in-process key service of `authority` for this session's server.
+    #[must_use]
+    pub fn in_process_keys(&self, authority: &SharedAuthority<G>) -> InProcessKeyService<G> {
+        InProcessKeyService::new(Arc::clone(authority), self.requester.clone())
+    }
+
+    /// The server's step: loads the encrypted dataset `path` (integrity checks), checks its
+    /// shard keys against `keys`, and builds the secure first layer `geometry` with `table`.
+    ///
+    /// # Errors
+    /// The dataset's load errors, [`SecureTrainingError::WrongKey`], and the backend's
+    /// parameter checks.
+    pub fn server<K: KeyService<G>>(
+        &self,
+        keys: K,
+        path: &Path,
+        table: Arc<BabyStepTable<G>>,
+        quant: QuantConfig,
+        geometry: FirstLayerGeometry,
+    ) -> Result<SecureFirstLayer<G, K>, SecureTrainingError> {
+        let data = EncryptedDataset::load(self.group.clone(), path)?;
+        self.server_with_dataset(keys, data, table, quant, geometry)
+    }
+
+    /// [`server`](Self::server) over an already loaded dataset.
+    ///
+    /// # Errors
+    /// As [`server`](Self::server).
+    pub fn server_with_dataset<K: KeyService<G>>(
+        &self,
+        keys: K,
+        data: EncryptedDataset<G>,
+        table: Arc<BabyStepTable<G>>,
+        quant: QuantConfig,
+        geometry: FirstLayerGeometry,
+    ) -> Result<SecureFirstLayer<G, K>, SecureTrainingError> {
+        SecureFirstLayer::with_geometry(data, keys, table, quant, geometry)
+    }
+}
