@@ -15,6 +15,8 @@
 //!   [`secure matrix products`](matmul) and [`element-wise operations`](elementwise).
 //! - [`KeyService`] ([`key_service`]): how the server reaches the authority;
 //!   [`InProcessKeyService`] is the embedded default.
+//! - [`decrypt`]: the server's one decryption path (`∏ b^t / ct0^sk`, then the bounded
+//!   discrete log), shared by [`Server`] and secure training and prediction.
 //! - [`placement`]: the compact key form of a convolution with pooling (a grid of coefficients
 //!   over the boxes of a `C x H x W` input, placed at many origins), validated and expanded by
 //!   the authority.
@@ -36,6 +38,7 @@
 pub mod audit;
 pub mod authority;
 pub mod client;
+pub mod decrypt;
 pub mod elementwise;
 pub mod error;
 pub mod key_service;

@@ -212,4 +212,5 @@ fn protocol_files_import_each_other_without_cycles() {
     assert!(has("messages", "placement"));
     assert!(has("net/remote", "net/channel"));
     assert!(!has("net/channel", "net/remote"));
+    assert!(has("matmul", "decrypt"));
 }

@@ -56,7 +56,7 @@ pub(crate) fn is_prime_u64(n: u64) -> bool {
         return false;
     }
     for &b in &BASES {
-        if n % b == 0 {
+        if n.is_multiple_of(b) {
             return n == b;
         }
     }

@@ -10,11 +10,12 @@
 //! (W · X)_{kj} = <w_k, X_{·j}> = dlog_g( ∏_i ct_{ij}^{w_ki} / ct0_j^{sk_{w_k}} )
 //! ```
 //!
-//! exactly, as integers. Cost: one fixed-base table per ciphertext (`ct0_j`, reused by all `k`
-//! keys), one small-exponent multi-exponentiation over the non-zeros of `w_k` and one table
-//! exponentiation per entry, and one batched discrete log per (column, key chunk). The work runs
-//! in parallel over columns and key chunks; the results are exact integers, so they do not depend
-//! on the number of threads.
+//! exactly, as integers, through the server's one decryption path
+//! ([`decrypt`](crate::coordinator::decrypt), shared with secure training). Cost: one fixed-base
+//! table per ciphertext (`ct0_j`, reused by all `k` keys), one small-exponent
+//! multi-exponentiation over the non-zeros of `w_k` and one table exponentiation per entry, and
+//! one batched discrete log per column. The work runs in parallel over columns and keys; the
+//! results are exact integers, so they do not depend on the number of threads.
 //!
 //! **Ranges.** Each entry satisfies `|(W·X)_{kj}| <= ||w_k||_1 · X_bound`. The discrete-log
 //! search covers `min(max_k ||w_k||_1 · X_bound, dlog_bound)`; an entry outside it gives
@@ -36,16 +37,16 @@ pub use wire::{peek_group_byte, MATRIX_FORMAT_VERSION, MATRIX_MAGIC};
 use ndarray::Array2;
 use rayon::prelude::*;
 
+use crate::coordinator::decrypt::{
+    vartime_decrypt_columns, DecryptTimes, DecryptionColumn, PreparedComponents,
+};
 use crate::coordinator::error::CoordinatorError;
-use crate::coordinator::messages::{DomainId, KeyVectorData};
+use crate::coordinator::messages::{DomainId, KeyVectorData, SparseKeyVector};
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
 use crate::fe::encoding::FixedPoint;
-use crate::fe::error::{DlogError, FeError};
-use crate::fe::feip::{Ciphertext, Feip, FeipParams, FunctionKey};
+use crate::fe::error::DlogError;
+use crate::fe::feip::{Ciphertext, FeipParams, FunctionKey};
 use crate::fe::group::PrimeOrderGroup;
-
-/// Keys decrypted together in one batched discrete log.
-const KEY_CHUNK: usize = 32;
 
 /// A matrix `X ∈ Z^{n×m}` encrypted column by column under one key domain.
 ///
@@ -131,6 +132,7 @@ pub struct FeipKeyBatch<G: PrimeOrderGroup> {
     domain: DomainId,
     params: FeipParams,
     vectors: Vec<KeyVectorData>,
+    terms: Vec<Vec<(usize, i64)>>,
     l1_norms: Vec<u64>,
     keys: Vec<FunctionKey<G>>,
 }
@@ -141,7 +143,8 @@ impl<G: PrimeOrderGroup> FeipKeyBatch<G> {
     ///
     /// # Errors
     /// [`CoordinatorError::ShapeMismatch`] if the counts differ; [`CoordinatorError::Empty`]
-    /// without keys.
+    /// without keys; [`CoordinatorError::Fe`] for a vector that is not of length `n` (wrong
+    /// dense length, sparse index `>= n` or out of order, placement of another input length).
     pub fn new(
         domain: DomainId,
         params: FeipParams,
@@ -162,20 +165,23 @@ impl<G: PrimeOrderGroup> FeipKeyBatch<G> {
         if keys.is_empty() {
             return Err(CoordinatorError::Empty("key batch without keys"));
         }
-        let l1_norms = vectors
+        let terms = vectors
             .iter()
-            .map(|v| match v {
-                KeyVectorData::Dense(y) => y.iter().map(|a| a.unsigned_abs()).sum(),
-                KeyVectorData::Sparse(t) => t.iter().map(|(_, a)| a.unsigned_abs()).sum(),
-                KeyVectorData::Placement(p) => {
-                    p.input_terms().iter().map(|(_, a)| a.unsigned_abs()).sum()
-                }
+            .map(|v| {
+                Ok(SparseKeyVector::from_data(v, params.n(), u64::MAX)?
+                    .terms()
+                    .to_vec())
             })
+            .collect::<Result<Vec<_>, CoordinatorError>>()?;
+        let l1_norms = terms
+            .iter()
+            .map(|t| t.iter().map(|(_, a)| a.unsigned_abs()).sum())
             .collect();
         Ok(Self {
             domain,
             params,
             vectors,
+            terms,
             l1_norms,
             keys,
         })
@@ -238,50 +244,36 @@ pub fn vartime_matmul<G: PrimeOrderGroup>(
         .unwrap_or(0);
     let bound = worst.min(dlog_bound).max(1);
     let solver = DlogSolver::new(Arc::clone(table), bound)?;
-    let feip = Feip::new(table.group().clone(), params);
-    let k = keys.len();
-    let columns: Vec<Vec<i64>> = enc
+    let group = table.group();
+    let prepared: Vec<PreparedComponents<'_, G>> = enc
         .columns
         .par_iter()
-        .enumerate()
-        .map(|(column, ct)| {
-            let prepared = feip.prepare_ciphertext(ct)?;
-            let parts: Vec<Vec<i64>> = keys
-                .keys
-                .par_chunks(KEY_CHUNK)
-                .zip(keys.vectors.par_chunks(KEY_CHUNK))
-                .enumerate()
-                .map(|(chunk, (ks, vs))| {
-                    let pairs = ks
-                        .iter()
-                        .zip(vs)
-                        .map(|(key, v)| v.as_key_vector().map(|y| (key, y)))
-                        .collect::<Option<Vec<_>>>()
-                        // `FeipKeyBatch::new` expands placements.
-                        .ok_or(CoordinatorError::InvalidConfig(
-                            "a placement key vector in a matrix key batch",
-                        ))?;
-                    feip.vartime_decrypt_many(&prepared, &pairs, &solver)
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, r)| {
-                            r.map_err(|e| match e {
-                                FeError::Dlog(DlogError::OutOfRange { bound }) => {
-                                    CoordinatorError::ProductOutOfRange {
-                                        row: chunk * KEY_CHUNK + i,
-                                        column,
-                                        bound,
-                                    }
-                                }
-                                other => other.into(),
-                            })
-                        })
-                        .collect::<Result<Vec<i64>, _>>()
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(parts.concat())
+        .map(|ct| PreparedComponents::new(group, ct))
+        .collect();
+    let columns: Vec<DecryptionColumn<'_, G, [(usize, i64)], _>> = prepared
+        .iter()
+        .map(|p| {
+            let pairs = keys.terms.iter().map(|t| &t[..]).zip(&keys.keys).collect();
+            (p, pairs)
         })
-        .collect::<Result<_, CoordinatorError>>()?;
-    let m = columns.len();
-    Ok(Array2::from_shape_fn((k, m), |(r, c)| columns[c][r]))
+        .collect();
+    let solved = vartime_decrypt_columns(
+        group,
+        &columns,
+        std::slice::from_ref(&solver),
+        &mut DecryptTimes::default(),
+    );
+    let k = keys.len();
+    let mut out = Array2::<i64>::zeros((k, solved.len()));
+    for (column, values) in solved.into_iter().enumerate() {
+        for (row, v) in values.into_iter().enumerate() {
+            out[(row, column)] = v.map_err(|e| match e {
+                DlogError::OutOfRange { bound } => {
+                    CoordinatorError::ProductOutOfRange { row, column, bound }
+                }
+                other => other.into(),
+            })?;
+        }
+    }
+    Ok(out)
 }

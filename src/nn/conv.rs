@@ -178,7 +178,8 @@ pub fn avg_pooled_forward(conv: &Conv2d, x: ArrayView4<'_, f32>) -> (Array4<f32>
         "fused conv + avg pool needs stride 2, padding 0"
     );
     assert!(
-        (x.shape()[2] + 1 - c.kernel) % 2 == 0 && (x.shape()[3] + 1 - c.kernel) % 2 == 0,
+        (x.shape()[2] + 1 - c.kernel).is_multiple_of(2)
+            && (x.shape()[3] + 1 - c.kernel).is_multiple_of(2),
         "convolution output must have even sides to pool 2x2"
     );
     let mean = pool::box_mean2x2(x);

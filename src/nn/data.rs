@@ -213,7 +213,7 @@ impl Standardization {
     /// # Errors
     /// [`DataError::Invalid`] for no samples, a ragged table or a non-finite value.
     pub fn fit(values: &[f32], features: usize) -> Result<Self, DataError> {
-        if features == 0 || values.is_empty() || values.len() % features != 0 {
+        if features == 0 || values.is_empty() || !values.len().is_multiple_of(features) {
             return Err(DataError::Invalid(format!(
                 "cannot fit a standardisation to {} values of {features} features",
                 values.len()

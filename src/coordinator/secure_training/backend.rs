@@ -36,6 +36,7 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
+use crate::coordinator::decrypt::{vartime_decryption_element, DecryptionBases};
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{
     DomainId, FeboKeyItem, FeboKeyRequest, FeipKeyRequest, KeyVectorData,
@@ -109,17 +110,26 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
     }
 
     /// `g^{<xq, y> − padding} = ∏ Bct^{coef} / ct0^{sk_y}` of one output, from its recoded
-    /// box coefficients and its function key.
+    /// box coefficients and its function key: the server's one decryption
+    /// ([`vartime_decryption_element`], shared with [`Server`](crate::coordinator::Server)).
     pub(crate) fn output_element(
         &self,
         group: &G,
         terms: &[(usize, Wnaf)],
         key: &FunctionKey<G>,
     ) -> G::Element {
-        let mut num = multi_exp(group, &self.boxes, terms);
-        let den = self.ct0.exp(group, key.scalar());
-        group.div_assign(&mut num, &den);
-        num
+        vartime_decryption_element(group, self, terms, key)
+    }
+}
+
+/// The bases of an image are its box products `Bct`; a key vector comes as recoded box
+/// coefficients `(box, wnaf(c))`.
+impl<G: PrimeOrderGroup> DecryptionBases<G, [(usize, Wnaf)]> for PreparedImage<G> {
+    fn vartime_numerator(&self, group: &G, terms: &[(usize, Wnaf)]) -> G::Element {
+        multi_exp(group, &self.boxes, terms)
+    }
+    fn vartime_ct0_exp(&self, group: &G, sk: &G::Scalar) -> G::Element {
+        self.ct0.exp(group, sk)
     }
 }
 
