@@ -22,6 +22,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use cryptonn::fe::dlog::{BabyStepTable, DlogSolver};
 use cryptonn::fe::feip::{Feip, FeipParams, KeyVector};
 use cryptonn::fe::group::modp::ModpGroup;
+use cryptonn::fe::group::multiexp::{multi_exp, recode, Ct0Table, OddMultiples};
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
 use rand::Rng;
@@ -163,6 +164,24 @@ fn group_ops<G: PrimeOrderGroup>(c: &mut Criterion, name: &str, g: G, heavy: boo
     let (_, y) = vectors(&mut rng, 25);
     bg.bench_function("vartime_multi_exp_i64/25", |bch| {
         bch.iter(|| black_box(g.vartime_multi_exp_i64(points.iter().zip(y.iter().copied()))))
+    });
+    // The secure first layer's kernels (fe::group::multiexp): odd powers per base, the
+    // wNAF multi-exponentiation over them, and the ct0 table meeting many function keys.
+    bg.bench_function("odd_multiples", |bch| {
+        bch.iter(|| black_box(OddMultiples::new(&g, &a)))
+    });
+    let tables: Vec<OddMultiples<G>> = points.iter().map(|p| OddMultiples::new(&g, p)).collect();
+    let terms: Vec<(usize, i64)> = y.iter().copied().enumerate().collect();
+    let recoded = recode(&terms);
+    bg.bench_function("multi_exp_wnaf/25", |bch| {
+        bch.iter(|| black_box(multi_exp(&g, &tables, &recoded)))
+    });
+    bg.bench_function("ct0_table_build", |bch| {
+        bch.iter(|| black_box(Ct0Table::new(&g, &a)))
+    });
+    let ct0 = Ct0Table::new(&g, &a);
+    bg.bench_function("ct0_table_exp", |bch| {
+        bch.iter(|| black_box(ct0.exp(&g, &e)))
     });
     bg.finish();
 }

@@ -9,10 +9,11 @@
 //! pre-processing against scheduler noise). `|t| > 10` is dudect's threshold for a leak; a
 //! variable-time control (`vartime_exp` on the same inputs) shows what a leak looks like.
 //!
-//! Heavy (about 15 s in the release profile) and sensitive to machine load, hence ignored:
+//! Heavy (about 15 s on an idle machine; the dev profile is optimised) and sensitive to machine
+//! load, hence ignored:
 //! ```sh
-//! cargo test --release --test modp_timing -- --ignored --nocapture
-//! cargo test --release --features gmp --test modp_timing -- --ignored --nocapture
+//! cargo test --test modp_timing -- --ignored --nocapture
+//! cargo test --features gmp --test modp_timing -- --ignored --nocapture
 //! ```
 
 #![allow(clippy::unwrap_used)]
@@ -56,7 +57,8 @@ fn max_abs_t(fixed: &[f64], random: &[f64]) -> f64 {
 }
 
 /// Times `op(fixed input)` against `op(random input)` over `samples` measurements per class,
-/// in a random order; returns the largest `|t|`.
+/// in a random order; returns the largest `|t|`. All inputs are drawn before the first
+/// measurement, so that nothing but `op` runs between two readings of the clock.
 fn dudect<I, F>(
     samples: usize,
     fixed: I,
@@ -68,24 +70,20 @@ where
     F: FnMut(&I),
 {
     let mut rng = ChaCha20Rng::seed_from_u64(2017);
-    let (mut tf, mut tr) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    let mut classes: Vec<bool> = (0..2 * samples).map(|i| i < samples).collect();
+    for i in (1..classes.len()).rev() {
+        classes.swap(i, rng.gen_range(0..=i));
+    }
+    let inputs: Vec<I> = classes
+        .iter()
+        .map(|&f| if f { fixed.clone() } else { random(&mut rng) })
+        .collect();
     // Warm the caches and any lazily built table.
     op(&fixed);
-    while tf.len() < samples || tr.len() < samples {
-        let use_fixed = if tf.len() == samples {
-            false
-        } else if tr.len() == samples {
-            true
-        } else {
-            rng.gen_bool(0.5)
-        };
-        let input = if use_fixed {
-            fixed.clone()
-        } else {
-            random(&mut rng)
-        };
+    let (mut tf, mut tr) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for (&use_fixed, input) in classes.iter().zip(&inputs) {
         let start = Instant::now();
-        op(&input);
+        op(input);
         let ns = start.elapsed().as_nanos() as f64;
         if use_fixed {
             tf.push(ns);

@@ -55,7 +55,9 @@ fn final_sub<const N: usize>(t: &[u64], top: u64, p: &[u64]) -> Limbs {
     }
     // Keep t iff the whole subtraction borrowed (top:t < p).
     let (_, b) = top.overflowing_sub(borrow);
-    let keep = 0u64.wrapping_sub(u64::from(b));
+    // Opaque to the optimiser, so that the masked select below stays branch-free (a branch
+    // here would be the classic Montgomery "extra reduction" timing leak).
+    let keep = std::hint::black_box(0u64.wrapping_sub(u64::from(b)));
     let mut out = [0u64; MAX_LIMBS];
     for j in 0..N {
         out[j] = (t[j] & keep) | (d[j] & !keep);
@@ -138,9 +140,12 @@ fn sqr_k<const N: usize>(a: &Limbs, p: &Limbs, n0: u64) -> Limbs {
 fn select_k<const N: usize>(table: &[Elem], idx: u32) -> Elem {
     let mut out = [0u64; MAX_LIMBS];
     for (i, t) in table.iter().enumerate() {
-        // mask = all ones iff i == idx, without a branch.
+        // mask = all ones iff i == idx, without a branch. The optimisation barrier keeps the
+        // compiler from proving the mask is 0 or all ones and turning the masked copy into a
+        // branch that reads only the selected entry (a cache-timing leak that the dudect test
+        // in tests/modp_timing.rs showed on the 3 MB generator table).
         let diff = (i as u32) ^ idx;
-        let mask = (u64::from(diff).wrapping_sub(1) >> 63).wrapping_neg();
+        let mask = std::hint::black_box((u64::from(diff).wrapping_sub(1) >> 63).wrapping_neg());
         for (o, &v) in out[..N].iter_mut().zip(&t.0[..N]) {
             *o |= v & mask;
         }
