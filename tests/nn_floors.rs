@@ -17,15 +17,22 @@ use cryptonn::nn::train::{train, BatchSchedule, Mode, TrainConfig};
 fn mnist_mlp_quantized_reaches_97_5_percent() {
     let mnist = Mnist::load_default().expect("MNIST");
     let spec = ModelSpec::builtin("mlp", InputShape::MNIST, 10).expect("mlp");
-    let cfg = TrainConfig {
+    let mut cfg = TrainConfig {
         mode: Mode::Quantized,
         schedule: BatchSchedule::FixedShards,
         ..TrainConfig::recommended("mlp", "mnist")
     };
+    // For exploring: CRYPTONN_FLOOR_LR overrides the learning rate.
+    if let Some(lr) = std::env::var("CRYPTONN_FLOOR_LR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.sgd.lr = lr;
+    }
     let (_, r) = train(&cfg, &spec, &mnist.train, &mnist.test, &mut ()).expect("run");
     println!(
-        "mnist mlp quantized: test accuracy {:?}, {:.0} images/s, weights {}",
-        r.test_accuracy, r.images_per_second, r.weights_sha256
+        "mnist mlp quantized (lr {}): test accuracy {:?}, {:.0} images/s, weights {}",
+        cfg.sgd.lr, r.test_accuracy, r.images_per_second, r.weights_sha256
     );
     assert!(r.test_accuracy[1] >= 0.975, "{:?}", r.test_accuracy);
 }
