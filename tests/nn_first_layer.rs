@@ -271,7 +271,14 @@ fn standardized(shape: InputShape, n: usize, seed: u64) -> Dataset {
     let values: Vec<f32> = (0..n * shape.len())
         .map(|k| rng.gen_range(-5.0f32..20.0) + (k % 7) as f32)
         .collect();
-    let std = Standardization::fit(&values, shape.len()).expect("fit");
+    let table = cryptonn::nn::datasets::Table {
+        features: shape.len(),
+        classes: 3,
+        values: values.clone(),
+        labels: (0..n).map(|i| (i % 3) as u8).collect(),
+        image_shape: None,
+    };
+    let std = Standardization::fit(&table).expect("fit");
     let labels = (0..n).map(|i| (i % 3) as u8).collect();
     Dataset::from_f32(shape, 3, values, labels, InputEncoding::Standardized(std)).expect("dataset")
 }
@@ -363,11 +370,7 @@ fn generic_first_layers_match_their_float_layers() {
 fn out_of_range_features_are_errors_naming_the_feature() {
     let shape = InputShape::Flat(4);
     let values = vec![0.0f32, 1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 1.0];
-    let std = Standardization {
-        mean: vec![0.0; 4],
-        std: vec![1.0; 4],
-        max_abs: 2.5,
-    };
+    let std = Standardization::from_parts(vec![0.0; 4], vec![1.0; 4], 2.5).unwrap();
     let data = Dataset::from_f32(
         shape,
         2,

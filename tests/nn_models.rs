@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use cryptonn::nn::data::{Dataset, InputShape, Mnist};
+use cryptonn::nn::data::{default_data_dir, load_named, Dataset, InputEncoding, InputShape, Mnist};
 use cryptonn::nn::lenet::LeNetConfig;
 use cryptonn::nn::model::{Model, ModelSpec};
 use cryptonn::nn::train::{train, BatchSchedule, Mode, TrainConfig, TrainReport};
@@ -123,4 +123,53 @@ fn a_model_file_trains_like_the_same_model_built_in_rust() {
         Model::new(&ModelSpec::lenet5(LeNetConfig::default()), 1).expect("model")
     );
     std::fs::remove_dir_all(dir).expect("clean up");
+}
+
+/// The three datasets load into the generic [`Dataset`] with their shapes, classes and
+/// encodings, every test sample encodes within range, and one epoch of each built-in that
+/// fits learns something in quantised mode.
+#[test]
+fn every_dataset_loads_and_trains_its_models() {
+    let dir = default_data_dir();
+    for (name, shape, classes, models) in [
+        ("breast-cancer", InputShape::Flat(30), 2, &["mlp"][..]),
+        (
+            "digits",
+            InputShape::Image {
+                channels: 1,
+                height: 8,
+                width: 8,
+            },
+            10,
+            &["mlp", "cnn-small"][..],
+        ),
+    ] {
+        let split = load_named(name, &dir).expect("dataset");
+        assert_eq!(split.train.shape(), shape, "{name}");
+        assert_eq!(split.test.classes(), classes, "{name}");
+        assert!(matches!(
+            split.train.encoding(),
+            InputEncoding::Standardized(_)
+        ));
+        for i in 0..split.test.len() {
+            split.test.encode_sample(i, 64.0).expect("encodable");
+        }
+        for model in models {
+            let spec = ModelSpec::builtin(model, shape, classes).expect("built-in");
+            let cfg = TrainConfig {
+                mode: Mode::Quantized,
+                epochs: 2,
+                ..TrainConfig::recommended(model, name)
+            };
+            let (_, r) = train(&cfg, &spec, &split.train, &split.test, &mut ()).expect("run");
+            assert!(
+                r.test_accuracy[1] > 0.8,
+                "{name} {model}: {:?}",
+                r.test_accuracy
+            );
+        }
+    }
+    let mnist = load_named("mnist", &dir).expect("mnist");
+    assert_eq!(mnist.train.shape(), InputShape::MNIST);
+    assert!(load_named("cifar", &dir).is_err());
 }

@@ -56,10 +56,14 @@ pub const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
 /// Test labels.
 pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
-/// The directory holding the committed MNIST files: `<crate root>/data`.
+/// The data directory, resolved at run time
+/// ([`resolve_data_dir`](crate::nn::datasets::resolve_data_dir)`(None)`: the environment
+/// variable `CRYPTONN_DATA_DIR`, then a `data/` holding MNIST found upwards from the current
+/// directory, then the source tree's if it exists), or `data` if none is found (loading then
+/// names the missing file).
 #[must_use]
 pub fn default_data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
+    crate::nn::datasets::resolve_data_dir(None).unwrap_or_else(|_| PathBuf::from("data"))
 }
 
 /// The input normalisation `X = (p - offset) / divisor` of a pixel byte `p`.
@@ -189,72 +193,7 @@ impl std::fmt::Display for InputShape {
     }
 }
 
-/// Public per-feature standardisation `X_q = (v_q - mean_q) / std_q`, fitted by the data owner
-/// on the training split. Encoding (in `f64`): `xq = round(X_q · S_x)`; a feature whose
-/// standardised value is NaN, infinite or beyond `±max_abs` is an error naming it, never a
-/// wrap.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Standardization {
-    /// Per-feature means.
-    pub mean: Vec<f64>,
-    /// Per-feature standard deviations (a constant feature gets 1).
-    pub std: Vec<f64>,
-    /// Largest encodable `|X_q|`.
-    pub max_abs: f64,
-}
-
-impl Standardization {
-    /// The default bound on `|X_q|`: 32 standard deviations.
-    pub const DEFAULT_MAX_ABS: f64 = 32.0;
-
-    /// Fits mean and (population) standard deviation per feature of `values` (row-major,
-    /// `features` per sample), in `f64`. A feature with zero spread gets `std = 1`.
-    ///
-    /// # Errors
-    /// [`DataError::Invalid`] for no samples, a ragged table or a non-finite value.
-    pub fn fit(values: &[f32], features: usize) -> Result<Self, DataError> {
-        if features == 0 || values.is_empty() || !values.len().is_multiple_of(features) {
-            return Err(DataError::Invalid(format!(
-                "cannot fit a standardisation to {} values of {features} features",
-                values.len()
-            )));
-        }
-        let n = (values.len() / features) as f64;
-        let mut mean = vec![0.0f64; features];
-        for (k, &v) in values.iter().enumerate() {
-            if !v.is_finite() {
-                return Err(DataError::Invalid(format!(
-                    "sample {} feature {} is {v}",
-                    k / features,
-                    k % features
-                )));
-            }
-            mean[k % features] += f64::from(v);
-        }
-        mean.iter_mut().for_each(|m| *m /= n);
-        let mut var = vec![0.0f64; features];
-        for (k, &v) in values.iter().enumerate() {
-            let d = f64::from(v) - mean[k % features];
-            var[k % features] += d * d;
-        }
-        let std = var
-            .into_iter()
-            .map(|v| {
-                let s = (v / n).sqrt();
-                if s > 0.0 {
-                    s
-                } else {
-                    1.0
-                }
-            })
-            .collect();
-        Ok(Self {
-            mean,
-            std,
-            max_abs: Self::DEFAULT_MAX_ABS,
-        })
-    }
-}
+pub use crate::nn::datasets::Standardization;
 
 /// The declared public input encoding of a dataset: how raw values become the network's
 /// float inputs and the fixed-point integers `xq` the first layer (and FEIP) works on.
@@ -265,7 +204,9 @@ pub enum InputEncoding {
     /// The same affine map for every feature, `X = (v - offset) / divisor` (MNIST:
     /// [`PixelNormalization::default`]); float inputs in `f32`, `xq = round(X · S_x)` in `f64`.
     Uniform(PixelNormalization),
-    /// Per-feature standardisation.
+    /// Per-feature standardisation fitted on the training split
+    /// ([`Standardization`](crate::nn::datasets::Standardization): `z = (v - μ) / σ` in `f64`,
+    /// `xq = round(z · S_x)`, `|z| <= max_abs_z`).
     Standardized(Standardization),
 }
 
@@ -283,25 +224,16 @@ impl InputEncoding {
     pub fn validate(&self, features: usize) -> Result<(), NnError> {
         match self {
             Self::Uniform(n) => n.validate(),
+            // Standardization's constructors validate its parameters.
             Self::Standardized(s) => {
-                if s.mean.len() != features || s.std.len() != features {
-                    return Err(NnError::InvalidConfig(format!(
-                        "standardisation has {} means and {} deviations for {features} features",
-                        s.mean.len(),
-                        s.std.len()
-                    )));
+                if s.features() == features {
+                    Ok(())
+                } else {
+                    Err(NnError::InvalidConfig(format!(
+                        "a standardisation of {} features for samples of {features}",
+                        s.features()
+                    )))
                 }
-                let bad = s.mean.iter().any(|m| !m.is_finite())
-                    || s.std.iter().any(|d| !(d.is_finite() && *d > 0.0))
-                    || !(s.max_abs.is_finite() && s.max_abs > 0.0);
-                if bad {
-                    return Err(NnError::InvalidConfig(
-                        "standardisation needs finite means, finite positive deviations and a \
-                         finite positive bound"
-                            .into(),
-                    ));
-                }
-                Ok(())
             }
         }
     }
@@ -311,7 +243,7 @@ impl InputEncoding {
     pub fn normalize(&self, q: usize, v: f32) -> f32 {
         match self {
             Self::Uniform(n) => (v - n.offset) / n.divisor,
-            Self::Standardized(s) => ((f64::from(v) - s.mean[q]) / s.std[q]) as f32,
+            Self::Standardized(s) => s.normalize(q, v),
         }
     }
 
@@ -320,7 +252,7 @@ impl InputEncoding {
     pub fn normalize_f64(&self, q: usize, v: f32) -> f64 {
         match self {
             Self::Uniform(n) => (f64::from(v) - f64::from(n.offset)) / f64::from(n.divisor),
-            Self::Standardized(s) => (f64::from(v) - s.mean[q]) / s.std[q],
+            Self::Standardized(s) => s.normalize_f64(q, v),
         }
     }
 
@@ -637,13 +569,15 @@ impl Dataset {
         }
         let codec = crate::fe::encoding::FixedPoint::new(scale_x)
             .map_err(|e| NnError::InvalidConfig(e.to_string()))?;
+        self.encoding.validate(self.shape.len())?;
         let bound = match &self.encoding {
-            InputEncoding::Standardized(s) => s.max_abs,
+            InputEncoding::Standardized(s) => s.max_abs_z(),
             InputEncoding::Uniform(_) => f64::INFINITY,
         };
         (0..self.shape.len())
             .map(|q| {
-                let x = self.encoding.normalize_f64(q, self.raw(i, q));
+                let raw = self.raw(i, q);
+                let x = self.encoding.normalize_f64(q, raw);
                 if !x.is_finite() || x.abs() > bound {
                     return Err(NnError::FeatureOutOfRange {
                         sample: i,
@@ -652,11 +586,16 @@ impl Dataset {
                         bound,
                     });
                 }
-                codec.encode(x).map_err(|source| NnError::Encoding {
-                    what: "input features",
-                    source,
-                    hint: "lower scale_x",
-                })
+                match &self.encoding {
+                    InputEncoding::Standardized(s) => Ok(s.encode(q, raw, scale_x)?),
+                    InputEncoding::Uniform(_) => {
+                        codec.encode(x).map_err(|source| NnError::Encoding {
+                            what: "input features",
+                            source,
+                            hint: "lower scale_x",
+                        })
+                    }
+                }
             })
             .collect()
     }
@@ -676,6 +615,92 @@ impl Dataset {
                 *o = table[usize::from(p)];
             }
         }
+    }
+}
+
+/// A dataset's fixed training and test splits, encoded alike.
+#[derive(Debug, Clone)]
+pub struct DatasetSplit {
+    /// The training split.
+    pub train: Dataset,
+    /// The test split.
+    pub test: Dataset,
+}
+
+/// The names [`load_named`] knows.
+pub const DATASETS: [&str; 3] = ["mnist", "breast-cancer", "digits"];
+
+impl Dataset {
+    /// A dataset of a table ([`crate::nn::datasets::Table`]): a `C x H x W` image if the table
+    /// has an image shape, else flat features.
+    ///
+    /// # Errors
+    /// As [`Dataset::from_f32`].
+    pub fn from_table(
+        table: &crate::nn::datasets::Table,
+        encoding: InputEncoding,
+    ) -> Result<Self, DataError> {
+        let shape = match table.image_shape {
+            Some((channels, height, width)) => InputShape::Image {
+                channels,
+                height,
+                width,
+            },
+            None => InputShape::Flat(table.features),
+        };
+        Self::from_f32(
+            shape,
+            table.classes,
+            table.values.clone(),
+            table.labels.clone(),
+            encoding,
+        )
+    }
+}
+
+/// Loads dataset `name` ([`DATASETS`]) from `dir` with its declared encoding:
+///
+/// | name | shape | classes | encoding |
+/// |---|---|---|---|
+/// | `mnist` | 1x28x28 bytes | 10 | uniform `(p - 33) / 80` ([`PixelNormalization::default`]) |
+/// | `breast-cancer` | 30 features | 2 | per-feature standardisation fitted on the training split |
+/// | `digits` | 1x8x8 (pixels 0..=16) | 10 | one mean and deviation for all pixels, fitted on the training split ([`Standardization::fit_uniform`]: the convolution's zero padding is the average pixel) |
+///
+/// The splits are fixed ([`crate::nn::datasets`]; MNIST's are its own files).
+///
+/// # Errors
+/// [`DataError`] for an unknown name or a missing or malformed file.
+pub fn load_named(name: &str, dir: &Path) -> Result<DatasetSplit, DataError> {
+    use crate::nn::datasets::{load_breast_cancer, load_digits};
+    match name {
+        "mnist" => {
+            let m = Mnist::load(dir)?;
+            Ok(DatasetSplit {
+                train: m.train,
+                test: m.test,
+            })
+        }
+        "breast-cancer" | "digits" => {
+            let split = if name == "digits" {
+                load_digits(dir)?
+            } else {
+                load_breast_cancer(dir)?
+            };
+            let enc = if split.train.image_shape.is_some() {
+                Standardization::fit_uniform(&split.train)?
+            } else {
+                Standardization::fit(&split.train)?
+            };
+            let encoding = InputEncoding::Standardized(enc);
+            Ok(DatasetSplit {
+                train: Dataset::from_table(&split.train, encoding.clone())?,
+                test: Dataset::from_table(&split.test, encoding)?,
+            })
+        }
+        other => Err(DataError::Invalid(format!(
+            "unknown dataset {other:?}; the datasets are {}",
+            DATASETS.join(", ")
+        ))),
     }
 }
 

@@ -28,7 +28,8 @@
 //!
 //! # Parameter order
 //!
-//! [`Model::parameters`] lists the tensors in this fixed order, each row-major:
+//! [`Model::parameters`] lists the tensors in this fixed order, each row-major (it names them
+//! by position, `layers.0.*` for conv1 and `trunk.k.*` after it):
 //! `conv1.weight [6,1,5,5]`, `conv1.bias [6]`, `conv2.weight [16,6,5,5]`, `conv2.bias [16]`,
 //! `fc1.weight [120,400]`, `fc1.bias [120]`, `fc2.weight [84,120]`, `fc2.bias [84]`,
 //! `fc3.weight [10,84]`, `fc3.bias [10]` — 61,706 values. [`Model::weights_sha256`] hashes
