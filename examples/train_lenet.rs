@@ -378,6 +378,12 @@ impl SecureRun<'_> {
         let audit_path = self.authority_dir.join(format!("audit-g{gid}.cnnaudit"));
         let audit_sink = AuditFileSink::create(&audit_path, AuditFileOptions::default())
             .with_context(|| format!("creating {}", audit_path.display()))?;
+        #[cfg(unix)]
+        std::fs::set_permissions(
+            &audit_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .with_context(|| format!("chmod 600 {}", audit_path.display()))?;
         let mut authority = Authority::from_seed(group.clone(), *seed).with_audit_log(
             AuditLog::with_sink(AuditConfig::default(), Box::new(audit_sink)),
         );
