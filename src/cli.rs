@@ -66,7 +66,8 @@ pub struct EncodingOptions {
     /// Mini-batch size (= shard size: one key domain per shard in secure mode).
     #[arg(long, default_value_t = TrainConfig::default().batch_size)]
     pub batch_size: usize,
-    /// Seed of the weights, the shuffles and the label permutation.
+    /// Seed of the weights and the shuffles (not of the label permutation, which the data
+    /// owner draws from the OS RNG: see --labels).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Fixed-point scale of normalised pixels (quantised and secure mode).

@@ -313,17 +313,10 @@ fn febo_elementwise_operations() {
     let enc = s.client.febo_encrypt_matrix(&x).unwrap();
     // The data owner registers its ciphertexts' commitments: FEBO keys exist for nothing else.
     {
-        use cryptonn::coordinator::{FeboCommitmentRegistration, KeyService};
+        use cryptonn::coordinator::KeyService;
         let owner = InProcessKeyService::new(Arc::clone(&s.authority), RequesterId::new("owner"));
-        let commitments = enc
-            .ciphertexts()
-            .iter()
-            .map(|c| Ristretto255.element_to_bytes(c.commitment()))
-            .collect();
-        let registration = FeboCommitmentRegistration {
-            domain: s.domain,
-            commitments,
-        };
+        let registration = enc.registration(&Ristretto255);
+        assert_eq!(registration.domain, s.domain);
         assert_eq!(owner.register_febo_commitments(&registration).unwrap(), 6);
     }
     let y = array![[5, -3, 7], [100, 7, -6]];

@@ -587,6 +587,18 @@ mod net {
         drop(state);
         let mut again =
             PersistentAuthority::open(G, &dir.join("state"), StateOptions::default()).unwrap();
+        // The state directory is 0700 and every file in it 0600 (issue 14: secrets apart).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir.join("state")), 0o700);
+            for f in std::fs::read_dir(dir.join("state")).unwrap() {
+                let f = f.unwrap().path();
+                assert_eq!(mode(&f), 0o600, "{}", f.display());
+            }
+        }
         assert_eq!(again.authority().access(d).unwrap().unwrap().owner, owner());
         assert_eq!(
             again

@@ -15,7 +15,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 
 use crate::coordinator::error::CoordinatorError;
-use crate::coordinator::messages::{DomainId, FeboKeyResponse};
+use crate::coordinator::messages::{DomainId, FeboCommitmentRegistration, FeboKeyResponse};
 use crate::fe::dlog::{BabyStepTable, DlogSolver};
 use crate::fe::error::FeError;
 use crate::fe::febo::{Febo, FeboCiphertext, FeboOp, FeboParams};
@@ -81,6 +81,21 @@ impl<G: PrimeOrderGroup> FeboEncryptedMatrix<G> {
     #[must_use]
     pub fn ciphertexts(&self) -> &[FeboCiphertext<G>] {
         &self.cells
+    }
+    /// The registration of these ciphertexts' commitments that the data owner sends to the
+    /// authority
+    /// ([`KeyService::register_febo_commitments`](crate::coordinator::KeyService::register_febo_commitments))
+    /// before a server may get FEBO keys for them.
+    #[must_use]
+    pub fn registration(&self, group: &G) -> FeboCommitmentRegistration {
+        FeboCommitmentRegistration {
+            domain: self.domain,
+            commitments: self
+                .cells
+                .iter()
+                .map(|c| group.element_to_bytes(c.commitment()))
+                .collect(),
+        }
     }
 }
 

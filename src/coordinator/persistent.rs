@@ -334,6 +334,12 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
             .append(true)
             .open(&journal_path)
             .map_err(io(&journal_path))?;
+        // The journal and the audit log stay private to the authority, like the seed.
+        #[cfg(unix)]
+        for p in [&journal_path, &audit_path] {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(p, fs::Permissions::from_mode(0o600)).map_err(io(p))?;
+        }
         if options.fsync {
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();

@@ -118,6 +118,7 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("pass --tls-cert and --tls-key (or --plaintext for loopback tests)"),
     };
+    refuse_data_in_state(&a.state)?;
     let tokens = TokenTable::from_file(&a.tokens)?;
     if tokens.is_empty() {
         anyhow::bail!(
@@ -175,6 +176,27 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
         )
         .await
     })?;
+    Ok(())
+}
+
+/// The authority's state (master seed, journal, audit) must live in its own directory, never
+/// with data that is handed to servers: refuses a `--state` that holds an encrypted dataset.
+fn refuse_data_in_state(state: &std::path::Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(state) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "cnnenc") {
+            anyhow::bail!(
+                "{}: the state directory holds an encrypted dataset ({}); keep the authority's \
+                 state (master seed, journal, audit log) in a directory of its own, apart from \
+                 any data handed to a server",
+                state.display(),
+                p.display()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use cryptonn::coordinator::persistent::SEED_FILE;
 use cryptonn::coordinator::secure_training::encrypted_dataset::{cache_file_name, source_digest};
 use cryptonn::coordinator::secure_training::{
     encrypt_or_reuse, register_label_commitments, EncryptedDataset, EncryptionParams,
@@ -86,6 +87,13 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
                 a.out.display()
             );
         }
+    }
+    if a.out.join(SEED_FILE).exists() {
+        anyhow::bail!(
+            "--out {} holds an authority's master seed ({SEED_FILE}): the encrypted dataset goes \
+             to the server, so write it to a directory of its own",
+            a.out.display()
+        );
     }
     let (labels, created) = LabelPermutation::load_or_create(&a.labels, CLASSES)?;
     println!(

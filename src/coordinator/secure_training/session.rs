@@ -332,6 +332,12 @@ impl<G: PrimeOrderGroup> SecureTrainingSession<G> {
         let audit_file = self.authority_dir.join(format!("audit-g{gid}.cnnaudit"));
         let sink = AuditFileSink::create(&audit_file, AuditFileOptions::default())
             .map_err(crate::coordinator::error::CoordinatorError::from)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(
+            &audit_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .map_err(io(&audit_file))?;
         let authority = Authority::from_seed(self.group.clone(), *seed)
             .with_audit_log(AuditLog::with_sink(AuditConfig::default(), Box::new(sink)));
         Ok(LocalAuthority {
