@@ -31,10 +31,7 @@ use cryptonn::coordinator::secure_training::{
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
-use cryptonn::nn::data::{
-    default_data_dir, Dataset, InputEncoding, InputShape, LabelPermutation, Mnist, Standardization,
-};
-use cryptonn::nn::datasets::{load_breast_cancer, load_digits, Table};
+use cryptonn::nn::data::{default_data_dir, load_named, Dataset, LabelPermutation};
 use cryptonn::nn::first_layer::FirstLayerSpec;
 use cryptonn::nn::model::{Model, ModelSpec};
 use cryptonn::nn::train::{train, train_with_backend, BatchSchedule, Mode, TrainReport};
@@ -119,51 +116,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// A table as a dataset, standardised with `st`.
-fn table_dataset(t: &Table, st: &Standardization) -> anyhow::Result<Dataset> {
-    let shape = match t.image_shape {
-        Some((channels, height, width)) => InputShape::Image {
-            channels,
-            height,
-            width,
-        },
-        None => InputShape::Flat(t.features),
-    };
-    Ok(Dataset::from_f32(
-        shape,
-        t.classes,
-        t.values.clone(),
-        t.labels.clone(),
-        InputEncoding::Standardized(st.clone()),
-    )?)
-}
-
-/// The training and test sets, the first `train_size` and `test_size` of each split.
+/// The training and test sets, the first `train_size` and `test_size` of each split, under the
+/// dataset's declared encoding ([`load_named`]).
 fn load(
     dataset: CliDataset,
     dir: &Path,
     train_size: Option<usize>,
     test_size: usize,
 ) -> anyhow::Result<(Dataset, Dataset)> {
-    let (train, test) = match dataset {
-        CliDataset::Mnist => {
-            let m = Mnist::load(dir)?;
-            (m.train, m.test)
-        }
-        CliDataset::BreastCancer | CliDataset::Digits => {
-            let split = if dataset == CliDataset::Digits {
-                load_digits(dir)?
-            } else {
-                load_breast_cancer(dir)?
-            };
-            // The data owner's public standardisation, fitted on the training split.
-            let st = Standardization::fit(&split.train.values, split.train.features)?;
-            (
-                table_dataset(&split.train, &st)?,
-                table_dataset(&split.test, &st)?,
-            )
-        }
+    let name = match dataset {
+        CliDataset::Mnist => "mnist",
+        CliDataset::BreastCancer => "breast-cancer",
+        CliDataset::Digits => "digits",
     };
+    let split = load_named(name, dir)?;
+    let (train, test) = (split.train, split.test);
     let n = train_size.unwrap_or(train.len()).min(train.len());
     let m = test_size.min(test.len());
     Ok((train.take(n, "training")?, test.take(m, "test")?))

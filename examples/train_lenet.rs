@@ -303,7 +303,7 @@ impl SecureRun<'_> {
         // encrypt once (with its own π) or reuse the cached file.
         let labels = self.labels;
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-        let source = MnistSamples::new(self.train, &labels, &params)?;
+        let source = MnistSamples::new(self.train, labels, &params)?;
         let bar = ProgressBar::new(self.train.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(

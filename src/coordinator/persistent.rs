@@ -537,7 +537,7 @@ fn create_entry(id: DomainId, config: &DomainConfig, access: Option<DomainAccess
 /// The digests of a journal's `Register` entry.
 fn parse_digests(hex: &str) -> Result<Vec<[u8; 32]>, CoordinatorError> {
     let bad = CoordinatorError::InvalidConfig("a registration entry holds malformed digests");
-    if hex.len() % 64 != 0 || !hex.is_ascii() {
+    if !hex.len().is_multiple_of(64) || !hex.is_ascii() {
         return Err(bad);
     }
     hex.as_bytes()

@@ -486,11 +486,12 @@ impl<'a> DatasetSamples<'a> {
                 ))
             }
             InputEncoding::Standardized(s) => {
-                let b = (s.max_abs * self.scale_x).ceil();
+                let b = (s.max_abs_z() * self.scale_x).ceil();
                 if !(1.0..=(1u64 << 40) as f64).contains(&b) {
                     return Err(SecureTrainingError::Parameters(format!(
                         "feature bound {} · S_x {} is not encodable",
-                        s.max_abs, self.scale_x
+                        s.max_abs_z(),
+                        self.scale_x
                     )));
                 }
                 b as u64
