@@ -60,6 +60,8 @@ pub use messages::{
     DomainId, DomainPublicKey, DomainStatus, FeboKeyItem, FeboKeyRequest, FeboKeyResponse,
     FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId, SparseKeyVector,
 };
-pub use persistent::{PersistentAuthority, StateError, StateOptions};
+pub use persistent::{
+    PendingDomains, PersistentAuthority, PreparedDomains, RestoreReport, StateError, StateOptions,
+};
 pub use policy::{DefaultPolicy, KeyPolicy, PolicyConfig, RankCap, RankCapAction, Verdict};
 pub use server::Server;

@@ -41,7 +41,9 @@
 
 pub mod auth;
 mod channel;
+pub mod codec;
 pub mod convert;
+pub mod gate;
 pub mod loopback;
 pub mod prediction;
 pub mod remote;
@@ -56,6 +58,7 @@ pub mod proto {
 }
 
 pub use auth::{Caller, Role, TokenTable};
+pub use channel::check_ca_pem;
 pub use loopback::{LoopbackAuthority, LoopbackError};
 pub use prediction::{
     open_remote_query_domain, serve_predictions, PredictionError, PredictionService, QueryInfo,

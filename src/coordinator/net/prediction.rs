@@ -61,12 +61,13 @@ use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainId, DomainPublicKey};
 use crate::coordinator::net::auth::{Role, TokenTable};
 use crate::coordinator::net::channel::{connect, ClientConnection};
+use crate::coordinator::net::gate::{Gated, MethodRule};
 use crate::coordinator::net::proto;
 use crate::coordinator::net::proto::predictor_client::PredictorClient;
 use crate::coordinator::net::proto::predictor_server::{Predictor, PredictorServer};
 use crate::coordinator::net::remote::{RemoteConfig, RemoteKeyService};
 use crate::coordinator::net::service::{
-    incoming, server_builder, Listener, ServeConfig, ServeError,
+    incoming, server_builder, Listener, ServeConfig, ServeError, SMALL_REQUEST_BYTES,
 };
 use crate::coordinator::secure_prediction::{EncryptedQuery, Prediction, SecurePredictor};
 use crate::coordinator::secure_training::{EncryptionParams, SecureTrainingError};
@@ -384,11 +385,24 @@ pub async fn serve_predictions<G: PrimeOrderGroup>(
 ) -> Result<(), ServeError> {
     let incoming = incoming(listener)?;
     let mut builder = server_builder(&config)?;
+    let tokens = Arc::clone(&service.tokens);
     let svc = PredictorServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    let rules = [
+        MethodRule {
+            method: "GetQueryParams",
+            roles: CALLERS,
+            max_request_bytes: SMALL_REQUEST_BYTES,
+        },
+        MethodRule {
+            method: "Predict",
+            roles: CALLERS,
+            max_request_bytes: config.max_message_bytes,
+        },
+    ];
     builder
-        .add_service(svc)
+        .add_service(Gated::new(svc, tokens, &rules))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
