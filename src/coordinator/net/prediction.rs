@@ -18,7 +18,9 @@
 //! group elements) before they are queued.
 //!
 //! # Who may call
-//! Every RPC needs a bearer token of role `client` (or `operator`) from the **server's own**
+//! The token and role are checked from the headers by the [gate](super::gate), before the
+//! query's body is read (bodies are capped: `GetQueryParams` 64 KiB, `Predict` the configured
+//! limit). Every RPC needs a bearer token of role `client` (or `operator`) from the **server's own**
 //! tokens file (same format as the authority's, see [`auth`](super::auth)); server tokens are
 //! refused. The endpoint is not open because each query costs the server about a second of CPU
 //! and makes it ask the authority for 1,176 function keys that the audit log records under the
@@ -30,7 +32,8 @@
 //! | cause | status |
 //! | --- | --- |
 //! | missing / unknown token, server token | `UNAUTHENTICATED`, `PERMISSION_DENIED` |
-//! | message above the size limit | `RESOURCE_EXHAUSTED` (tonic) or `OUT_OF_RANGE` |
+//! | message above the size limit | `RESOURCE_EXHAUSTED` (gate) or `OUT_OF_RANGE` (tonic) |
+//! | malformed protobuf | `INVALID_ARGUMENT` |
 //! | malformed or tampered query bytes, other encoding parameters | `INVALID_ARGUMENT` with the reason |
 //! | a ciphertext that does not decrypt under its domain's keys (moved to another domain, another authority's key) | `INVALID_ARGUMENT` |
 //! | a domain the authority does not know | `NOT_FOUND` |
