@@ -53,7 +53,9 @@ pub struct ServeArgs {
     /// Keep every FEIP key vector in the audit log (not only its hash), when the log is created.
     #[arg(long)]
     audit_vectors: bool,
-    /// Do not fsync the journal and the audit log (faster, loses the last requests at a crash).
+    /// Do not fsync the journal, the state head and the audit log (faster; after a machine
+    /// crash the files may end before the head's record, and the authority then refuses to
+    /// start rather than guess; no key is ever derived twice either way).
     #[arg(long)]
     no_fsync: bool,
 }
