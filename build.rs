@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ["proto"],
         )?;
         tonic_prost_build::configure()
+            // prost's codec with malformed input reported as INVALID_ARGUMENT.
+            .codec_path("crate::coordinator::net::codec::ProtoCodec")
             .build_client(true)
             .build_server(true)
             .compile_fds(fds)?;

@@ -119,14 +119,14 @@ impl EncodingOptions {
 pub struct TrainOptions {
     #[command(flatten)]
     pub encoding: EncodingOptions,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 2)]
+    /// Passes over the training set (at least 1).
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
     pub epochs: usize,
     /// How epochs are cut into batches [default: fixed-shards in quantized and secure mode].
     #[arg(long, value_enum)]
     pub batches: Option<CliBatches>,
-    /// Test examples (the first N of the 10,000).
-    #[arg(long, default_value_t = 10_000)]
+    /// Test examples (the first N of the 10,000; at least 1).
+    #[arg(long, default_value_t = 10_000, value_parser = at_least_one)]
     pub test_size: usize,
     /// SGD learning rate.
     #[arg(long, default_value_t = SgdConfig::default().lr)]
@@ -330,4 +330,14 @@ pub fn print_final(report: &TrainReport, mode: Mode, start: Instant) {
         report.images_per_second,
         start.elapsed().as_secs_f64()
     );
+}
+
+/// A count that must be at least 1 (0 epochs or 0 test images would print an accuracy that
+/// measures nothing).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

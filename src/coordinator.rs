@@ -71,7 +71,9 @@ pub use messages::{
     FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId,
     SparseKeyVector,
 };
-pub use persistent::{PersistentAuthority, StateError, StateOptions};
+pub use persistent::{
+    PendingDomains, PersistentAuthority, PreparedDomains, RestoreReport, StateError, StateOptions,
+};
 pub use placement::{Placement, PlacementError, PlacementFrame, PlacementGrid, PlacementOrigin};
 pub use policy::{DefaultPolicy, KeyPolicy, PolicyConfig, RankCap, RankCapAction, Verdict};
 pub use server::Server;

@@ -19,6 +19,28 @@
 //! The authority's state logic is pure (no I/O); the time of audit records comes from a clock
 //! that can be replaced ([`Authority::with_clock`]).
 //!
+//! # Key derivation and forward secrecy
+//! Domain `d` created in key epoch `e` draws all its secrets (the FEIP and FEBO master secret
+//! keys and the policy's secret prime) from a ChaCha20 stream seeded with
+//! `HKDF-SHA256(ikm = seed, salt = "cryptonn domain key v2", info = group ‖ d ‖ e)` (all
+//! integers `u64` little-endian), and from nothing else. So
+//! - keys of different domains are independent: one domain's master key reveals nothing of
+//!   another's, and the order in which domains are created does not matter;
+//! - a domain id is never handed out twice by one authority (ids only grow; a
+//!   [`PersistentAuthority`](crate::coordinator::persistent::PersistentAuthority) keeps a
+//!   high-water mark beside the seed), and a persistent authority draws a fresh random epoch
+//!   at every start, so even a state directory rolled back to an older copy never creates
+//!   the same key twice;
+//! - closing or rotating a domain drops (and zeroizes) its master secret keys and the derived
+//!   stream seed; the authority keeps no generator state from which they could be recomputed
+//!   except the seed itself.
+//!
+//! **Forward secrecy holds only against a reader of the authority's memory who does not also
+//! obtain the seed** (in memory, or the `master-seed` file): whoever holds the seed and the
+//! domain's id and epoch (both public, in the journal) re-derives every domain's key, retired
+//! or not. Erasing a domain is therefore a defence against leaking the per-domain key from a
+//! crash dump or swap of a process that has dropped it, not against a stolen seed.
+//!
 //! # Example
 //! ```
 //! use cryptonn::coordinator::{Authority, DomainConfig, FeipKeyRequest, KeyVectorData,
@@ -143,8 +165,101 @@ pub struct Authority<G: PrimeOrderGroup> {
     domains: BTreeMap<DomainId, Domain<G>>,
     next_id: u64,
     audit: AuditLog,
-    rng: ChaCha20Rng,
+    seed: Zeroizing<[u8; 32]>,
+    epoch: u64,
     clock: Clock,
+}
+
+/// The HKDF salt of per-domain key derivation (see the [module docs](self)).
+const DOMAIN_KDF_SALT: &[u8] = b"cryptonn domain key v2";
+
+/// `HKDF-SHA256(seed, salt, group ‖ id ‖ epoch)`: the seed of domain `id`'s secret stream.
+fn domain_stream_seed(seed: &[u8; 32], group: u8, id: u64, epoch: u64) -> Zeroizing<[u8; 32]> {
+    let mut info = [0u8; 17];
+    info[0] = group;
+    info[1..9].copy_from_slice(&id.to_le_bytes());
+    info[9..].copy_from_slice(&epoch.to_le_bytes());
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(DOMAIN_KDF_SALT), seed);
+    let mut out = Zeroizing::new([0u8; 32]);
+    // 32 bytes are far below HKDF-SHA256's limit of 255 * 32, so `expand` cannot fail.
+    if hk.expand(&info, &mut out[..]).is_err() {
+        unreachable!("HKDF-SHA256 output of 32 bytes");
+    }
+    out
+}
+
+/// Everything needed to set up a domain away from the authority (e.g. on another thread while
+/// the authority keeps serving): the group, a copy of the seed and the epoch.
+pub(crate) struct DomainFactory<G: PrimeOrderGroup> {
+    group: G,
+    seed: Zeroizing<[u8; 32]>,
+    epoch: u64,
+}
+
+/// A domain set up by a [`DomainFactory`], not yet installed.
+pub(crate) struct PreparedDomain<G: PrimeOrderGroup> {
+    id: DomainId,
+    domain: Domain<G>,
+}
+
+impl<G: PrimeOrderGroup> PreparedDomain<G> {
+    /// The domain's id.
+    pub(crate) fn id(&self) -> DomainId {
+        self.id
+    }
+}
+
+impl<G: PrimeOrderGroup> DomainFactory<G> {
+    /// The epoch the factory derives keys in.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Derives domain `id`'s secrets and public keys (`n` fixed-base exponentiations): under
+    /// the default policy of `config.policy` when `policy` is `None`.
+    pub(crate) fn prepare(
+        &self,
+        id: DomainId,
+        config: DomainConfig,
+        policy: Option<Box<dyn KeyPolicy>>,
+    ) -> PreparedDomain<G> {
+        let stream = domain_stream_seed(&self.seed, self.group.id().to_byte(), id.0, self.epoch);
+        let mut rng = ChaCha20Rng::from_seed(*stream);
+        let feip = Feip::new(self.group.clone(), config.feip);
+        let (msk, mpk) = feip.setup(&mut rng);
+        let (febo, febo_msk, febo_pk) = match config.febo {
+            Some(p) => {
+                let febo = Febo::new(self.group.clone(), p);
+                let (sk, pk) = febo.setup(&mut rng);
+                (Some(febo), Some(sk), Some(pk))
+            }
+            None => (None, None, None),
+        };
+        let policy = policy.unwrap_or_else(|| {
+            Box::new(DefaultPolicy::new(config.policy, config.feip.n(), &mut rng))
+        });
+        // Overwrite the stream's state in place (ChaCha20Rng has no zeroizing drop).
+        rng = ChaCha20Rng::from_seed([0u8; 32]);
+        std::hint::black_box(&mut rng);
+        PreparedDomain {
+            id,
+            domain: Domain {
+                config,
+                feip,
+                febo,
+                mpk,
+                febo_pk,
+                secrets: Some(DomainSecrets {
+                    feip: msk,
+                    febo: febo_msk,
+                }),
+                policy,
+                status: DomainStatus::Active,
+                access: None,
+                registered: HashSet::new(),
+            },
+        }
+    }
 }
 
 impl<G: PrimeOrderGroup> std::fmt::Debug for Authority<G> {
@@ -177,14 +292,84 @@ impl<G: PrimeOrderGroup> Authority<G> {
     /// reproducible benchmarks only** — whoever knows the seed knows every key.
     #[must_use]
     pub fn from_seed(group: G, seed: [u8; 32]) -> Self {
-        Self {
+        let mut seed = Zeroizing::new(seed);
+        let authority = Self {
             group,
             domains: BTreeMap::new(),
             next_id: 0,
             audit: AuditLog::default(),
-            rng: ChaCha20Rng::from_seed(seed),
+            seed: Zeroizing::new(*seed),
+            epoch: 0,
             clock: Box::new(system_clock),
+        };
+        zeroize::Zeroize::zeroize(&mut *seed);
+        authority
+    }
+
+    /// Sets the key epoch of domains created from now on (see the [module docs](self)); a
+    /// [`PersistentAuthority`](crate::coordinator::persistent::PersistentAuthority) draws a
+    /// fresh one at every start.
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The key epoch of domains created from now on.
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub(crate) fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The id the next domain gets.
+    #[must_use]
+    pub fn next_domain_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Never hands out an id below `next` (a persisted high-water mark).
+    pub(crate) fn raise_next_id(&mut self, next: u64) {
+        self.next_id = self.next_id.max(next);
+    }
+
+    /// Reserves `count` consecutive domain ids (for domains prepared off the authority with
+    /// [`domain_factory`](Self::domain_factory)); returns the first.
+    pub(crate) fn reserve_ids(&mut self, count: u64) -> Result<u64, CoordinatorError> {
+        let first = self.next_id;
+        self.next_id = first
+            .checked_add(count)
+            .ok_or(CoordinatorError::InvalidConfig("domain ids exhausted"))?;
+        Ok(first)
+    }
+
+    /// A factory that sets up domains in the current epoch without borrowing the authority.
+    pub(crate) fn domain_factory(&self) -> DomainFactory<G> {
+        self.domain_factory_in(self.epoch)
+    }
+
+    fn domain_factory_in(&self, epoch: u64) -> DomainFactory<G> {
+        DomainFactory {
+            group: self.group.clone(),
+            seed: Zeroizing::new(*self.seed),
+            epoch,
         }
+    }
+
+    /// Installs a prepared domain under its reserved id.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::InvalidConfig`] if a domain with that id exists.
+    pub(crate) fn install(&mut self, prepared: PreparedDomain<G>) -> Result<(), CoordinatorError> {
+        if self.domains.contains_key(&prepared.id) {
+            return Err(CoordinatorError::InvalidConfig("domain id already in use"));
+        }
+        self.next_id = self.next_id.max(prepared.id.0.saturating_add(1));
+        self.domains.insert(prepared.id, prepared.domain);
+        Ok(())
     }
 
     /// Replaces the clock that time-stamps audit records.
@@ -266,12 +451,10 @@ impl<G: PrimeOrderGroup> Authority<G> {
     /// # Errors
     /// Infallible today for valid [`FeipParams`]; the `Result` leaves room for parameter checks.
     pub fn create_domain(&mut self, config: DomainConfig) -> Result<DomainId, CoordinatorError> {
-        let policy = Box::new(DefaultPolicy::new(
-            config.policy,
-            config.feip.n(),
-            &mut self.rng,
-        ));
-        self.create_domain_with_policy(config, policy)
+        let id = DomainId(self.reserve_ids(1)?);
+        let prepared = self.domain_factory().prepare(id, config, None);
+        self.install(prepared)?;
+        Ok(id)
     }
 
     /// Setup of a new key domain under a custom policy.
@@ -283,36 +466,9 @@ impl<G: PrimeOrderGroup> Authority<G> {
         config: DomainConfig,
         policy: Box<dyn KeyPolicy>,
     ) -> Result<DomainId, CoordinatorError> {
-        let feip = Feip::new(self.group.clone(), config.feip);
-        let (msk, mpk) = feip.setup(&mut self.rng);
-        let (febo, febo_msk, febo_pk) = match config.febo {
-            Some(p) => {
-                let febo = Febo::new(self.group.clone(), p);
-                let (sk, pk) = febo.setup(&mut self.rng);
-                (Some(febo), Some(sk), Some(pk))
-            }
-            None => (None, None, None),
-        };
-        let id = DomainId(self.next_id);
-        self.next_id += 1;
-        self.domains.insert(
-            id,
-            Domain {
-                config,
-                feip,
-                febo,
-                mpk,
-                febo_pk,
-                secrets: Some(DomainSecrets {
-                    feip: msk,
-                    febo: febo_msk,
-                }),
-                policy,
-                status: DomainStatus::Active,
-                access: None,
-                registered: HashSet::new(),
-            },
-        );
+        let id = DomainId(self.reserve_ids(1)?);
+        let prepared = self.domain_factory().prepare(id, config, Some(policy));
+        self.install(prepared)?;
         Ok(id)
     }
 
@@ -398,6 +554,17 @@ impl<G: PrimeOrderGroup> Authority<G> {
         }
     }
 
+    /// Re-creates domain `id` of epoch `epoch` at replay (same keys as when it was created).
+    pub(crate) fn replay_create(
+        &mut self,
+        id: DomainId,
+        epoch: u64,
+        config: DomainConfig,
+    ) -> Result<(), CoordinatorError> {
+        let prepared = self.domain_factory_in(epoch).prepare(id, config, None);
+        self.install(prepared)
+    }
+
     fn domain(&self, id: DomainId) -> Result<&Domain<G>, CoordinatorError> {
         self.domains
             .get(&id)
@@ -464,12 +631,28 @@ impl<G: PrimeOrderGroup> Authority<G> {
     /// # Errors
     /// [`CoordinatorError::UnknownDomain`], or the status error of a domain that is not active.
     pub fn rotate(&mut self, id: DomainId) -> Result<DomainId, CoordinatorError> {
+        let successor = DomainId(self.reserve_ids(1)?);
+        self.rotate_to(id, successor, self.epoch)?;
+        Ok(successor)
+    }
+
+    /// Rotates `id` into the successor `successor` of epoch `epoch` (a fresh id; at replay, the
+    /// journaled one).
+    pub(crate) fn rotate_to(
+        &mut self,
+        id: DomainId,
+        successor: DomainId,
+        epoch: u64,
+    ) -> Result<(), CoordinatorError> {
         let d = self.domain(id)?;
         Self::status_error(id, d.status)?;
         let config = d.config;
         let policy = d.policy.successor();
         let access = d.access.clone();
-        let successor = self.create_domain_with_policy(config, policy)?;
+        let prepared = self
+            .domain_factory_in(epoch)
+            .prepare(successor, config, Some(policy));
+        self.install(prepared)?;
         if let Some(access) = access {
             self.bind(successor, access);
         }
@@ -477,7 +660,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
             d.status = DomainStatus::Rotated { successor };
             d.secrets = None;
         }
-        Ok(successor)
+        Ok(())
     }
 
     /// Closes a domain for good and erases its master secret keys (e.g. at the end of a
@@ -497,37 +680,52 @@ impl<G: PrimeOrderGroup> Authority<G> {
         Ok(())
     }
 
-    /// Replays a batch's policy review without deriving or auditing anything: restores the
-    /// policy state (issued rank, rotation) of a persisted authority
-    /// ([`PersistentAuthority`](crate::coordinator::persistent::PersistentAuthority)). A batch
-    /// the policy refuses changes nothing, as when it was first reviewed; one that made it
-    /// rotate rotates the domain again (with the same successor, since replay follows the same
-    /// order). Requests for a domain that is no longer active are ignored.
+    /// Checks a FEIP key request as [`issue_feip_keys`](Self::issue_feip_keys) does before the
+    /// policy sees it (known and active domain, non-empty batch, every vector of the domain's
+    /// length and bound, sparse indices in order), and returns the validated vectors. Nothing
+    /// that fails here may be persisted.
     ///
     /// # Errors
-    /// [`CoordinatorError::UnknownDomain`]; [`CoordinatorError::Fe`] for a malformed vector.
+    /// The errors of [`issue_feip_keys`](Self::issue_feip_keys) other than the policy's.
+    pub fn validate_feip_request(
+        &self,
+        request: &FeipKeyRequest,
+    ) -> Result<Vec<SparseKeyVector>, CoordinatorError> {
+        let id = request.domain;
+        let d = self.domain(id)?;
+        Self::status_error(id, d.status)?;
+        if request.vectors.is_empty() {
+            return Err(CoordinatorError::Empty("key request without vectors"));
+        }
+        request.check_expansion()?;
+        let params = d.config.feip;
+        Ok(request
+            .vectors
+            .iter()
+            .map(|v| SparseKeyVector::from_data(v, params.n(), params.y_bound()))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Replays a batch's policy review without deriving or auditing anything: restores the
+    /// policy state (issued rank) of a persisted authority
+    /// ([`PersistentAuthority`](crate::coordinator::persistent::PersistentAuthority)). A batch
+    /// the policy refuses changes nothing, as when it was first reviewed; a rotation the review
+    /// caused is journaled (and replayed) on its own.
+    ///
+    /// # Errors
+    /// Every error of [`validate_feip_request`](Self::validate_feip_request): only validated
+    /// batches are journaled, so at replay anything else means a damaged journal.
     pub(crate) fn replay_feip_review(
         &mut self,
         request: &FeipKeyRequest,
     ) -> Result<(), CoordinatorError> {
+        let vectors = self.validate_feip_request(request)?;
         let id = request.domain;
-        let d = self.domain(id)?;
-        if d.status != DomainStatus::Active || request.vectors.is_empty() {
-            return Ok(());
-        }
-        let params = d.config.feip;
-        let vectors = request
-            .vectors
-            .iter()
-            .map(|v| SparseKeyVector::from_data(v, params.n(), params.y_bound()))
-            .collect::<Result<Vec<_>, _>>()?;
         let d = self
             .domains
             .get_mut(&id)
             .ok_or(CoordinatorError::UnknownDomain(id))?;
-        if let Verdict::Rotate { .. } = d.policy.review(&vectors) {
-            self.rotate(id)?;
-        }
+        let _ = d.policy.review(&vectors);
         Ok(())
     }
 
@@ -549,26 +747,41 @@ impl<G: PrimeOrderGroup> Authority<G> {
         requester: &RequesterId,
         request: &FeipKeyRequest,
     ) -> Result<FeipKeyResponse<G>, CoordinatorError> {
-        let id = request.domain;
+        self.check_feip_requester(request.domain, requester)?;
+        let vectors = self.validate_feip_request(request)?;
+        self.issue_validated_feip_keys(requester, request.domain, &vectors)
+    }
+
+    /// Refuses `requester` for FEIP keys of domain `id` unless the domain is unbound or binds
+    /// it as a requester (checked before anything is journaled).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownDomain`]; [`CoordinatorError::NotPermitted`].
+    pub(crate) fn check_feip_requester(
+        &self,
+        id: DomainId,
+        requester: &RequesterId,
+    ) -> Result<(), CoordinatorError> {
+        Self::check_requester(self.domain(id)?, id, requester)
+    }
+
+    /// [`issue_feip_keys`](Self::issue_feip_keys) for vectors that passed
+    /// [`validate_feip_request`](Self::validate_feip_request) for domain `id`.
+    pub(crate) fn issue_validated_feip_keys(
+        &mut self,
+        requester: &RequesterId,
+        id: DomainId,
+        vectors: &[SparseKeyVector],
+    ) -> Result<FeipKeyResponse<G>, CoordinatorError> {
         let d = self.domain(id)?;
-        Self::status_error(id, d.status)?;
         Self::check_requester(d, id, requester)?;
-        if request.vectors.is_empty() {
-            return Err(CoordinatorError::Empty("key request without vectors"));
-        }
-        request.check_expansion()?;
         let params = d.config.feip;
-        let vectors = request
-            .vectors
-            .iter()
-            .map(|v| SparseKeyVector::from_data(v, params.n(), params.y_bound()))
-            .collect::<Result<Vec<_>, _>>()?;
         let now = (self.clock)();
         let d = self
             .domains
             .get_mut(&id)
             .ok_or(CoordinatorError::UnknownDomain(id))?;
-        match d.policy.review(&vectors) {
+        match d.policy.review(vectors) {
             Verdict::Admit => {}
             Verdict::Refuse { index, reason } => {
                 let key = self.audit.feip_key(&vectors[index]);
@@ -611,7 +824,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
         } else {
             vectors.iter().map(derive).collect::<Result<Vec<_>, _>>()?
         };
-        for v in &vectors {
+        for v in vectors {
             let key = self.audit.feip_key(v);
             self.audit
                 .append(now, id, requester, key, AuditOutcome::Issued)?;
@@ -709,15 +922,5 @@ impl<G: PrimeOrderGroup> Authority<G> {
             params,
             keys,
         })
-    }
-}
-
-impl<G: PrimeOrderGroup> Drop for Authority<G> {
-    /// Overwrites the ChaCha20 state from which master keys are drawn (the domains' own secrets
-    /// zeroize themselves on drop). `rand_chacha` offers no `Zeroize`; the overwrite is
-    /// followed by a `black_box` read so that the store is not elided as dead.
-    fn drop(&mut self) {
-        self.rng = ChaCha20Rng::from_seed([0u8; 32]);
-        std::hint::black_box(&self.rng);
     }
 }

@@ -47,7 +47,9 @@
 
 pub mod auth;
 mod channel;
+pub mod codec;
 pub mod convert;
+pub mod gate;
 pub mod loopback;
 pub mod prediction;
 pub mod remote;
@@ -62,6 +64,7 @@ pub mod proto {
 }
 
 pub use auth::{Caller, Role, TokenTable};
+pub use channel::check_ca_pem;
 pub use channel::DEFAULT_MAX_MESSAGE_BYTES;
 pub use loopback::{LoopbackAuthority, LoopbackError};
 pub use prediction::{

@@ -13,6 +13,10 @@
 //! `ŵ = encode_Sw(w)`, `<x̂, ŵ> / (Sx · Sw) ≈ <x, w>`. [`FixedPoint::decode_product`] divides by
 //! both scales.
 //!
+//! The scale must be a normal `f64` in `2^-16 ..= 2^53` ([`MIN_SCALE`], [`MAX_SCALE`]): a
+//! subnormal or tiny scale would encode every value as 0 and decode to infinity, a huge one
+//! would put every non-zero value out of range.
+//!
 //! Every encoded integer must satisfy `|z| <= 2^53`, so that it is exact as an `f64` too; a
 //! [`FixedPoint::with_bound`] codec enforces a tighter bound, such as the plaintext bound `X` of
 //! FEIP. NaN, infinities and values beyond the bound are errors, never silently clamped.
@@ -35,6 +39,11 @@ pub use crate::fe::error::EncodingError;
 /// integer is exact in an `f64`.
 pub const MAX_EXACT: u64 = 1 << 53;
 
+/// The smallest scale a codec accepts: `2^-16`.
+pub const MIN_SCALE: f64 = 1.0 / 65_536.0;
+/// The largest scale a codec accepts: `2^53` ([`MAX_EXACT`]).
+pub const MAX_SCALE: f64 = MAX_EXACT as f64;
+
 /// A fixed-point codec: a scale and a bound on the magnitude of encoded integers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FixedPoint {
@@ -46,7 +55,7 @@ impl FixedPoint {
     /// A codec with scale `scale` and the widest bound, [`MAX_EXACT`].
     ///
     /// # Errors
-    /// [`EncodingError::InvalidScale`] if `scale` is not finite and positive.
+    /// [`EncodingError::InvalidScale`] as for [`with_bound`](Self::with_bound).
     pub fn new(scale: f64) -> Result<Self, EncodingError> {
         Self::with_bound(scale, MAX_EXACT)
     }
@@ -55,9 +64,10 @@ impl FixedPoint {
     /// A `bound` above [`MAX_EXACT`] is lowered to it.
     ///
     /// # Errors
-    /// [`EncodingError::InvalidScale`] if `scale` is not finite and positive.
+    /// [`EncodingError::InvalidScale`] if `scale` is not a normal number in
+    /// [`MIN_SCALE`]`..=`[`MAX_SCALE`] (NaN, infinite, zero, negative, subnormal or absurd).
     pub fn with_bound(scale: f64, bound: u64) -> Result<Self, EncodingError> {
-        if !(scale.is_finite() && scale > 0.0) {
+        if !(scale.is_normal() && (MIN_SCALE..=MAX_SCALE).contains(&scale)) {
             return Err(EncodingError::InvalidScale(scale));
         }
         Ok(Self {
@@ -142,6 +152,32 @@ mod tests {
                 FixedPoint::new(s),
                 Err(EncodingError::InvalidScale(_))
             ));
+        }
+    }
+
+    /// Issue 12, reproduction 8: a subnormal scale was accepted, then `encode(0.5) = 0` and
+    /// `decode(1) = inf`.
+    #[test]
+    fn rejects_subnormal_and_absurd_scales() {
+        for s in [
+            f64::from_bits(1),
+            f64::MIN_POSITIVE / 2.0,
+            1e-300,
+            MIN_SCALE / 2.0,
+            1e300,
+            MAX_SCALE * 2.0,
+        ] {
+            assert!(
+                matches!(
+                    FixedPoint::with_bound(s, 255),
+                    Err(EncodingError::InvalidScale(_))
+                ),
+                "{s:e}"
+            );
+        }
+        for s in [MIN_SCALE, 1.0, 255.0, MAX_SCALE] {
+            let c = FixedPoint::with_bound(s, MAX_EXACT).unwrap();
+            assert!(c.decode(1).is_finite());
         }
     }
 

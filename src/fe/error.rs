@@ -6,8 +6,9 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
 pub enum EncodingError {
-    /// The scale is not a finite number greater than zero.
-    #[error("fixed-point scale must be finite and > 0, got {0}")]
+    /// The scale is not a normal floating-point number in
+    /// [`MIN_SCALE`](crate::fe::encoding::MIN_SCALE)`..=`[`MAX_SCALE`](crate::fe::encoding::MAX_SCALE).
+    #[error("fixed-point scale must be a normal number in 2^-16..=2^53, got {0:e}")]
     InvalidScale(f64),
     /// The value is NaN.
     #[error("cannot encode NaN")]

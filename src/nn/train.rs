@@ -213,6 +213,9 @@ impl TrainConfig {
     /// [`NnError::InvalidConfig`] naming the bad value.
     pub fn validate(&self) -> Result<(), NnError> {
         let bad = |m: String| Err(NnError::InvalidConfig(m));
+        if self.epochs == 0 {
+            return bad("epochs must be >= 1 (0 epochs train nothing)".into());
+        }
         if self.batch_size == 0 || self.chunk_size == 0 {
             return bad("batch size and chunk size must be >= 1".into());
         }

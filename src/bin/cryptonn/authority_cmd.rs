@@ -54,7 +54,9 @@ pub struct ServeArgs {
     /// Keep every FEIP key vector in the audit log (not only its hash), when the log is created.
     #[arg(long)]
     audit_vectors: bool,
-    /// Do not fsync the journal and the audit log (faster, loses the last requests at a crash).
+    /// Do not fsync the journal, the state head and the audit log (faster; after a machine
+    /// crash the files may end before the head's record, and the authority then refuses to
+    /// start rather than guess; no key is ever derived twice either way).
     #[arg(long)]
     no_fsync: bool,
 }
@@ -136,6 +138,33 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the authority state in {}", a.state.display()))?;
     let domains = state.authority().domain_ids().len();
     let records = state.authority().audit_log().len();
+    let config = ServeConfig {
+        tls,
+        max_message_bytes: a.max_message_bytes,
+    };
+    // Bad TLS material fails here, before "listening on" is printed.
+    config.check().map_err(|e| {
+        anyhow::anyhow!(
+            "--tls-cert {} / --tls-key {}{}: {e}",
+            a.tls_cert
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+            a.tls_key
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+            a.client_ca
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" / --client-ca {}", p.display())),
+        )
+    })?;
+    if let (Some(pem), Some(path)) = (
+        config.tls.as_ref().and_then(|t| t.client_ca_pem.as_ref()),
+        &a.client_ca,
+    ) {
+        cryptonn::coordinator::net::check_ca_pem(pem)
+            .map_err(|e| anyhow::anyhow!("--client-ca {}: {e}", path.display()))?;
+    }
+    let tls = &config.tls;
     let listener = Listener::bind(a.listen)?;
     let addr = listener.local_addr()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -143,10 +172,11 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     println!(
-        "authority: {} domains and {} audit records restored from {}; {} tokens; {}",
+        "authority: {} domains and {} audit records restored from {} ({}); {} tokens; {}",
         domains,
         records,
         a.state.display(),
+        state.restore_report(),
         tokens.len(),
         if tls.as_ref().is_some_and(|t| t.client_ca_pem.is_some()) {
             "mutual TLS"
@@ -158,10 +188,6 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
     );
     // Tests and scripts read the bound address from this line.
     println!("listening on {addr}");
-    let config = ServeConfig {
-        tls,
-        max_message_bytes: a.max_message_bytes,
-    };
     runtime.block_on(async move {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;

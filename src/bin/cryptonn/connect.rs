@@ -75,6 +75,10 @@ impl ConnectArgs {
         if ca.is_some() && self.authority.starts_with("http://") {
             anyhow::bail!("--ca given but {} is plaintext http://", self.authority);
         }
+        if let (Some(pem), Some(path)) = (&ca, &self.ca) {
+            cryptonn::coordinator::net::check_ca_pem(pem)
+                .map_err(|e| anyhow::anyhow!("--ca {}: {e}", path.display()))?;
+        }
         let identity = match (&self.cert, &self.key) {
             (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
             _ => None,

@@ -1,11 +1,16 @@
-//! `cryptonn inspect FILE`: what a file is, without revealing secrets.
+//! `cryptonn inspect FILE`: what a file is, without revealing secrets, after verifying it.
 //!
 //! Recognised by their magic bytes: wire-format objects (`CNFE`: public keys, ciphertexts,
 //! function keys), encrypted datasets (`CNNENCDS`), audit logs (`CNNAUDIT`), the authority's
-//! master seed (`CNNSEED1`: only its permissions are shown), discrete-log tables
-//! (`CNNDLOG`), encrypted prediction queries (`CNNQ`, from `client predict --save-query`), and
-//! the authority's domain journal (JSON lines). Scalars (function keys) and seeds are never
-//! printed.
+//! master seed (`CNNSEED1`: only its permissions are shown) and state head (`CNNHEAD2`),
+//! discrete-log tables (`CNNDLOG`), encrypted prediction queries (`CNNQ`, from `client predict
+//! --save-query`), and the authority's domain journal (hash-chained JSON lines). Scalars
+//! (function keys) and seeds are never printed.
+//!
+//! What is described is verified first, and a file that fails exits non-zero: a wire object
+//! must decode (over Ristretto255); a dataset's header must parse, its length match the header
+//! and its SHA-256 trailer match (streamed, so a large file needs no memory); an audit file's
+//! hash chain and sequence numbers must hold to the end; a journal's chain must hold.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -13,10 +18,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use cryptonn::coordinator::persistent::journal::{parse_journal_unanchored, JournalEntry};
 use cryptonn::coordinator::secure_prediction::EncryptedQuery;
 use cryptonn::coordinator::secure_training::encrypted_dataset::read_header;
 use cryptonn::coordinator::{read_audit_file, AuditOutcome, AuditedKey};
+use cryptonn::fe::febo::{FeboCiphertext, FeboFunctionKey, FeboPublicKey};
+use cryptonn::fe::feip::{Ciphertext, FunctionKey, MasterPublicKey};
 use cryptonn::fe::group::ristretto::Ristretto255;
+use cryptonn::fe::group::PrimeOrderGroup;
+use cryptonn::fe::serialize::WireFormat;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -58,8 +68,10 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<()> {
             let dim = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
             println!("  dimension n = {dim}");
         }
+        verify_wire(path, head[6], head[7])?;
     } else if head.starts_with(b"CNNENCDS") {
         let h = read_header(path).with_context(|| format!("reading {}", path.display()))?;
+        verify_dataset(path, size, h.images, h.record_len())?;
         println!(
             "  encrypted MNIST dataset: {} images, group id {}, {} shards of {} (domains {}..={}), \
              pixel bound {}, padding value {}",
@@ -95,7 +107,7 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<()> {
             }
         }
         println!(
-            "  audit log: {records} records over {} domains",
+            "  audit log: {records} records over {} domains (hash chain verified)",
             domains.len()
         );
         if records > 0 {
@@ -134,19 +146,43 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<()> {
             q.ciphertext().components().len(),
             q.params()
         );
+    } else if head.starts_with(b"CNNHEAD2") {
+        println!(
+            "  the authority's state head (where the journal and the audit file end, the domain \
+             id high-water mark, the seed's fingerprint)"
+        );
+        if size != 368 {
+            anyhow::bail!("{}: {size} bytes, a state head has 368", path.display());
+        }
     } else if head.starts_with(b"CNNDLOG") {
         println!("  baby-step table of the discrete logarithm (public precomputation)");
-    } else if head.starts_with(b"{\"op\":") {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut ops: BTreeMap<String, usize> = BTreeMap::new();
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}: not a domain journal", path.display()))?;
-            let op = v.get("op").and_then(|o| o.as_str()).unwrap_or("?");
-            *ops.entry(op.to_string()).or_default() += 1;
+    } else if head.starts_with(b"{\"prev\":") || head.starts_with(b"{\"op\":") {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let scan = parse_journal_unanchored(&bytes)
+            .with_context(|| format!("{}: not an intact domain journal", path.display()))?;
+        let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, e) in &scan.entries {
+            let op = match e {
+                JournalEntry::Create { .. } => "create",
+                JournalEntry::Rotate { .. } => "rotate",
+                JournalEntry::Close { .. } => "close",
+                JournalEntry::Review { .. } => "review",
+                JournalEntry::Register { .. } => "register",
+                _ => "other",
+            };
+            *ops.entry(op).or_default() += 1;
         }
-        println!("  the authority's domain journal: {ops:?}");
+        println!(
+            "  the authority's domain journal: {ops:?} (hash chain verified; its start is \
+             anchored in the state head, which only the authority checks)"
+        );
+        if scan.torn > 0 {
+            anyhow::bail!(
+                "{}: the last {} bytes are a torn line (the authority cuts it at its next start)",
+                path.display(),
+                scan.torn
+            );
+        }
     } else {
         // Its bytes are not shown: an unknown file may be a secret (a raw seed, a tokens file).
         anyhow::bail!(
@@ -154,5 +190,80 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
+    Ok(())
+}
+
+/// Decodes a wire-format object of kind `kind` over Ristretto255 (the group the binary runs).
+fn verify_wire(path: &std::path::Path, group: u8, kind: u8) -> anyhow::Result<()> {
+    let g = Ristretto255;
+    if group != g.id().to_byte() {
+        anyhow::bail!(
+            "{}: group id {group}; this binary verifies Ristretto255 objects (id {}) only",
+            path.display(),
+            g.id().to_byte()
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let ok = match kind {
+        1 => MasterPublicKey::from_bytes(&g, &bytes).map(|_| ()),
+        2 => Ciphertext::from_bytes(&g, &bytes).map(|_| ()),
+        3 => FunctionKey::from_bytes(&g, &bytes).map(|_| ()),
+        4 => FeboPublicKey::from_bytes(&g, &bytes).map(|_| ()),
+        5 => FeboCiphertext::from_bytes(&g, &bytes).map(|_| ()),
+        6 => FeboFunctionKey::from_bytes(&g, &bytes).map(|_| ()),
+        _ => anyhow::bail!("{}: unknown wire-format kind {kind}", path.display()),
+    };
+    ok.with_context(|| format!("{}: does not decode", path.display()))?;
+    println!("  decodes (canonical encoding, valid group elements)");
+    Ok(())
+}
+
+/// Checks an encrypted dataset's length against its header and its SHA-256 trailer, streaming.
+fn verify_dataset(
+    path: &std::path::Path,
+    size: u64,
+    images: usize,
+    record_len: usize,
+) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut prefix = [0u8; 14];
+    f.read_exact(&mut prefix)
+        .with_context(|| format!("{}: truncated before the header", path.display()))?;
+    let header_len = u64::from(u32::from_le_bytes([
+        prefix[10], prefix[11], prefix[12], prefix[13],
+    ]));
+    let expected = (images as u64)
+        .checked_mul(record_len as u64)
+        .and_then(|r| r.checked_add(14 + header_len + 32))
+        .with_context(|| format!("{}: absurd sizes in the header", path.display()))?;
+    if size != expected {
+        anyhow::bail!(
+            "{}: {size} bytes, the header announces {expected} (truncated, unfinished or padded \
+             file)",
+            path.display()
+        );
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(prefix);
+    let mut left = size - 14 - 32;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        f.read_exact(&mut buf[..n])
+            .with_context(|| format!("reading {}", path.display()))?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let mut trailer = [0u8; 32];
+    f.read_exact(&mut trailer)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if hasher.finalize().as_slice() != trailer {
+        anyhow::bail!(
+            "{}: SHA-256 trailer mismatch (damaged or tampered file)",
+            path.display()
+        );
+    }
+    println!("  length and SHA-256 trailer verified");
     Ok(())
 }

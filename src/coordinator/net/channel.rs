@@ -157,6 +157,7 @@ pub(crate) fn connect(
         }
     }
     if let Some(ca) = &config.ca_pem {
+        check_ca_pem(ca).map_err(|e| ("Tls", e))?;
         let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
         if let Some(d) = &config.tls_domain {
             tls = tls.domain_name(d.clone());
@@ -183,4 +184,31 @@ pub(crate) fn connect(
         channel,
         auth,
     })
+}
+
+/// Checks that `pem` holds at least one PEM certificate and nothing unreadable (else a garbage
+/// CA file would only show up as `UnknownIssuer` at the first handshake).
+///
+/// # Errors
+/// The reason, as text.
+pub fn check_ca_pem(pem: &[u8]) -> Result<usize, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("the CA certificate file is not valid PEM: {e}"))?;
+        // An X.509 certificate is a DER SEQUENCE.
+        if cert.first() != Some(&0x30) {
+            return Err(
+                "the CA certificate file holds a PEM block that is not a DER certificate".into(),
+            );
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err("the CA certificate file holds no PEM certificate \
+                    (-----BEGIN CERTIFICATE-----)"
+            .into());
+    }
+    Ok(count)
 }

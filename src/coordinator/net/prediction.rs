@@ -18,7 +18,9 @@
 //! group elements) before they are queued.
 //!
 //! # Who may call
-//! Every RPC needs a bearer token of role `client` (or `operator`) from the **server's own**
+//! The token and role are checked from the headers by the [gate](super::gate), before the
+//! query's body is read (bodies are capped: `GetQueryParams` 64 KiB, `Predict` the configured
+//! limit). Every RPC needs a bearer token of role `client` (or `operator`) from the **server's own**
 //! tokens file (same format as the authority's, see [`auth`](super::auth)); server tokens are
 //! refused. The endpoint is not open because each query costs the server about a second of CPU
 //! and makes it ask the authority for 1,176 function keys that the audit log records under the
@@ -30,7 +32,8 @@
 //! | cause | status |
 //! | --- | --- |
 //! | missing / unknown token, server token | `UNAUTHENTICATED`, `PERMISSION_DENIED` |
-//! | message above the size limit | `RESOURCE_EXHAUSTED` (tonic) or `OUT_OF_RANGE` |
+//! | message above the size limit | `RESOURCE_EXHAUSTED` (gate) or `OUT_OF_RANGE` (tonic) |
+//! | malformed protobuf | `INVALID_ARGUMENT` |
 //! | malformed or tampered query bytes, other encoding parameters | `INVALID_ARGUMENT` with the reason |
 //! | a ciphertext that does not decrypt under its domain's keys (moved to another domain, another authority's key) | `INVALID_ARGUMENT` |
 //! | a domain the authority does not know | `NOT_FOUND` |
@@ -61,12 +64,13 @@ use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainId, DomainPublicKey, RequesterId};
 use crate::coordinator::net::auth::{Role, TokenTable};
 use crate::coordinator::net::channel::{connect, ClientConnection};
+use crate::coordinator::net::gate::{Gated, MethodRule};
 use crate::coordinator::net::proto;
 use crate::coordinator::net::proto::predictor_client::PredictorClient;
 use crate::coordinator::net::proto::predictor_server::{Predictor, PredictorServer};
 use crate::coordinator::net::remote::{RemoteConfig, RemoteKeyService};
 use crate::coordinator::net::service::{
-    incoming, server_builder, Listener, ServeConfig, ServeError,
+    incoming, server_builder, Listener, ServeConfig, ServeError, SMALL_REQUEST_BYTES,
 };
 use crate::coordinator::secure_prediction::{EncryptedQuery, Prediction, SecurePredictor};
 use crate::coordinator::secure_training::{EncryptionParams, SecureTrainingError};
@@ -385,11 +389,24 @@ pub async fn serve_predictions<G: PrimeOrderGroup>(
     crate::coordinator::net::service::check_transport(&listener, &config)?;
     let incoming = incoming(listener)?;
     let mut builder = server_builder(&config)?;
+    let tokens = Arc::clone(&service.tokens);
     let svc = PredictorServer::new(service)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    let rules = [
+        MethodRule {
+            method: "GetQueryParams",
+            roles: CALLERS,
+            max_request_bytes: SMALL_REQUEST_BYTES,
+        },
+        MethodRule {
+            method: "Predict",
+            roles: CALLERS,
+            max_request_bytes: config.max_message_bytes,
+        },
+    ];
     builder
-        .add_service(svc)
+        .add_service(Gated::new(svc, tokens, &rules))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -122,19 +122,33 @@ impl<G: PrimeOrderGroup> RemoteKeyService<G> {
         per_batch: bool,
         requesters: &[RequesterId],
     ) -> Result<Vec<DomainId>, CoordinatorError> {
-        let message = proto::CreateDomainsRequest {
-            requesters: requesters.iter().map(|r| r.0.clone()).collect(),
-            feip: Some(feip_params_to_proto(&feip)),
-            febo: febo.as_ref().map(febo_params_to_proto),
-            count,
-            policy: if per_batch {
-                proto::PolicyKind::PolicyPerBatch as i32
-            } else {
-                proto::PolicyKind::PolicyDefault as i32
-            },
-        };
-        let reply = self.call(message, |mut c, r| async move { c.create_domains(r).await })?;
-        Ok(reply.domains.into_iter().map(DomainId).collect())
+        use crate::coordinator::net::service::{MAX_CREATE_ELEMENTS, MAX_DOMAINS_PER_CALL};
+        // One call stays within the authority's limits: split larger requests.
+        let per_call = (MAX_CREATE_ELEMENTS / feip.n().max(1) as u64)
+            .clamp(1, u64::from(MAX_DOMAINS_PER_CALL));
+        let per_call = u32::try_from(per_call).unwrap_or(MAX_DOMAINS_PER_CALL);
+        let mut domains = Vec::with_capacity(count as usize);
+        let mut left = count;
+        while left > 0 || domains.is_empty() {
+            let message = proto::CreateDomainsRequest {
+                requesters: requesters.iter().map(|r| r.0.clone()).collect(),
+                feip: Some(feip_params_to_proto(&feip)),
+                febo: febo.as_ref().map(febo_params_to_proto),
+                count: left.min(per_call),
+                policy: if per_batch {
+                    proto::PolicyKind::PolicyPerBatch as i32
+                } else {
+                    proto::PolicyKind::PolicyDefault as i32
+                },
+            };
+            let reply = self.call(message, |mut c, r| async move { c.create_domains(r).await })?;
+            domains.extend(reply.domains.into_iter().map(DomainId));
+            left -= left.min(per_call);
+            if count == 0 {
+                break;
+            }
+        }
+        Ok(domains)
     }
 
     /// A page of the audit log from sequence number `from` (operator role), and the number of

@@ -1,13 +1,28 @@
 //! The authority's gRPC server: [`AuthorityService`] and [`serve`].
 //!
-//! Each RPC authenticates its bearer token ([`TokenTable`]), checks the caller's role, decodes
-//! and validates the request, and runs the authority operation on a blocking thread (key
-//! derivation is CPU work, and the audit commit waits for `fsync`). Requests of one authority
-//! are serialised by its mutex, as in-process. Every refusal is a status with the reason.
+//! Every call passes the [gate](super::gate) first: the bearer token and the caller's role are
+//! checked from the headers, and the body is capped at the method's limit, before a byte of
+//! the body is decoded. Each RPC then decodes and validates the request and runs the authority
+//! operation on a blocking thread (key derivation is CPU work, and the audit commit waits for
+//! `fsync`). Requests of one authority are serialised by its mutex, as in-process, except the
+//! expensive part of domain creation (deriving the keys), which runs outside the mutex on the
+//! blocking pool, at most [`CREATE_CONCURRENCY`] calls at a time: other callers keep being
+//! served while a large domain is created. Every refusal is a status with the reason.
+//!
+//! # Limits
+//! | what | limit |
+//! | --- | --- |
+//! | dimension `n` of a created domain | [`MAX_DOMAIN_DIMENSION`] (65,536) |
+//! | domains per `CreateDomains` call | [`MAX_DOMAINS_PER_CALL`] (4,096) |
+//! | `count × n` per `CreateDomains` call | [`MAX_CREATE_ELEMENTS`] (2^21: about 25 s of work on Ristretto255) |
+//! | concurrent `CreateDomains` calls | [`CREATE_CONCURRENCY`] (1; more wait) |
+//! | request body of `GetPublicKey`, `CreateDomains`, `ReadAuditLog`, `ListDomains` | [`SMALL_REQUEST_BYTES`] (64 KiB) |
+//! | request body of `IssueFeipKeys`, `IssueFeboKeys`, `RegisterFeboCommitments` | [`ServeConfig::max_message_bytes`] |
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::Semaphore;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
@@ -23,6 +38,7 @@ use crate::coordinator::net::convert::{
     feip_params_from_proto, feip_request_from_proto, feip_response_to_proto, public_key_to_proto,
     status_of,
 };
+use crate::coordinator::net::gate::{Gated, MethodRule};
 use crate::coordinator::net::proto::key_authority_server::{KeyAuthority, KeyAuthorityServer};
 use crate::coordinator::net::{proto, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::coordinator::persistent::PersistentAuthority;
@@ -30,14 +46,74 @@ use crate::coordinator::policy::PolicyConfig;
 use crate::fe::group::PrimeOrderGroup;
 
 /// The largest number of domains one `CreateDomains` call may create.
-pub const MAX_DOMAINS_PER_CALL: u32 = 100_000;
+pub const MAX_DOMAINS_PER_CALL: u32 = 4_096;
+/// The largest dimension `n` of a domain created over the network.
+pub const MAX_DOMAIN_DIMENSION: usize = 1 << 16;
+/// The largest `count × n` of one `CreateDomains` call (each element costs one fixed-base
+/// exponentiation, about 12 µs on Ristretto255).
+pub const MAX_CREATE_ELEMENTS: u64 = 1 << 21;
+/// How many `CreateDomains` calls derive keys at the same time; more wait their turn.
+pub const CREATE_CONCURRENCY: usize = 1;
+/// The request body limit of the methods that carry no key vectors.
+pub const SMALL_REQUEST_BYTES: usize = 64 << 10;
 /// The default (and largest) page of `ReadAuditLog`.
 pub const AUDIT_PAGE: usize = 10_000;
+
+const ANYONE: &[Role] = &[Role::Client, Role::Server, Role::Operator];
+const CREATORS: &[Role] = &[Role::Client, Role::Operator];
+const KEY_TAKERS: &[Role] = &[Role::Server, Role::Operator];
+const OPERATOR: &[Role] = &[Role::Operator];
+const OWNERS: &[Role] = &[Role::Client];
+
+/// The gate's rules for the key authority's methods, with key requests limited to
+/// `max_key_request` bytes.
+#[must_use]
+pub fn authority_rules(max_key_request: usize) -> Vec<MethodRule> {
+    let small = SMALL_REQUEST_BYTES;
+    vec![
+        MethodRule {
+            method: "GetPublicKey",
+            roles: ANYONE,
+            max_request_bytes: small,
+        },
+        MethodRule {
+            method: "CreateDomains",
+            roles: CREATORS,
+            max_request_bytes: small,
+        },
+        MethodRule {
+            method: "IssueFeipKeys",
+            roles: KEY_TAKERS,
+            max_request_bytes: max_key_request,
+        },
+        MethodRule {
+            method: "IssueFeboKeys",
+            roles: KEY_TAKERS,
+            max_request_bytes: max_key_request,
+        },
+        MethodRule {
+            method: "RegisterFeboCommitments",
+            roles: OWNERS,
+            max_request_bytes: max_key_request,
+        },
+        MethodRule {
+            method: "ReadAuditLog",
+            roles: OPERATOR,
+            max_request_bytes: small,
+        },
+        MethodRule {
+            method: "ListDomains",
+            roles: OPERATOR,
+            max_request_bytes: small,
+        },
+    ]
+}
 
 /// The gRPC service over a [`PersistentAuthority`].
 pub struct AuthorityService<G: PrimeOrderGroup> {
     state: Arc<Mutex<PersistentAuthority<G>>>,
     tokens: Arc<TokenTable>,
+    creating: Arc<Semaphore>,
 }
 
 impl<G: PrimeOrderGroup> std::fmt::Debug for AuthorityService<G> {
@@ -52,7 +128,11 @@ impl<G: PrimeOrderGroup> AuthorityService<G> {
     /// A service over `state` that admits the callers of `tokens`.
     #[must_use]
     pub fn new(state: Arc<Mutex<PersistentAuthority<G>>>, tokens: Arc<TokenTable>) -> Self {
-        Self { state, tokens }
+        Self {
+            state,
+            tokens,
+            creating: Arc::new(Semaphore::new(CREATE_CONCURRENCY)),
+        }
     }
 }
 
@@ -92,14 +172,15 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
             "GetPublicKey",
             &[Role::Client, Role::Server, Role::Operator],
         )?;
-        let state = lock(&self.state)?;
-        let pk = state
-            .public_key(DomainId(request.get_ref().domain))
-            .map_err(|e| status_of(&e))?;
-        Ok(Response::new(public_key_to_proto(
-            state.authority().group(),
-            &pk,
-        )))
+        let domain = DomainId(request.get_ref().domain);
+        let state = Arc::clone(&self.state);
+        let reply = blocking(move || {
+            let state = lock(&state)?;
+            let pk = state.public_key(domain).map_err(|e| status_of(&e))?;
+            Ok(public_key_to_proto(state.authority().group(), &pk))
+        })
+        .await?;
+        Ok(Response::new(reply))
     }
 
     async fn create_domains(
@@ -128,6 +209,19 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
             )));
         }
         let feip = feip_params_from_proto(r.feip.as_ref()).map_err(|e| status_of(&e))?;
+        if feip.n() > MAX_DOMAIN_DIMENSION {
+            return Err(Status::invalid_argument(format!(
+                "the dimension n = {} exceeds this authority's maximum of {MAX_DOMAIN_DIMENSION}",
+                feip.n()
+            )));
+        }
+        let elements = u64::from(r.count) * feip.n() as u64;
+        if elements > MAX_CREATE_ELEMENTS {
+            return Err(Status::invalid_argument(format!(
+                "count x n = {elements} exceeds the maximum of {MAX_CREATE_ELEMENTS} per call; \
+                 split the call"
+            )));
+        }
         let mut config =
             DomainConfig::new(feip).with_policy(match proto::PolicyKind::try_from(r.policy) {
                 Ok(proto::PolicyKind::PolicyDefault) => PolicyConfig::default(),
@@ -137,13 +231,25 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
         if let Some(f) = &r.febo {
             config = config.with_febo(febo_params_from_proto(f).map_err(|e| status_of(&e))?);
         }
+        // At most CREATE_CONCURRENCY calls derive keys at once; the rest wait here, holding
+        // no lock and no thread.
+        let _permit = self
+            .creating
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the authority is shutting down"))?;
         let state = Arc::clone(&self.state);
+        let count = u64::from(r.count);
         let domains = blocking(move || {
-            let mut state = lock(&state)?;
-            (0..r.count)
-                .map(|_| state.create_domain_for(config, access.clone()).map(|d| d.0))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| status_of(&e))
+            // Reserve the ids under the lock, derive the keys without it, journal under it.
+            let pending = lock(&state)?
+                .begin_create_domains_for(config, count, access)
+                .map_err(|e| status_of(&e))?;
+            let prepared = pending.prepare();
+            let ids = lock(&state)?
+                .finish_create_domains(prepared)
+                .map_err(|e| status_of(&e))?;
+            Ok(ids.into_iter().map(|d| d.0).collect())
         })
         .await?;
         Ok(Response::new(proto::CreateDomainsReply { domains }))
@@ -262,18 +368,21 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
     ) -> Result<Response<proto::ListDomainsReply>, Status> {
         self.tokens
             .authorize(request.metadata(), "ListDomains", &[Role::Operator])?;
-        let state = lock(&self.state)?;
-        let a = state.authority();
-        let domains = a
-            .domain_ids()
-            .into_iter()
-            .map(|d| {
-                Ok(proto::DomainInfo {
-                    domain: d.0,
-                    status: status_name(a.status(d).map_err(|e| status_of(&e))?),
+        let state = Arc::clone(&self.state);
+        let domains = blocking(move || {
+            let state = lock(&state)?;
+            let a = state.authority();
+            a.domain_ids()
+                .into_iter()
+                .map(|d| {
+                    Ok(proto::DomainInfo {
+                        domain: d.0,
+                        status: status_name(a.status(d).map_err(|e| status_of(&e))?),
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
+                .collect::<Result<Vec<_>, Status>>()
+        })
+        .await?;
         Ok(Response::new(proto::ListDomainsReply { domains }))
     }
 }
@@ -314,6 +423,17 @@ impl Default for ServeConfig {
             tls: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
+    }
+}
+
+impl ServeConfig {
+    /// Parses the TLS material (certificate chain, key, client CA) as serving would, so that
+    /// bad material fails before anything is announced.
+    ///
+    /// # Errors
+    /// [`ServeError::Transport`] naming what tonic/rustls refused.
+    pub fn check(&self) -> Result<(), ServeError> {
+        server_builder(self).map(|_| ())
     }
 }
 
@@ -426,11 +546,12 @@ pub async fn serve<G: PrimeOrderGroup>(
     check_transport(&listener, &config)?;
     let incoming = incoming(listener)?;
     let mut builder = server_builder(&config)?;
-    let svc = KeyAuthorityServer::new(AuthorityService::new(state, tokens))
+    let svc = KeyAuthorityServer::new(AuthorityService::new(state, Arc::clone(&tokens)))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    let rules = authority_rules(config.max_message_bytes);
     builder
-        .add_service(svc)
+        .add_service(Gated::new(svc, tokens, &rules))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

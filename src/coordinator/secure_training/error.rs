@@ -23,7 +23,10 @@ pub enum SecureTrainingError {
         source: std::io::Error,
     },
     /// The file is not a complete, intact encrypted dataset.
-    #[error("{path}: not a valid encrypted dataset: {reason} (delete it or run with --reencrypt)")]
+    #[error(
+        "{path}: not a valid encrypted dataset: {reason} (delete it; the data owner encrypts it \
+         again)"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -42,7 +45,7 @@ pub enum SecureTrainingError {
     /// that domain (another authority, another key, or a wrong domain id).
     #[error(
         "shard {shard} was encrypted under another key than the authority's {domain} \
-         (dataset of another authority or domain; re-encrypt with --reencrypt)"
+         (dataset of another authority or domain; the data owner must encrypt it again)"
     )]
     WrongKey {
         /// The shard.

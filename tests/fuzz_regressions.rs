@@ -1,0 +1,287 @@
+//! The fuzz targets of `fuzz/` under stable `cargo test`: every input committed in
+//! `fuzz/regressions/<target>/` (crashes the fuzzers found, and seeds that reach deep into each
+//! parser) runs through its target's body, which panics on a parser panic or a broken round
+//! trip. The fuzzers themselves run with `cargo +nightly fuzz run <target>` (see `.ci/run`).
+#![allow(clippy::unwrap_used)] // test helpers, as clippy.toml allows in tests
+
+#[path = "../fuzz/src/targets.rs"]
+mod targets;
+
+use std::path::Path;
+
+/// A fuzz target's body.
+type Target = fn(&[u8]);
+
+const TARGETS: &[(&str, Target)] = &[
+    ("wire_ristretto", targets::wire_ristretto),
+    ("wire_modp", targets::wire_modp),
+    ("encrypted_dataset", targets::encrypted_dataset),
+    ("encrypted_query", targets::encrypted_query),
+    ("audit_file", targets::audit_file),
+    ("domain_journal", targets::domain_journal),
+    ("proto_conversions", targets::proto_conversions),
+];
+
+#[test]
+fn committed_fuzz_inputs_do_not_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut ran = 0;
+    for (name, target) in TARGETS {
+        let dir = root.join(name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap();
+            let result = std::panic::catch_unwind(|| target(&bytes));
+            assert!(result.is_ok(), "{name}: {} panics", file.display());
+            ran += 1;
+        }
+    }
+    assert!(ran > 0, "no committed fuzz input under {}", root.display());
+}
+
+/// Empty and tiny inputs, for every target.
+#[test]
+fn tiny_inputs_do_not_panic() {
+    for (_, target) in TARGETS {
+        for input in [
+            &b""[..],
+            b"\0",
+            b"\xff",
+            b"\n",
+            b"{}\n",
+            b"CNNAUDIT\x02\x00",
+        ] {
+            target(input);
+        }
+    }
+}
+
+/// Writes valid inputs of every parser to `fuzz/regressions/<target>/seed-*` (the seeds of the
+/// fuzzers' corpora, and regression inputs that reach deep into each parser). Run after a
+/// format change: `cargo test --test fuzz_regressions -- --ignored write_seeds`.
+#[test]
+#[ignore = "writes files under fuzz/regressions/"]
+fn write_seeds() {
+    use cryptonn::coordinator::net::convert;
+    use cryptonn::coordinator::secure_prediction::{open_query_domain, EncryptedQuery};
+    use cryptonn::coordinator::secure_training::encrypted_dataset::encrypt_to_file;
+    use cryptonn::coordinator::secure_training::EncryptionParams;
+    use cryptonn::coordinator::{
+        Authority, DomainConfig, DomainId, FeboKeyItem, FeboKeyRequest, FeipKeyRequest,
+        KeyVectorData, PersistentAuthority, RequesterId, StateOptions,
+    };
+    use cryptonn::fe::febo::{Febo, FeboOp, FeboParams};
+    use cryptonn::fe::feip::{Feip, FeipParams};
+    use cryptonn::fe::group::modp::ModpGroup;
+    use cryptonn::fe::group::ristretto::Ristretto255;
+    use cryptonn::fe::group::PrimeOrderGroup;
+    use cryptonn::fe::serialize::WireFormat;
+    use cryptonn::nn::data::{Dataset, LabelPermutation, PixelNormalization};
+    use cryptonn::nn::first_layer::QuantConfig;
+    use prost::Message;
+    use rand::SeedableRng;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    };
+    fn wire_seeds<G: PrimeOrderGroup>(g: &G) -> Vec<Vec<u8>> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let feip = Feip::new(g.clone(), FeipParams::new(3, 100, 100).unwrap());
+        let (msk, mpk) = feip.setup(&mut rng);
+        let ct = feip.encrypt(&mpk, &[1, -2, 3], &mut rng).unwrap();
+        let sk = feip.derive_key(&msk, &[3, 2, 1]).unwrap();
+        let febo = Febo::new(g.clone(), FeboParams::new(1000, 10).unwrap());
+        let (fsk, fpk) = febo.setup(&mut rng);
+        let fct = febo.encrypt(&fpk, 42, &mut rng).unwrap();
+        let fkey = febo
+            .derive_key(&fsk, fct.commitment(), FeboOp::Add, 3)
+            .unwrap();
+        let objects = [
+            mpk.to_bytes(g),
+            ct.to_bytes(g),
+            sk.to_bytes(g),
+            fpk.to_bytes(g),
+            fct.to_bytes(g),
+            fkey.to_bytes(g),
+        ];
+        objects
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut v = vec![i as u8];
+                v.extend_from_slice(&b);
+                v
+            })
+            .collect()
+    }
+    for (i, s) in wire_seeds(&Ristretto255).iter().enumerate() {
+        put("wire_ristretto", &i.to_string(), s);
+    }
+    for (i, s) in wire_seeds(&ModpGroup::insecure_test_group())
+        .iter()
+        .enumerate()
+    {
+        put("wire_modp", &i.to_string(), s);
+    }
+
+    // An encrypted dataset of 3 images in 2 shards, and an encrypted query.
+    let g = Ristretto255;
+    let mut authority = Authority::from_seed(g, [3; 32]);
+    let params = EncryptionParams::new(&QuantConfig::default(), PixelNormalization::default(), 2);
+    let images: Vec<u8> = (0..3 * 784).map(|i| (i % 251) as u8).collect();
+    let data = Dataset::new(images, vec![1, 7, 3]).unwrap();
+    let pks: Vec<_> = (0..2)
+        .map(|_| {
+            let d = authority
+                .create_domain(params.domain_config().unwrap())
+                .unwrap();
+            authority.public_key(d).unwrap()
+        })
+        .collect();
+    let tmp = std::env::temp_dir().join(format!("cryptonn-seeds-{}.cnnds", std::process::id()));
+    encrypt_to_file(
+        &g,
+        &data,
+        &LabelPermutation::from_seed(1, 10),
+        &pks,
+        &params,
+        &tmp,
+        &|_| {},
+    )
+    .unwrap();
+    let file = std::fs::read(&tmp).unwrap();
+    std::fs::remove_file(&tmp).unwrap();
+    put("encrypted_dataset", "file", &file);
+    // The target appends the trailer itself: the body alone reaches the records.
+    put("encrypted_dataset", "body", &file[..file.len() - 32]);
+    let q = open_query_domain(
+        &mut authority,
+        &params,
+        cryptonn::coordinator::DomainAccess::new(
+            cryptonn::coordinator::RequesterId::new("client"),
+            cryptonn::coordinator::RequesterId::new("server"),
+        ),
+    )
+    .unwrap();
+    let qpk = authority.public_key(q).unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(2);
+    let query = EncryptedQuery::encrypt(&g, &qpk, &params, data.image(0), &mut rng).unwrap();
+    put("encrypted_query", "query", &query.to_bytes(&g));
+
+    // A state directory's journal and audit file.
+    let dir = std::env::temp_dir().join(format!("cryptonn-seeds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let who = RequesterId::new("server-1");
+        let mut a = PersistentAuthority::open(
+            g,
+            &dir,
+            StateOptions {
+                fsync: false,
+                ..StateOptions::default()
+            },
+        )
+        .unwrap();
+        let p = FeipParams::new(4, 255, 100).unwrap();
+        let d = a
+            .create_domain(DomainConfig::new(p).with_febo(FeboParams::new(1000, 10).unwrap()))
+            .unwrap();
+        let d2 = a.create_domain(DomainConfig::new(p)).unwrap();
+        a.issue_feip_keys(
+            &who,
+            &FeipKeyRequest {
+                domain: d,
+                vectors: vec![
+                    KeyVectorData::Dense(vec![1, 2, 3, 4]),
+                    KeyVectorData::Sparse(vec![(0, 5), (1, 1), (2, 7), (3, -2)]),
+                ],
+            },
+        )
+        .unwrap();
+        let _ = a.issue_feip_keys(
+            &who,
+            &FeipKeyRequest {
+                domain: d,
+                vectors: vec![KeyVectorData::Sparse(vec![(2, 1)])],
+            },
+        );
+        let cmt = g.element_to_bytes(&g.exp_generator(&g.scalar_from_i64(9)));
+        a.issue_febo_keys(
+            &who,
+            &FeboKeyRequest {
+                domain: d,
+                items: vec![FeboKeyItem {
+                    commitment: cmt.clone(),
+                    op: FeboOp::Mul,
+                    operand: -3,
+                }],
+            },
+        )
+        .unwrap();
+        a.rotate(d2).unwrap();
+        a.close_domain(DomainId(d2.0 + 1)).unwrap();
+        let feip = convert::feip_request_to_proto(&FeipKeyRequest {
+            domain: d,
+            vectors: vec![
+                KeyVectorData::Dense(vec![1, 2, 3, 4]),
+                KeyVectorData::Sparse(vec![(0, 5), (3, -2)]),
+            ],
+        });
+        put(
+            "proto_conversions",
+            "0",
+            &[&[0u8][..], &feip.encode_to_vec()].concat(),
+        );
+        let febo = convert::febo_request_to_proto(&FeboKeyRequest {
+            domain: d,
+            items: vec![FeboKeyItem {
+                commitment: cmt,
+                op: FeboOp::Sub,
+                operand: 4,
+            }],
+        });
+        put(
+            "proto_conversions",
+            "1",
+            &[&[1u8][..], &febo.encode_to_vec()].concat(),
+        );
+        let create = cryptonn::coordinator::net::proto::CreateDomainsRequest {
+            requesters: vec!["trainer".into()],
+            feip: Some(convert::feip_params_to_proto(&p)),
+            febo: Some(convert::febo_params_to_proto(
+                &FeboParams::new(1000, 10).unwrap(),
+            )),
+            count: 2,
+            policy: 1,
+        };
+        put(
+            "proto_conversions",
+            "2",
+            &[&[2u8][..], &create.encode_to_vec()].concat(),
+        );
+        let pk = convert::public_key_to_proto(&g, &a.public_key(d).unwrap());
+        put(
+            "proto_conversions",
+            "3",
+            &[&[3u8][..], &pk.encode_to_vec()].concat(),
+        );
+    }
+    put(
+        "domain_journal",
+        "journal",
+        &std::fs::read(dir.join("domains.journal")).unwrap(),
+    );
+    put(
+        "audit_file",
+        "audit",
+        &std::fs::read(dir.join("audit.cnnaudit")).unwrap(),
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
