@@ -398,6 +398,50 @@ fn a_diverging_run_stops_within_one_step() {
     std::fs::remove_file(&setup.path).ok();
 }
 
+/// The file is verified once at load and then read shard by shard (it is never held whole);
+/// a shard changed on disk after the load is an error naming that shard when training reads
+/// it, while the untouched shards still read.
+#[test]
+fn a_shard_changed_after_the_load_is_named_when_it_is_read() {
+    let (_, _, setup) = small_setup("changed-after-load.cnnenc");
+    let data = EncryptedDataset::load(Ristretto255, &setup.path).expect("load");
+    // Shard 1 (images 4..8): flip one bit of image 5's record, in place.
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&setup.path)
+            .expect("open");
+        let mut prefix = [0u8; 14];
+        f.read_exact(&mut prefix).expect("prefix");
+        let hlen = u32::from_le_bytes(prefix[10..14].try_into().expect("4 bytes")) as u64;
+        let at = 14 + hlen + 5 * data.header().record_len() as u64 + 100;
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at)).expect("seek");
+        f.read_exact(&mut b).expect("read");
+        f.seek(SeekFrom::Start(at)).expect("seek");
+        f.write_all(&[b[0] ^ 1]).expect("write");
+    }
+    assert!(data.image_ciphertext(0).is_ok());
+    assert!(data.label_ciphertexts(3).is_ok());
+    for i in [4, 5, 7] {
+        match data.image_ciphertext(i) {
+            Err(SecureTrainingError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("shard 1"), "{reason}");
+                assert!(reason.contains("changed after it was loaded"), "{reason}");
+            }
+            other => panic!("image {i}: expected Corrupt, got {other:?}"),
+        }
+    }
+    // The next load refuses the whole file.
+    assert!(matches!(
+        EncryptedDataset::load(Ristretto255, &setup.path),
+        Err(SecureTrainingError::Corrupt { .. })
+    ));
+    std::fs::remove_file(&setup.path).ok();
+}
+
 /// Replaces element `index` (0-based within record `record`) of an encrypted dataset file by
 /// element `from` of the same record and re-seals the SHA-256 trailer: a consistent file
 /// whose ciphertext is not what the data owner encrypted.

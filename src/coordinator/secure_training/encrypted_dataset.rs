@@ -29,7 +29,9 @@
 //!
 //! A file is written to a temporary name and renamed only when complete, so an interrupted run
 //! never leaves a file that reads as complete. [`EncryptedDataset::load`] checks magic,
-//! version, header, exact length and the SHA-256 trailer; [`EncryptedDataset::verify_keys`]
+//! version, header, exact length and the SHA-256 trailer in one streaming pass (it never holds
+//! the whole file: shards are read when training needs them and checked against per-shard
+//! digests taken in that pass, so memory stays flat in the dataset's size); [`EncryptedDataset::verify_keys`]
 //! checks every shard's public-key digest against the authority's (a dataset of another
 //! authority or key fails there); group elements are fully validated when they are decoded.
 //!
@@ -37,9 +39,11 @@
 //! server that already knew the plaintext could test guesses against it. It is a cache key for
 //! the data owner, not a secret-keyed MAC.
 
+use std::collections::VecDeque;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rand_core::OsRng;
 use rayon::prelude::*;
@@ -971,12 +975,28 @@ pub fn read_header(path: &Path) -> Result<EncryptedDatasetHeader, SecureTraining
 /// An encrypted training set as the server holds it: ciphertexts and public metadata only.
 /// There is no accessor to plaintext; the only way to learn about an image is through function
 /// keys from the authority.
+///
+/// The file is never held in memory as a whole: [`load`](Self::load) streams it once, shard
+/// by shard, to check its length and SHA-256 trailer and to note each shard's own SHA-256;
+/// afterwards each shard is read from the file when training first needs it and checked
+/// against that digest, so a shard changed after the load is an error that names it. Memory
+/// is bounded by [`SHARDS_KEPT`] shards, whatever the dataset's size.
 pub struct EncryptedDataset<G: PrimeOrderGroup> {
     group: G,
     header: EncryptedDatasetHeader,
-    bytes: Vec<u8>,
+    path: PathBuf,
     records_start: usize,
+    shard_sha256: Vec<[u8; 32]>,
+    /// The open file and the shards read most recently (oldest first).
+    reader: Mutex<(fs::File, RecentShards)>,
 }
+
+/// Shard index and verified bytes of the shards read most recently, oldest first.
+type RecentShards = VecDeque<(usize, Arc<Vec<u8>>)>;
+
+/// How many verified shards an [`EncryptedDataset`] keeps in memory: a training step reads one
+/// shard (its batch) several times (forward, output error, weight gradient).
+pub const SHARDS_KEPT: usize = 2;
 
 impl<G: PrimeOrderGroup> std::fmt::Debug for EncryptedDataset<G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -996,47 +1016,109 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
     /// [`SecureTrainingError::Io`], [`SecureTrainingError::Corrupt`] (truncated, tampered,
     /// unfinished), [`SecureTrainingError::GroupMismatch`].
     pub fn load(group: G, path: &Path) -> Result<Self, SecureTrainingError> {
-        let bytes = fs::read(path).map_err(io_err(path))?;
-        Self::from_bytes(group, path, bytes)
-    }
-
-    fn from_bytes(group: G, path: &Path, bytes: Vec<u8>) -> Result<Self, SecureTrainingError> {
-        let (header, records_start) = read_prefix(path, &bytes)?;
+        use std::io::Read;
+        let bad = |reason: String| SecureTrainingError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let header = read_header(path)?;
         if header.group != group.id().to_byte() {
             return Err(SecureTrainingError::GroupMismatch {
                 expected: group.id().to_byte(),
                 found: header.group,
             });
         }
-        let bad = |reason: String| SecureTrainingError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
         if header.element_len != group.element_len() {
             return Err(bad("element length disagrees with the group".into()));
         }
+        let mut file = fs::File::open(path).map_err(io_err(path))?;
+        let file_len = file.metadata().map_err(io_err(path))?.len();
+        let mut prefix = vec![0u8; PREFIX_LEN];
+        file.read_exact(&mut prefix).map_err(io_err(path))?;
+        let hlen = u32::from_le_bytes([prefix[10], prefix[11], prefix[12], prefix[13]]) as usize;
+        let records_start = PREFIX_LEN + hlen;
+        let shards = header.shards();
+        let shard_bytes = |s: usize| -> Option<usize> {
+            let size = header.params.shard_size;
+            let samples = header.images.saturating_sub(s * size).min(size);
+            samples
+                .checked_mul(header.record_len())?
+                .checked_add(header.feature_block_len())
+        };
         let expected = header
             .images
             .checked_mul(header.record_len())
-            .and_then(|r| r.checked_add(header.shards().checked_mul(header.feature_block_len())?))
+            .and_then(|r| r.checked_add(shards.checked_mul(header.feature_block_len())?))
             .and_then(|r| r.checked_add(records_start + TRAILER_LEN))
             .ok_or_else(|| bad("absurd size in header".into()))?;
-        if bytes.len() != expected {
+        if file_len != expected as u64 {
             return Err(bad(format!(
-                "{} bytes, the header announces {expected} (truncated or unfinished file)",
-                bytes.len()
+                "{file_len} bytes, the header announces {expected} (truncated or unfinished file)"
             )));
         }
-        let (body, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN);
-        if Sha256::digest(body).as_slice() != trailer {
+        // One pass over the file: the trailer's hash of everything, and each shard's own.
+        let mut whole = Sha256::new();
+        whole.update(&prefix);
+        let mut head = vec![0u8; hlen];
+        file.read_exact(&mut head).map_err(io_err(path))?;
+        whole.update(&head);
+        let mut shard_sha256 = Vec::with_capacity(shards);
+        let mut buf = Vec::new();
+        for s in 0..shards {
+            let len = shard_bytes(s).ok_or_else(|| bad("absurd size in header".into()))?;
+            buf.resize(len, 0);
+            file.read_exact(&mut buf).map_err(io_err(path))?;
+            whole.update(&buf);
+            shard_sha256.push(Sha256::digest(&buf).into());
+        }
+        let mut trailer = [0u8; TRAILER_LEN];
+        file.read_exact(&mut trailer).map_err(io_err(path))?;
+        if whole.finalize().as_slice() != trailer {
             return Err(bad("SHA-256 mismatch (damaged or tampered file)".into()));
         }
         Ok(Self {
             group,
             header,
-            bytes,
+            path: path.to_path_buf(),
             records_start,
+            shard_sha256,
+            reader: Mutex::new((file, VecDeque::with_capacity(SHARDS_KEPT))),
         })
+    }
+
+    /// Shard `s`'s bytes, read from the file (or kept from a recent read) and checked against
+    /// the digest noted at load.
+    fn shard(&self, s: usize) -> Result<Arc<Vec<u8>>, SecureTrainingError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut reader = self
+            .reader
+            .lock()
+            .map_err(|_| SecureTrainingError::Parameters("shard reader poisoned".into()))?;
+        let (file, recent) = &mut *reader;
+        if let Some((_, bytes)) = recent.iter().find(|(k, _)| *k == s) {
+            return Ok(Arc::clone(bytes));
+        }
+        let h = &self.header;
+        let len = self.shard_len(s) * h.record_len() + h.feature_block_len();
+        let mut bytes = vec![0u8; len];
+        let changed = |reason: String| SecureTrainingError::Corrupt {
+            path: self.path.clone(),
+            reason: format!("shard {s}: {reason}"),
+        };
+        file.seek(SeekFrom::Start(self.shard_start(s) as u64))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|e| changed(format!("unreadable since the load ({e})")))?;
+        if Sha256::digest(&bytes).as_slice() != self.shard_sha256[s] {
+            return Err(changed(
+                "SHA-256 mismatch: the file changed after it was loaded and verified".into(),
+            ));
+        }
+        let bytes = Arc::new(bytes);
+        if recent.len() == SHARDS_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back((s, Arc::clone(&bytes)));
+        Ok(bytes)
     }
 
     /// Checks every shard's public-key digest against the key service's public key for the
@@ -1108,12 +1190,11 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
         self.header.images.saturating_sub(s * size).min(size)
     }
 
-    fn record(&self, i: usize) -> &[u8] {
+    /// Sample `i`'s record: its shard and the record's byte range in it.
+    fn record(&self, i: usize) -> Result<(Arc<Vec<u8>>, usize), SecureTrainingError> {
         let h = &self.header;
         let (s, j) = (h.shard_of(i), i % h.params.shard_size);
-        let len = h.record_len();
-        let start = self.shard_start(s) + j * len;
-        &self.bytes[start..start + len]
+        Ok((self.shard(s)?, j * h.record_len()))
     }
 
     fn elements(&self, bytes: &[u8]) -> Result<Vec<G::Element>, SecureTrainingError> {
@@ -1136,7 +1217,8 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
         self.check_index(i)?;
         let el = self.header.element_len;
         let d = self.header.layout.input_len;
-        let mut e = self.elements(&self.record(i)[..(1 + d) * el])?;
+        let (shard, start) = self.record(i)?;
+        let mut e = self.elements(&shard[start..start + (1 + d) * el])?;
         let ct0 = e.remove(0);
         Ok(Ciphertext::from_parts(ct0, e))
     }
@@ -1152,7 +1234,8 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
         self.check_index(i)?;
         let el = self.header.element_len;
         let d = self.header.layout.input_len;
-        let e = self.elements(&self.record(i)[(1 + d) * el..])?;
+        let (shard, start) = self.record(i)?;
+        let e = self.elements(&shard[start + (1 + d) * el..start + self.header.record_len()])?;
         Ok(e.chunks_exact(2)
             .map(|p| FeboCiphertext::from_parts(p[0].clone(), p[1].clone()))
             .collect())
@@ -1178,8 +1261,9 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
         }
         let el = h.element_len;
         let ct_len = (1 + h.params.shard_size) * el;
-        let start = self.shard_start(s) + self.shard_len(s) * h.record_len() + q * ct_len;
-        let mut e = self.elements(&self.bytes[start..start + ct_len])?;
+        let start = self.shard_len(s) * h.record_len() + q * ct_len;
+        let shard = self.shard(s)?;
+        let mut e = self.elements(&shard[start..start + ct_len])?;
         let ct0 = e.remove(0);
         Ok(Ciphertext::from_parts(ct0, e))
     }
