@@ -367,6 +367,8 @@ fn load_bytes(bytes: &[u8]) -> SavedModelError {
 #[test]
 fn bad_files_are_typed_errors() {
     let dir = temp_dir("bad");
+    // What a crash during an earlier save left behind (removed by the next save).
+    std::fs::write(dir.join(".lenet.safetensors.999.0.tmp"), b"half a model").unwrap();
     let (path, _, _, _) = saved_lenet(&dir);
     let good = std::fs::read(&path).unwrap();
     let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
@@ -510,7 +512,7 @@ fn bad_files_are_typed_errors() {
         SavedModel::load(&dir.join("absent.safetensors")).unwrap_err(),
         SavedModelError::Io { .. }
     ));
-    // Atomic saves leave no temporary file behind.
+    // Atomic saves leave no temporary file behind, and sweep those of crashed saves.
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok())

@@ -966,8 +966,9 @@ fn check_container(bytes: &[u8], path: &Path) -> Result<(), SavedModelError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically: a new temporary file in the same directory (created
-/// exclusively), fsync, rename over `path`, fsync of the directory.
+/// Writes `bytes` to `path` atomically: a new temporary file `.NAME.PID.N.tmp` in the same
+/// directory (created exclusively), fsync, rename over `path`, fsync of the directory; then
+/// removes the temporary files that crashed earlier writes of `path` left behind.
 ///
 /// # Errors
 /// [`SavedModelError::Io`] naming the file that failed; the temporary file is removed.
@@ -1010,8 +1011,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SavedModelError> {
     let result = write();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+        return result;
     }
-    result
+    // Temporary files of earlier writes of this file that crashed before their rename.
+    let prefix = format!(".{name}.");
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) && n.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A [`TrainObserver`] that saves the run to `path` after every `every` epochs (if given) and

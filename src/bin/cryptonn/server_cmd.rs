@@ -1,5 +1,7 @@
 //! `cryptonn server …`: training over an encrypted dataset with keys from a remote authority,
-//! then (with `--serve`) secure predictions with the trained model.
+//! then (with `--serve`) secure predictions with the trained model; `--save`,
+//! `--checkpoint-every` and `--resume` save and continue the run; `server serve --model`
+//! serves a saved model without training.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
