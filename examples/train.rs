@@ -15,7 +15,8 @@
 //! `cryptonn::coordinator::secure_training::SecureTrainingSession`: an in-process authority,
 //! the data owner's encryption (feature-major as well when the first layer is dense), the
 //! server's secure first layer, and training. `--json PATH` writes the summary of
-//! `train_lenet` plus `model` and `dataset`.
+//! `train_lenet` plus `model` and `dataset`. `--save`, `--checkpoint-every` and `--resume`
+//! save, checkpoint and continue a run ([`cryptonn::nn::saved_model`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,7 +35,11 @@ use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{default_data_dir, load_named, Dataset, LabelPermutation};
 use cryptonn::nn::first_layer::FirstLayerSpec;
 use cryptonn::nn::model::{Model, ModelSpec};
-use cryptonn::nn::train::{train, train_with_backend, BatchSchedule, Mode, TrainReport};
+use cryptonn::nn::saved_model::DatasetInfo;
+use cryptonn::nn::train::{
+    train_from, train_with_backend_from, BatchSchedule, Mode, TrainObserver, TrainReport,
+    TrainStart,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CliMode {
@@ -176,6 +181,14 @@ fn run() -> anyhow::Result<()> {
         rayon::current_num_threads()
     );
     let mut bars = Bars::new();
+    // --resume: the checkpoint's weights, momentum and epoch (checked against this run);
+    // --save / --checkpoint-every: the observer saves after the epochs due.
+    let info = DatasetInfo::of(args.dataset.name(), &train_set);
+    let from = args
+        .train
+        .persist
+        .start(&cfg, &spec, &info, || Model::new(&spec, cfg.seed))?;
+    let mut observer = args.train.persist.observer(&mut bars, info);
     let (report, mut extra) = if mode == Mode::Secure {
         let run = SecureRun {
             args: &args,
@@ -183,18 +196,20 @@ fn run() -> anyhow::Result<()> {
             train: &train_set,
             test: &test_set,
         };
+        let obs = observer.as_mut();
         match args.group {
-            CliGroup::Ristretto => run.run(Ristretto255, &mut bars)?,
-            CliGroup::Modp2048 => run.run(ModpGroup::rfc3526_2048(), &mut bars)?,
-            CliGroup::Modp3072 => run.run(ModpGroup::rfc3526_3072(), &mut bars)?,
+            CliGroup::Ristretto => run.run(Ristretto255, from, obs)?,
+            CliGroup::Modp2048 => run.run(ModpGroup::rfc3526_2048(), from, obs)?,
+            CliGroup::Modp3072 => run.run(ModpGroup::rfc3526_3072(), from, obs)?,
         }
     } else {
-        let cfg = args.train.config(mode);
         (
-            train(&cfg, &spec, &train_set, &test_set, &mut bars)?.1,
+            train_from(&cfg, from, &train_set, &test_set, observer.as_mut())?.1,
             serde_json::Map::new(),
         )
     };
+    drop(observer);
+    args.train.persist.report_saved(&report);
     extra.insert("model".into(), serde_json::json!(spec.name));
     extra.insert("dataset".into(), serde_json::json!(args.dataset.name()));
     if let Some(path) = &args.train.json {
@@ -216,7 +231,8 @@ impl SecureRun<'_> {
     fn run<G: PrimeOrderGroup>(
         &self,
         group: G,
-        bars: &mut Bars,
+        start: TrainStart,
+        observer: &mut dyn TrainObserver,
     ) -> anyhow::Result<(TrainReport, serde_json::Map<String, serde_json::Value>)> {
         let cfg = self.args.train.config(Mode::Secure);
         if cfg.schedule != BatchSchedule::FixedShards {
@@ -225,7 +241,8 @@ impl SecureRun<'_> {
         let (first, _) = self.spec.first_layer()?;
         let session = SecureTrainingSession::new(group.clone(), &self.args.cache_dir)
             .dlog_half_width(self.args.train.dlog_half_width)
-            .reencrypt(self.args.reencrypt);
+            .reencrypt(self.args.reencrypt)
+            .continue_audit(self.args.train.persist.resume.is_some());
         let local = session.local_authority()?;
         let labels = LabelPermutation::from_seed(cfg.seed, self.train.classes());
         let samples = DatasetSamples::new(self.train, &labels, cfg.quant.scale_x)?;
@@ -260,8 +277,8 @@ impl SecureRun<'_> {
             cfg.quant,
             FirstLayerGeometry::from_spec(&first)?,
         )?;
-        let model = Model::new(self.spec, cfg.seed)?;
-        let (_, report) = train_with_backend(&cfg, model, &mut backend, self.test, &labels, bars)?;
+        let (_, report) =
+            train_with_backend_from(&cfg, start, &mut backend, self.test, &labels, observer)?;
         let s = *backend.stats();
         let audit_records = local
             .authority

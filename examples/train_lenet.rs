@@ -17,6 +17,9 @@
 //! `--mode plain` trains in float. Progress bars show loss, running accuracy, images/s and ETA; the test
 //! accuracy is printed after every epoch; the last line gives the final test accuracy and the
 //! total wall time. `--json PATH` writes the run summary ([`cryptonn::nn::train::TrainReport`]).
+//! `--save model.safetensors` saves the trained model (with `--checkpoint-every N` also after
+//! every N epochs), `--resume model.safetensors` continues an interrupted run bit for bit
+//! ([`cryptonn::nn::saved_model`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,8 +44,11 @@ use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{default_data_dir, Dataset, LabelPermutation, Mnist, CLASSES};
 use cryptonn::nn::first_layer::{FirstLayerBackend, QuantizedFirstLayer};
 use cryptonn::nn::lenet::LeNet5;
+use cryptonn::nn::model::ModelSpec;
+use cryptonn::nn::saved_model::DatasetInfo;
 use cryptonn::nn::train::{
-    train, train_with_backend, BatchSchedule, Mode, TrainConfig, TrainObserver, TrainReport,
+    train_from, train_with_backend_from, BatchSchedule, Mode, TrainConfig, TrainObserver,
+    TrainReport, TrainStart,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -86,7 +92,7 @@ struct Args {
     cache_dir: PathBuf,
     /// The authority's own directory (mode 0700): its master seed
     /// (`authority-seed-g<group>.bin`, 0600) and audit log (`audit-g<group>.cnnaudit`, one
-    /// binary record per issued key, overwritten by each run; read it with
+    /// binary record per issued key, overwritten by each run, continued by --resume; read it with
     /// `cryptonn::coordinator::read_audit_file`). Must not be, contain or lie in --cache-dir.
     #[arg(long, default_value = "authority-state")]
     authority_dir: PathBuf,
@@ -153,6 +159,14 @@ fn run() -> anyhow::Result<ExitCode> {
         );
     }
     let mut bars = Bars::new();
+    // --resume: the checkpoint's weights, momentum and epoch (checked against this run);
+    // --save / --checkpoint-every: the observer saves after the epochs due.
+    let spec = ModelSpec::lenet5(cfg.lenet);
+    let info = DatasetInfo::of("mnist", &train_set);
+    let from = args.train.persist.start(&cfg, &spec, &info, || {
+        Ok(LeNet5::lenet5(cfg.lenet, cfg.seed))
+    })?;
+    let mut observer = args.train.persist.observer(&mut bars, info);
     let labels = if mode == Mode::Plain {
         None
     } else {
@@ -174,13 +188,15 @@ fn run() -> anyhow::Result<ExitCode> {
             authority_dir: &args.authority_dir,
             cache_dir: &args.cache_dir,
             reencrypt: args.reencrypt,
+            resumed: args.train.persist.resume.is_some(),
             half_width: args.train.dlog_half_width,
             predict: args.predict,
         };
+        let obs = observer.as_mut();
         match args.group {
-            CliGroup::Ristretto => secure.run(Ristretto255, &mut bars)?,
-            CliGroup::Modp2048 => secure.run(ModpGroup::rfc3526_2048(), &mut bars)?,
-            CliGroup::Modp3072 => secure.run(ModpGroup::rfc3526_3072(), &mut bars)?,
+            CliGroup::Ristretto => secure.run(Ristretto255, from, obs)?,
+            CliGroup::Modp2048 => secure.run(ModpGroup::rfc3526_2048(), from, obs)?,
+            CliGroup::Modp3072 => secure.run(ModpGroup::rfc3526_3072(), from, obs)?,
         }
     } else if let Some(labels) = &labels {
         // Quantised: the same π as secure mode, as an explicit input.
@@ -190,23 +206,23 @@ fn run() -> anyhow::Result<ExitCode> {
             cfg.quant,
             cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
         )?;
-        let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
-        let (_, report) =
-            train_with_backend(&cfg, model, &mut backend, &test_set, labels, &mut bars)?;
+        let (_, report) = train_with_backend_from(
+            &cfg,
+            from,
+            &mut backend,
+            &test_set,
+            labels,
+            observer.as_mut(),
+        )?;
         (report, None)
     } else {
         (
-            train(
-                &cfg,
-                &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
-                &train_set,
-                &test_set,
-                &mut bars,
-            )?
-            .1,
+            train_from(&cfg, from, &train_set, &test_set, observer.as_mut())?.1,
             None,
         )
     };
+    drop(observer);
+    args.train.persist.report_saved(&report);
     if let Some(path) = &args.train.json {
         write_json(path, &report, extra.as_ref())?;
         println!("wrote {}", path.display());
@@ -274,6 +290,8 @@ struct SecureRun<'a> {
     authority_dir: &'a Path,
     cache_dir: &'a Path,
     reencrypt: bool,
+    /// A resumed run: continue the authority's audit file.
+    resumed: bool,
     half_width: u64,
     predict: usize,
 }
@@ -282,6 +300,7 @@ impl SecureRun<'_> {
     fn run<G: PrimeOrderGroup>(
         &self,
         group: G,
+        start: TrainStart,
         observer: &mut dyn TrainObserver,
     ) -> anyhow::Result<(
         TrainReport,
@@ -294,6 +313,7 @@ impl SecureRun<'_> {
         let session = SecureTrainingSession::new(group.clone(), self.cache_dir)
             .dlog_half_width(self.half_width)
             .reencrypt(self.reencrypt)
+            .continue_audit(self.resumed)
             .authority_dir(self.authority_dir);
         // Authority: master keys from the seed file in its own directory; every issued key is audited
         // to a file (about 14 M keys per full epoch), so its memory stays flat.
@@ -365,9 +385,8 @@ impl SecureRun<'_> {
             },
             t_load.elapsed().as_secs_f64()
         );
-        let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
         let (model, report) =
-            train_with_backend(cfg, model, &mut backend, self.test, labels, observer)?;
+            train_with_backend_from(cfg, start, &mut backend, self.test, labels, observer)?;
         let s = *backend.stats();
         let audit_records = authority
             .lock()

@@ -15,9 +15,12 @@ use crate::nn::activation::Activation;
 use crate::nn::data::PixelNormalization;
 use crate::nn::first_layer::QuantConfig;
 use crate::nn::lenet::{LayerOrder, LeNetConfig, PoolKind};
+use crate::nn::model::{Model, ModelSpec};
 use crate::nn::optim::{LrSchedule, SgdConfig};
+use crate::nn::saved_model::{Checkpointer, DatasetInfo, SavedModel, SavedModelError};
 use crate::nn::train::{
     BatchProgress, BatchSchedule, EpochStats, Mode, TrainConfig, TrainObserver, TrainReport,
+    TrainStart,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -158,6 +161,97 @@ pub struct TrainOptions {
     /// Half-width of the baby-step table of the discrete logs (secure mode).
     #[arg(long, default_value_t = 1 << 20)]
     pub dlog_half_width: u64,
+    #[command(flatten)]
+    pub persist: PersistOptions,
+}
+
+/// Saving, checkpointing and resuming a run (`cryptonn::nn::saved_model`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PersistOptions {
+    /// Save the trained model to this file (safetensors: float32 weights named per layer;
+    /// metadata: model spec, fixed-point scales, input encoding, seed, epoch, weights SHA-256,
+    /// and the momentum buffers for --resume). Written atomically at the end of the run.
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+    /// Also save to --save after every N epochs (each checkpoint atomically replaces the last).
+    #[arg(long, value_name = "N", requires = "save", value_parser = at_least_one)]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run saved in this checkpoint (weights, momentum, learning-rate schedule
+    /// position, RNG streams); every other option must be the interrupted run's, which is
+    /// checked. In secure mode the encrypted dataset cache and the key domains are reused and
+    /// the authority's audit log is continued.
+    #[arg(long, value_name = "PATH")]
+    pub resume: Option<PathBuf>,
+}
+
+impl PersistOptions {
+    /// Where the run starts: `fresh()`, or the checkpoint of --resume, verified and checked
+    /// against the run's configuration, model and training set. Prints what it resumes.
+    ///
+    /// # Errors
+    /// The checkpoint's load and resume errors; `fresh`'s errors.
+    pub fn start(
+        &self,
+        cfg: &TrainConfig,
+        spec: &ModelSpec,
+        dataset: &DatasetInfo,
+        fresh: impl FnOnce() -> Result<Model, crate::nn::NnError>,
+    ) -> Result<TrainStart, PersistError> {
+        let Some(path) = &self.resume else {
+            return Ok(TrainStart::fresh(fresh()?));
+        };
+        let saved = SavedModel::load(path)?;
+        println!(
+            "resuming {} after epoch {} of {} (step {} of {}, weights sha256 {})",
+            path.display(),
+            saved.epochs_done(),
+            saved.config().epochs,
+            saved.steps_done(),
+            saved.total_steps(),
+            saved.weights_sha256()
+        );
+        Ok(saved.resume(cfg, spec, dataset)?)
+    }
+
+    /// `inner`, saving to --save after the last epoch (and every --checkpoint-every epochs).
+    pub fn observer<'a>(
+        &self,
+        inner: &'a mut dyn TrainObserver,
+        dataset: DatasetInfo,
+    ) -> Box<dyn TrainObserver + 'a> {
+        match &self.save {
+            Some(path) => Box::new(Checkpointer::new(
+                inner,
+                path,
+                self.checkpoint_every,
+                dataset,
+            )),
+            None => Box::new(inner),
+        }
+    }
+
+    /// Prints where the model was saved (after a run with --save).
+    pub fn report_saved(&self, report: &TrainReport) {
+        if let Some(path) = &self.save {
+            println!(
+                "saved model {} (weights sha256 {})",
+                path.display(),
+                report.weights_sha256
+            );
+        }
+    }
+}
+
+/// Why a run could not start from --resume.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersistError {
+    /// The checkpoint cannot be read or does not fit the run.
+    #[error(transparent)]
+    SavedModel(#[from] SavedModelError),
+    /// A fresh model could not be built.
+    #[error(transparent)]
+    Model(#[from] crate::nn::NnError),
 }
 
 impl TrainOptions {

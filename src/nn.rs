@@ -19,6 +19,7 @@
 //! | [`model`] | declared models ([`model::ModelSpec`], TOML/JSON files, built-ins) and [`model::Model`]: forward and backward over a chunk of samples |
 //! | [`lenet`] | LeNet-5's architecture options (both layer orders) |
 //! | [`train`] | the training loop, evaluation, and the run summary |
+//! | [`saved_model`] | trained models and checkpoints in the safetensors format: save, verify, resume |
 //! | [`error`] | the error types |
 //!
 //! # Conventions
@@ -74,6 +75,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod pool;
+pub mod saved_model;
 pub mod train;
 
 pub use error::{DataError, NnError};

@@ -177,6 +177,9 @@ pub enum NnError {
     /// A first-layer backend (e.g. the secure one) failed.
     #[error("first-layer backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Saving a checkpoint failed (the run stops rather than go on unsaved).
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[source] Box<crate::nn::saved_model::SavedModelError>),
 }
 
 /// Returns a shape error unless `found == expected`.

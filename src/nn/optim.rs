@@ -85,6 +85,25 @@ impl Sgd {
         }
     }
 
+    /// An optimiser that continues from saved momentum buffers `velocity` (one per parameter
+    /// tensor, in the model's parameter order; empty for plain SGD or before the first step),
+    /// as [`velocity`](Self::velocity) returned them.
+    #[must_use]
+    pub fn with_velocity(config: SgdConfig, velocity: Vec<Vec<f32>>) -> Self {
+        Self {
+            config,
+            lr: config.lr,
+            velocity,
+        }
+    }
+
+    /// The momentum buffers `v`, one per parameter tensor in the order of
+    /// [`step`](Self::step)'s `index` (empty before the first step and for `μ = 0`).
+    #[must_use]
+    pub fn velocity(&self) -> &[Vec<f32>] {
+        &self.velocity
+    }
+
     /// Sets the learning rate for the following steps to `config.schedule` at step `t` of
     /// `total`.
     pub fn schedule(&mut self, t: usize, total: usize) {

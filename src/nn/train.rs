@@ -278,9 +278,80 @@ pub trait TrainObserver {
     fn batch_finished(&mut self, _progress: &BatchProgress) {}
     /// An epoch and its test evaluation finished.
     fn epoch_finished(&mut self, _stats: &EpochStats) {}
+    /// The run's state after an epoch (called after [`epoch_finished`](Self::epoch_finished)),
+    /// for saving checkpoints ([`crate::nn::saved_model::Checkpointer`]).
+    ///
+    /// # Errors
+    /// Any error stops the run with it.
+    fn checkpoint(&mut self, _state: &TrainState<'_>) -> Result<(), NnError> {
+        Ok(())
+    }
+}
+
+/// Where a run starts: a fresh model, or what a checkpoint saved after `epochs_done` epochs.
+///
+/// The run's randomness needs no other state: the shuffle of epoch `e` is drawn from stream
+/// [`RngStream::Shuffle`]`(e)` of the seed, so a run resumed at epoch `e` draws exactly the
+/// batches the uninterrupted run would have; the learning rate follows from the step count
+/// `epochs_done · steps_per_epoch`; and SGD's momentum buffers are restored from `velocity`.
+#[derive(Debug, Clone)]
+pub struct TrainStart {
+    /// The model (fresh, or with the saved weights).
+    pub model: Model,
+    /// SGD's momentum buffers ([`Sgd::velocity`]), one per parameter tensor in
+    /// [parameter order](crate::nn::model); empty to start from zero.
+    pub velocity: Vec<Vec<f32>>,
+    /// Epochs already trained (the run continues with epoch `epochs_done`, 0-based).
+    pub epochs_done: usize,
+}
+
+impl TrainStart {
+    /// A run from scratch with `model`.
+    #[must_use]
+    pub fn fresh(model: Model) -> Self {
+        Self {
+            model,
+            velocity: Vec::new(),
+            epochs_done: 0,
+        }
+    }
+}
+
+/// The state of a run after an epoch: what a checkpoint saves.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainState<'a> {
+    /// The run's configuration.
+    pub config: &'a TrainConfig,
+    /// The model after `epochs_done` epochs.
+    pub model: &'a Model,
+    /// The optimiser (its momentum buffers, [`Sgd::velocity`]).
+    pub optimizer: &'a Sgd,
+    /// Epochs done.
+    pub epochs_done: usize,
+    /// SGD steps done (the learning-rate schedule's position).
+    pub steps_done: usize,
+    /// SGD steps of the whole run (`epochs · steps_per_epoch`).
+    pub total_steps: usize,
+    /// Training examples.
+    pub train_size: usize,
 }
 
 impl TrainObserver for () {}
+
+impl<T: TrainObserver + ?Sized> TrainObserver for &mut T {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, images: usize) {
+        (**self).epoch_started(epoch, epochs, images);
+    }
+    fn batch_finished(&mut self, progress: &BatchProgress) {
+        (**self).batch_finished(progress);
+    }
+    fn epoch_finished(&mut self, stats: &EpochStats) {
+        (**self).epoch_finished(stats);
+    }
+    fn checkpoint(&mut self, state: &TrainState<'_>) -> Result<(), NnError> {
+        (**self).checkpoint(state)
+    }
+}
 
 /// The summary of a run; serialises to the JSON `train_lenet --json` writes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -358,20 +429,36 @@ pub fn train(
 ) -> Result<(Model, TrainReport), NnError> {
     cfg.validate()?;
     let model = Model::new(spec, cfg.seed)?;
-    check_data(cfg, &model, train)?;
-    check_data(cfg, &model, test)?;
-    let labels = LabelPermutation::from_seed(cfg.seed, spec.classes);
+    train_from(cfg, TrainStart::fresh(model), train, test, observer)
+}
+
+/// [`train`] from `start`: a fresh model, or one resumed from a checkpoint (see
+/// [`TrainStart`]); the run trains epochs `start.epochs_done .. cfg.epochs`.
+///
+/// # Errors
+/// As [`train`]; [`NnError::InvalidConfig`] if `start` does not fit the configuration.
+pub fn train_from(
+    cfg: &TrainConfig,
+    start: TrainStart,
+    train: &Dataset,
+    test: &Dataset,
+    observer: &mut dyn TrainObserver,
+) -> Result<(Model, TrainReport), NnError> {
+    cfg.validate()?;
+    check_data(cfg, &start.model, train)?;
+    check_data(cfg, &start.model, test)?;
+    let labels = LabelPermutation::from_seed(cfg.seed, start.model.classes());
     match cfg.mode {
         Mode::Plain => {
             let step = |m: &mut Model, sgd: &mut Sgd, batch: &[usize]| {
                 plain_step(m, sgd, cfg, train, &labels, batch)
             };
-            run_epochs(cfg, model, train.len(), test, &labels, None, observer, step)
+            run_epochs(cfg, start, train.len(), test, &labels, None, observer, step)
         }
         Mode::Quantized => {
-            let first = *model.first_layer();
+            let first = *start.model.first_layer();
             let mut backend = QuantizedFirstLayer::new(train, labels.clone(), cfg.quant, first)?;
-            train_with_backend(cfg, model, &mut backend, test, &labels, observer)
+            train_with_backend_from(cfg, start, &mut backend, test, &labels, observer)
         }
         Mode::Secure => Err(NnError::InvalidConfig(
             "secure mode trains from ciphertexts: build a secure first-layer backend \
@@ -399,10 +486,35 @@ pub fn train_with_backend<B: FirstLayerBackend + ?Sized>(
     labels: &LabelPermutation,
     observer: &mut dyn TrainObserver,
 ) -> Result<(Model, TrainReport), NnError> {
+    train_with_backend_from(
+        cfg,
+        TrainStart::fresh(model),
+        backend,
+        test,
+        labels,
+        observer,
+    )
+}
+
+/// [`train_with_backend`] from `start`: a fresh model, or one resumed from a checkpoint (see
+/// [`TrainStart`]); the run trains epochs `start.epochs_done .. cfg.epochs`.
+///
+/// # Errors
+/// As [`train_with_backend`]; [`NnError::InvalidConfig`] if `start` does not fit the
+/// configuration.
+pub fn train_with_backend_from<B: FirstLayerBackend + ?Sized>(
+    cfg: &TrainConfig,
+    start: TrainStart,
+    backend: &mut B,
+    test: &Dataset,
+    labels: &LabelPermutation,
+    observer: &mut dyn TrainObserver,
+) -> Result<(Model, TrainReport), NnError> {
+    let model = &start.model;
     cfg.validate()?;
     let quant = *backend.quant_config();
     quant.validate()?;
-    check_data(cfg, &model, test)?;
+    check_data(cfg, model, test)?;
     if backend.spec() != model.first_layer() || backend.classes() != model.classes() {
         return Err(NnError::InvalidConfig(format!(
             "the backend computes {:?} with {} classes, the model's first layer is {:?} with {} \
@@ -425,7 +537,7 @@ pub fn train_with_backend<B: FirstLayerBackend + ?Sized>(
     let step = |m: &mut Model, sgd: &mut Sgd, batch: &[usize]| {
         backend_step(m, sgd, cfg, &mut *backend, batch)
     };
-    let (model, mut report) = run_epochs(cfg, model, n, test, labels, Some(quant), observer, step)?;
+    let (model, mut report) = run_epochs(cfg, start, n, test, labels, Some(quant), observer, step)?;
     report.mode = mode;
     Ok((model, report))
 }
@@ -460,7 +572,7 @@ fn check_encoding(cfg: &TrainConfig, data: &Dataset) -> Result<(), NnError> {
 #[allow(clippy::too_many_arguments)]
 fn run_epochs<S>(
     cfg: &TrainConfig,
-    mut model: Model,
+    start: TrainStart,
     train_len: usize,
     test: &Dataset,
     labels: &LabelPermutation,
@@ -474,8 +586,14 @@ where
     if train_len == 0 {
         return Err(NnError::InvalidConfig("the training set is empty".into()));
     }
+    let TrainStart {
+        mut model,
+        velocity,
+        epochs_done,
+    } = start;
+    check_start(cfg, &model, &velocity, epochs_done)?;
     let start = Instant::now();
-    let mut sgd = Sgd::new(cfg.sgd);
+    let mut sgd = Sgd::with_velocity(cfg.sgd, velocity);
     let mut report = TrainReport {
         mode: cfg.mode.to_string(),
         epochs: cfg.epochs,
@@ -502,7 +620,7 @@ where
     };
     let steps_per_epoch = train_len.div_ceil(cfg.batch_size);
     let total_steps = steps_per_epoch * cfg.epochs;
-    for epoch in 0..cfg.epochs {
+    for epoch in epochs_done..cfg.epochs {
         let batches = epoch_batches(cfg.schedule, train_len, cfg.batch_size, cfg.seed, epoch);
         observer.epoch_started(epoch, cfg.epochs, train_len);
         let t0 = Instant::now();
@@ -552,16 +670,55 @@ where
         report.train_loss.push(stats.train_loss);
         report.train_accuracy.push(stats.train_accuracy);
         report.epoch_seconds.push(stats.seconds);
+        observer.checkpoint(&TrainState {
+            config: cfg,
+            model: &model,
+            optimizer: &sgd,
+            epochs_done: epoch + 1,
+            steps_done: (epoch + 1) * steps_per_epoch,
+            total_steps,
+            train_size: train_len,
+        })?;
     }
     let train_secs: f64 = report.epoch_seconds.iter().sum();
     report.images_per_second = if train_secs > 0.0 {
-        (train_len * cfg.epochs) as f64 / train_secs
+        (train_len * (cfg.epochs - epochs_done)) as f64 / train_secs
     } else {
         0.0
     };
     report.total_seconds = start.elapsed().as_secs_f64();
     report.weights_sha256 = model.weights_sha256();
     Ok((model, report))
+}
+
+/// Errors unless a run of `cfg` can start at epoch `epochs_done` with `velocity` for `model`.
+fn check_start(
+    cfg: &TrainConfig,
+    model: &Model,
+    velocity: &[Vec<f32>],
+    epochs_done: usize,
+) -> Result<(), NnError> {
+    if epochs_done > cfg.epochs {
+        return Err(NnError::InvalidConfig(format!(
+            "the run starts after epoch {epochs_done}, but it has only {} epochs",
+            cfg.epochs
+        )));
+    }
+    if velocity.is_empty() {
+        return Ok(());
+    }
+    let params = model.parameters();
+    let fits = velocity.len() == params.len()
+        && velocity
+            .iter()
+            .zip(&params)
+            .all(|(v, (_, p))| v.len() == p.len() && v.iter().all(|x| x.is_finite()));
+    if !fits {
+        return Err(NnError::InvalidConfig(
+            "the momentum buffers do not fit the model's parameters (or are not finite)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The mini-batches (sample indices) of epoch `epoch` under `schedule` (see

@@ -4,13 +4,15 @@
 //! function keys), encrypted datasets (`CNNENCDS`), audit logs (`CNNAUDIT`), the authority's
 //! master seed (`CNNSEED1`: only its permissions are shown) and state head (`CNNHEAD2`),
 //! discrete-log tables (`CNNDLOG`), encrypted prediction queries (`CNNQ`, from `client predict
-//! --save-query`), and the authority's domain journal (hash-chained JSON lines). Scalars
-//! (function keys) and seeds are never printed.
+//! --save-query`), the authority's domain journal (hash-chained JSON lines), and saved models
+//! (safetensors, from `--save`). Scalars (function keys) and seeds are never printed.
 //!
 //! What is described is verified first, and a file that fails exits non-zero: a wire object
 //! must decode (over Ristretto255); a dataset's header must parse, its length match the header
 //! and its SHA-256 trailer match (streamed, so a large file needs no memory); an audit file's
-//! hash chain and sequence numbers must hold to the end; a journal's chain must hold.
+//! hash chain and sequence numbers must hold to the end; a journal's chain must hold; a saved
+//! model must pass every check of `SavedModel::load` (container, metadata, spec, shapes, the
+//! weights' and the state's SHA-256).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,6 +29,7 @@ use cryptonn::fe::feip::{Ciphertext, FunctionKey, MasterPublicKey};
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::fe::serialize::WireFormat;
+use cryptonn::nn::saved_model::SavedModel;
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -154,6 +157,8 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<()> {
         if size != 368 {
             anyhow::bail!("{}: {size} bytes, a state head has 368", path.display());
         }
+    } else if head.len() >= 9 && head[8] == b'{' && head[..8].iter().skip(4).all(|b| *b == 0) {
+        describe_model(path)?;
     } else if head.starts_with(b"CNNDLOG") {
         println!("  baby-step table of the discrete logarithm (public precomputation)");
     } else if head.starts_with(b"{\"prev\":") || head.starts_with(b"{\"op\":") {
@@ -190,6 +195,57 @@ pub fn run(a: &InspectArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
+    Ok(())
+}
+
+/// A saved model (safetensors): verified by [`SavedModel::load`], then described.
+fn describe_model(path: &std::path::Path) -> anyhow::Result<()> {
+    let saved = SavedModel::load(path)?;
+    let spec = saved.model().spec();
+    let cfg = saved.config();
+    println!(
+        "  saved model (safetensors) `{}`: input {}, {} classes, {} layers",
+        spec.name,
+        spec.input,
+        spec.classes,
+        spec.layers.len()
+    );
+    for (i, l) in spec.layers.iter().enumerate() {
+        println!("    layers.{i}: {}", serde_json::to_string(l)?);
+    }
+    println!("  tensors (float32):");
+    for (name, shape) in saved.tensor_shapes() {
+        println!("    {name} {shape:?}");
+    }
+    let d = saved.dataset();
+    println!(
+        "  trained on {} ({} examples, encoding {}), {} mode, seed {}",
+        d.name,
+        d.train_size,
+        serde_json::to_string(&d.encoding)?,
+        cfg.mode,
+        cfg.seed
+    );
+    println!(
+        "  fixed-point scales: {}",
+        serde_json::to_string(&cfg.quant)?
+    );
+    println!(
+        "  epoch {} of {} (step {} of {}){}",
+        saved.epochs_done(),
+        cfg.epochs,
+        saved.steps_done(),
+        saved.total_steps(),
+        if saved.velocity().is_empty() {
+            ""
+        } else {
+            ", with momentum buffers (resumable)"
+        }
+    );
+    println!(
+        "  weights sha256 {} (verified, as is the state hash)",
+        saved.weights_sha256()
+    );
     Ok(())
 }
 

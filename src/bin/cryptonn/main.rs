@@ -14,7 +14,10 @@
 //! cryptonn client predict --authority https://authority.example.org:7443 --ca pki/ca.pem \
 //!     --token-file client.token --server https://trainer.example.org:7444 \
 //!     --server-ca pki/ca.pem --server-token-file predict.token digit.pgm
+//! cryptonn server train … --save model.safetensors --checkpoint-every 1   # or --resume model.safetensors
+//! cryptonn server serve --model model.safetensors --data enc/ --authority … --serve 0.0.0.0:7444 …
 //! cryptonn inspect enc/mnist-train-….cnnenc
+//! cryptonn inspect model.safetensors
 //! ```
 //!
 //! Exit codes: 0 success, 1 runtime failure (the message names the file or peer at fault),
@@ -43,6 +46,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// The key authority: serve keys, provision tokens.
     #[command(subcommand)]
@@ -57,8 +61,8 @@ enum Command {
     Server(server_cmd::ServerCommand),
     /// Make a private CA, the authority's certificate and client certificates (PEM).
     Certs(authority_cmd::CertsArgs),
-    /// Describe a key, ciphertext, encrypted dataset, audit log or state file without
-    /// revealing secrets.
+    /// Describe a key, ciphertext, encrypted dataset, audit log, state file or saved model
+    /// without revealing secrets (verifying it; non-zero exit if it fails).
     Inspect(inspect::InspectArgs),
 }
 

@@ -1,5 +1,6 @@
 //! `cryptonn server train … --serve ADDR`: after training, serve secure predictions with the
-//! trained model until SIGTERM or Ctrl-C.
+//! trained model until SIGTERM or Ctrl-C; `cryptonn server serve --model PATH --serve ADDR`:
+//! the same with a saved model.
 //!
 //! Everything that can fail before serving (the tokens file, the TLS material, binding the
 //! address) is checked before training starts, so that a typo does not cost a training run.
@@ -27,9 +28,10 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The prediction service's options of `server train`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeOptions {
-    /// After training (and writing --json), serve secure predictions with the trained model on
-    /// this address until SIGTERM or Ctrl-C (port 0: any free port; the bound address is
-    /// printed as `serving predictions on ADDR`).
+    /// Serve secure predictions on this address until SIGTERM or Ctrl-C: `server train` after
+    /// training (and writing --json) with the trained model, `server serve` with the saved
+    /// one (port 0: any free port; the bound address is printed as `serving predictions on
+    /// ADDR`).
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<SocketAddr>,
     /// Tokens file of the parties allowed to ask for predictions (`client NAME TOKEN` lines, as

@@ -1,5 +1,7 @@
 //! `cryptonn server …`: training over an encrypted dataset with keys from a remote authority,
-//! then (with `--serve`) secure predictions with the trained model.
+//! then (with `--serve`) secure predictions with the trained model; `--save`,
+//! `--checkpoint-every` and `--resume` save and continue the run; `server serve --model`
+//! serves a saved model without training.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,9 +15,14 @@ use cryptonn::coordinator::secure_training::{
 };
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
-use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
+use cryptonn::nn::data::{
+    default_data_dir, InputEncoding, InputShape, LabelPermutation, Mnist, PixelNormalization,
+};
+use cryptonn::nn::first_layer::FirstLayerSpec;
 use cryptonn::nn::lenet::LeNet5;
-use cryptonn::nn::train::{train_with_backend, BatchSchedule, Mode};
+use cryptonn::nn::model::ModelSpec;
+use cryptonn::nn::saved_model::{DatasetInfo, SavedModel};
+use cryptonn::nn::train::{train_with_backend_from, BatchSchedule, Mode};
 
 use crate::connect::ConnectArgs;
 use crate::serve_predictions::ServeOptions;
@@ -23,11 +30,40 @@ use cryptonn::cli::{print_final, write_json, Bars, TrainOptions};
 use cryptonn::coordinator::secure_training::SecureSummary;
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum ServerCommand {
     /// Train LeNet-5 on an encrypted dataset (secure mode of examples/train_lenet, with the
     /// same options and JSON summary), asking the authority for fresh keys every step; with
     /// --serve, then serve secure predictions with the trained model until SIGTERM / Ctrl-C.
     Train(TrainArgs),
+    /// Serve secure predictions with a saved model (`--save` of `server train`, `train_lenet`
+    /// or `train`) until SIGTERM / Ctrl-C; nothing is trained in this process.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The saved model (safetensors); its hash and shapes are verified before serving.
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// The encrypted training set (a .cnnenc file or a directory holding one): queries that
+    /// name one of its shard domains are refused. Without it the authority's domain binding
+    /// is the only guard of the training domains.
+    #[arg(long, value_name = "PATH")]
+    data: Option<PathBuf>,
+    /// Where the discrete-log table is cached.
+    #[arg(long, default_value = "cache")]
+    cache_dir: PathBuf,
+    /// The server's name (must be the name its token was provisioned for).
+    #[arg(long, default_value = "server")]
+    name: String,
+    /// Half-width of the baby-step table of the discrete logs.
+    #[arg(long, default_value_t = 1 << 20)]
+    dlog_half_width: u64,
+    #[command(flatten)]
+    serve: ServeOptions,
 }
 
 #[derive(Debug, Args)]
@@ -61,7 +97,69 @@ pub struct TrainArgs {
 pub fn run(c: ServerCommand) -> anyhow::Result<()> {
     match c {
         ServerCommand::Train(a) => train(&a),
+        ServerCommand::Serve(a) => serve(&a),
     }
+}
+
+/// `server serve`: a saved model, verified, behind the prediction service.
+fn serve(a: &ServeArgs) -> anyhow::Result<()> {
+    let saved = SavedModel::load(&a.model)?;
+    let cfg = *saved.config();
+    let info = DatasetInfo {
+        name: "mnist".into(),
+        train_size: saved.dataset().train_size,
+        input: InputShape::MNIST,
+        classes: cryptonn::nn::data::CLASSES,
+        encoding: InputEncoding::Uniform(cfg.normalization),
+    };
+    saved.check_dataset(&info).with_context(|| {
+        format!(
+            "{}: secure prediction reads MNIST images",
+            a.model.display()
+        )
+    })?;
+    if *saved.model().first_layer() != FirstLayerSpec::lenet5() {
+        anyhow::bail!(
+            "{}: secure prediction serves LeNet-5's first layer (conv 5x5 padding 2 + 2x2              average pool), the model's is {:?}",
+            a.model.display(),
+            saved.model().first_layer()
+        );
+    }
+    println!(
+        "model {}: {} after epoch {} of {} ({} mode, seed {}), weights sha256 {} (verified)",
+        a.model.display(),
+        saved.model().spec().name,
+        saved.epochs_done(),
+        cfg.epochs,
+        cfg.mode,
+        cfg.seed,
+        saved.weights_sha256()
+    );
+    let serving = a
+        .serve
+        .prepare()?
+        .context("server serve needs --serve ADDR (and --serve-tokens, TLS)")?;
+    let training_domains = match &a.data {
+        Some(p) => {
+            let path = dataset_file(p)?;
+            let h = cryptonn::coordinator::secure_training::encrypted_dataset::read_header(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            h.domains
+        }
+        None => Vec::new(),
+    };
+    let session =
+        SecureTrainingSession::new(Ristretto255, &a.cache_dir).dlog_half_width(a.dlog_half_width);
+    let table = session.dlog_table()?;
+    let params = cryptonn::coordinator::secure_training::EncryptionParams::new(
+        &cfg.quant,
+        cfg.normalization,
+        cfg.batch_size,
+    );
+    let keys = a.connect.connect(&a.name)?;
+    let predictor = SecurePredictor::new(saved.into_model(), cfg.quant, params, keys, table)
+        .context("setting up secure prediction")?;
+    serving.run(predictor, &a.connect.authority, training_domains)
 }
 
 /// The dataset file: `path` itself, or the single `.cnnenc` file in the directory `path`.
@@ -182,14 +280,36 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         cfg.quant,
         FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
     )?;
-    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
     let mut bars = Bars::new();
+    // What the model is trained on, as far as the server knows it: the public encoding.
+    let info = DatasetInfo {
+        name: "mnist".into(),
+        train_size: backend.dataset().len(),
+        input: InputShape::MNIST,
+        classes: cryptonn::nn::data::CLASSES,
+        encoding: InputEncoding::Uniform(PixelNormalization::default()),
+    };
+    let from = a
+        .train
+        .persist
+        .start(&cfg, &ModelSpec::lenet5(cfg.lenet), &info, || {
+            Ok(LeNet5::lenet5(cfg.lenet, cfg.seed))
+        })?;
+    let mut observer = a.train.persist.observer(&mut bars, info);
     // The evaluation permutation: π if given, else any (the test set is then empty).
     let eval_labels =
         labels.unwrap_or_else(|| LabelPermutation::identity(cryptonn::nn::data::CLASSES));
-    let (model, mut report) =
-        train_with_backend(&cfg, model, &mut backend, &test, &eval_labels, &mut bars)
-            .with_context(|| format!("training with keys from {peer}"))?;
+    let (model, mut report) = train_with_backend_from(
+        &cfg,
+        from,
+        &mut backend,
+        &test,
+        &eval_labels,
+        observer.as_mut(),
+    )
+    .with_context(|| format!("training with keys from {peer}"))?;
+    drop(observer);
+    a.train.persist.report_saved(&report);
     if a.labels.is_none() {
         report.test_accuracy.clear();
         println!(

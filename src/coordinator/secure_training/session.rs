@@ -65,6 +65,7 @@ pub struct SecureTrainingSession<G: PrimeOrderGroup> {
     requester: RequesterId,
     owner: RequesterId,
     authority_dir: PathBuf,
+    continue_audit: bool,
 }
 
 /// An in-process authority whose master keys derive from a seed file in the authority's own
@@ -174,7 +175,17 @@ impl<G: PrimeOrderGroup> SecureTrainingSession<G> {
             requester: RequesterId::new("server"),
             owner: RequesterId::new("data-owner"),
             authority_dir,
+            continue_audit: false,
         }
+    }
+
+    /// Continue the in-process authority's audit file instead of starting a new one (a resumed
+    /// run: its records follow the interrupted run's, sequence numbers without a gap, the hash
+    /// chain verified first). Without an existing file a new one is started.
+    #[must_use]
+    pub fn continue_audit(mut self, continue_audit: bool) -> Self {
+        self.continue_audit = continue_audit;
+        self
     }
 
     /// The in-process authority's own directory (created 0700; its files 0600). It must not
@@ -322,24 +333,35 @@ impl<G: PrimeOrderGroup> SecureTrainingSession<G> {
     }
 
     /// An in-process authority from the seed file, auditing to `audit-gID.cnnaudit` (mode
-    /// 0600, overwritten) in the authority directory.
+    /// 0600) in the authority directory: a new file, or with
+    /// [`continue_audit`](Self::continue_audit) the existing one continued.
     ///
     /// # Errors
-    /// As [`authority_seed`](Self::authority_seed); the audit file's errors.
+    /// As [`authority_seed`](Self::authority_seed); the audit file's errors (a damaged file to
+    /// continue is an error, never silently replaced).
     pub fn local_authority(&self) -> Result<LocalAuthority<G>, SecureTrainingError> {
         let seed = self.authority_seed()?;
         let gid = self.group.id().to_byte();
         let audit_file = self.authority_dir.join(format!("audit-g{gid}.cnnaudit"));
-        let sink = AuditFileSink::create(&audit_file, AuditFileOptions::default())
-            .map_err(crate::coordinator::error::CoordinatorError::from)?;
+        let coordinator = crate::coordinator::error::CoordinatorError::from;
+        let (sink, records) = if self.continue_audit && audit_file.exists() {
+            let (sink, scan) =
+                AuditFileSink::open_append(&audit_file, AuditFileOptions::default(), None)
+                    .map_err(coordinator)?;
+            (sink, scan.end.records)
+        } else {
+            let sink = AuditFileSink::create(&audit_file, AuditFileOptions::default())
+                .map_err(coordinator)?;
+            (sink, 0)
+        };
         #[cfg(unix)]
         std::fs::set_permissions(
             &audit_file,
             std::os::unix::fs::PermissionsExt::from_mode(0o600),
         )
         .map_err(io(&audit_file))?;
-        let authority = Authority::from_seed(self.group.clone(), *seed)
-            .with_audit_log(AuditLog::with_sink(AuditConfig::default(), Box::new(sink)));
+        let log = AuditLog::resume_with_sink(AuditConfig::default(), Box::new(sink), records);
+        let authority = Authority::from_seed(self.group.clone(), *seed).with_audit_log(log);
         Ok(LocalAuthority {
             authority: Arc::new(Mutex::new(authority)),
             audit_file,
