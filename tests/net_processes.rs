@@ -325,3 +325,107 @@ fn three_processes_match_in_process_and_survive_authority_kill() {
     );
     let _ = std::fs::remove_dir_all(&s.dir);
 }
+
+/// Another model and dataset through the same three processes: the clinic's MLP on the
+/// Wisconsin breast-cancer table (a dense first layer, so the client also encrypts each
+/// shard feature-major). The weights equal quantised training's with the same seed and π.
+#[test]
+fn three_processes_train_an_mlp_on_breast_cancer_like_quantised_training() {
+    use cryptonn::nn::data::load_named;
+    use cryptonn::nn::model::ModelSpec;
+    const ROWS: usize = 64;
+    const SHARD: usize = 16;
+    let s = setup("mlp");
+    std::fs::create_dir_all(&s.cache).unwrap();
+    let labels = s.dir.join("owner/labels-bc");
+    LabelPermutation::from_seed(SEED, 2)
+        .write_new(&labels)
+        .unwrap();
+    let common = |c: &mut Command| {
+        c.args(["--dataset", "breast-cancer", "--model", "mlp"])
+            .args(["--train-size", &ROWS.to_string()])
+            .args(["--batch-size", &SHARD.to_string()])
+            .args(["--seed", &SEED.to_string()]);
+    };
+    let (mut authority, addr) = start_authority(&s, "127.0.0.1:0");
+    let mut client = Command::new(BIN);
+    client
+        .args(["client", "encrypt"])
+        .args(connect_args(&s, &addr, &s.client_token))
+        .arg("--data")
+        .arg(default_data_dir())
+        .arg("--out")
+        .arg(s.dir.join("enc"))
+        .arg("--labels")
+        .arg(&labels)
+        .args(["--trainer", "server-1"]);
+    common(&mut client);
+    assert!(client.status().unwrap().success(), "client encrypt failed");
+    let mut server = Command::new(BIN);
+    server
+        .args(["server", "train"])
+        .args(connect_args(&s, &addr, &s.server_token))
+        .arg("--data")
+        .arg(s.dir.join("enc"))
+        .arg("--mnist")
+        .arg(default_data_dir())
+        .arg("--cache-dir")
+        .arg(&s.cache)
+        .args(["--name", "server-1", "--epochs", "2"])
+        .arg("--labels")
+        .arg(&labels)
+        .arg("--json")
+        .arg(s.dir.join("run.json"));
+    common(&mut server);
+    assert!(server.status().unwrap().success(), "server train failed");
+    // The wrong model for this dataset file is refused before any key is asked for.
+    let mut wrong = Command::new(BIN);
+    wrong
+        .args(["server", "train"])
+        .args(connect_args(&s, &addr, &s.server_token))
+        .arg("--data")
+        .arg(s.dir.join("enc"))
+        .arg("--cache-dir")
+        .arg(&s.cache)
+        .args([
+            "--name",
+            "server-1",
+            "--dataset",
+            "mnist",
+            "--model",
+            "lenet5",
+        ])
+        .args(["--train-size", &ROWS.to_string()])
+        .args(["--batch-size", &SHARD.to_string()]);
+    let out = wrong.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--model lenet5"), "{err}");
+    authority.kill().unwrap();
+    authority.wait().unwrap();
+
+    let run = summary(&s);
+    let split = load_named("breast-cancer", &default_data_dir()).unwrap();
+    let train = split.train.take(ROWS, "training").unwrap();
+    let spec = ModelSpec::builtin("mlp", train.shape(), train.classes()).unwrap();
+    let cfg = TrainConfig {
+        mode: Mode::Quantized,
+        epochs: 2,
+        batch_size: SHARD,
+        seed: SEED,
+        schedule: BatchSchedule::FixedShards,
+        ..TrainConfig::default()
+    };
+    let (_, quantized) =
+        cryptonn::nn::train::train(&cfg, &spec, &train, &split.test, &mut ()).unwrap();
+    assert_eq!(
+        run["weights_sha256"].as_str().unwrap(),
+        quantized.weights_sha256
+    );
+    assert_eq!(
+        run["test_accuracy"].as_array().unwrap().len(),
+        2,
+        "with --labels the server reports the test accuracy per epoch"
+    );
+    let _ = std::fs::remove_dir_all(&s.dir);
+}

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use cryptonn::coordinator::persistent::SEED_FILE;
 use cryptonn::coordinator::net::RemoteKeyService;
+use cryptonn::coordinator::persistent::SEED_FILE;
 use cryptonn::coordinator::secure_training::encrypted_dataset::{
     cache_file_name, named_cache_file, read_header, samples_digest, source_digest,
 };

@@ -11,16 +11,16 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use cryptonn::coordinator::secure_prediction::SecurePredictor;
 use cryptonn::coordinator::secure_training::{
-    ConvGeometry, EncryptedDataset, FirstLayerGeometry, SecureTrainingSession,
+    EncryptedDataset, FirstLayerGeometry, SecureTrainingSession,
 };
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{
-    default_data_dir, InputEncoding, InputShape, LabelPermutation, Mnist, PixelNormalization,
+    default_data_dir, load_named, InputEncoding, InputShape, LabelPermutation,
 };
 use cryptonn::nn::first_layer::FirstLayerSpec;
 use cryptonn::nn::lenet::LeNet5;
-use cryptonn::nn::model::ModelSpec;
+use cryptonn::nn::model::{Model, ModelSpec};
 use cryptonn::nn::saved_model::{DatasetInfo, SavedModel};
 use cryptonn::nn::train::{train_with_backend_from, BatchSchedule, Mode};
 
@@ -73,9 +73,17 @@ pub struct TrainArgs {
     /// The encrypted dataset: a .cnnenc file, or a directory holding exactly one.
     #[arg(long)]
     data: PathBuf,
-    /// Directory holding the (public) MNIST test set, for the test accuracy.
+    /// Directory holding the public datasets (for the test split and the public encoding).
     #[arg(long, default_value_os_t = default_data_dir())]
     mnist: PathBuf,
+    /// The dataset the encrypted training set comes from: mnist, breast-cancer or digits (its
+    /// public test split and encoding; the training samples come only from --data).
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    /// The model to train: a built-in name (lenet5, mlp, cnn-small) or a model file (TOML or
+    /// JSON); its first layer must fit the encrypted dataset's layout.
+    #[arg(long, default_value = "lenet5")]
+    model: String,
     /// Where the discrete-log table is cached.
     #[arg(long, default_value = "cache")]
     cache_dir: PathBuf,
@@ -202,11 +210,49 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     let t_load = Instant::now();
     let data = EncryptedDataset::load(group, &path)
         .with_context(|| format!("loading {}", path.display()))?;
-    let header = data.header();
+    let header = data.header().clone();
     let params = header.params;
     let training_domains = header.domains.clone();
-    let expected = a.train.encoding.encryption_params();
-    if header.params != expected {
+    let split = load_named(&a.dataset, &a.mnist)?;
+    // LeNet-5 as `--lenet-*` options configure it (the defaults: the built-in `lenet5`).
+    let lenet = a.model == "lenet5";
+    let spec = if lenet {
+        ModelSpec::lenet5(cfg.lenet)
+    } else if Path::new(&a.model).is_file() {
+        ModelSpec::from_file(Path::new(&a.model))?
+    } else {
+        ModelSpec::builtin(&a.model, split.test.shape(), split.test.classes())?
+    };
+    let (first, _) = spec.first_layer()?;
+    let geometry = FirstLayerGeometry::from_spec(&first)?;
+    let layout = params.data_layout()?;
+    let dense = matches!(first, FirstLayerSpec::Linear { .. });
+    if layout.input_len != spec.input.len()
+        || layout.classes != spec.classes
+        || layout.feature_major != dense
+    {
+        anyhow::bail!(
+            "{} holds {} inputs of length {} and {} classes{}; --model {} takes length {} and {}              classes{} (encrypt with the same --model and --dataset)",
+            path.display(),
+            a.dataset,
+            layout.input_len,
+            layout.classes,
+            if layout.feature_major { ", feature-major" } else { "" },
+            a.model,
+            spec.input.len(),
+            spec.classes,
+            if dense { ", feature-major" } else { "" }
+        );
+    }
+    if serving.is_some() && first != FirstLayerSpec::lenet5() {
+        anyhow::bail!(
+            "--serve: secure prediction serves LeNet-5's first layer only; train {} without              --serve (and --save it)",
+            spec.name
+        );
+    }
+    let expected = a.train.encoding.encryption_params().with_layout(layout);
+    let found = header.params.with_layout(layout);
+    if found != expected {
         anyhow::bail!(
             "{} was encrypted with {:?}; these options give {:?} (pass the client's --batch-size \
              and scales)",
@@ -232,7 +278,6 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         ciphertext_bytes as f64 / 1e6,
         t_load.elapsed().as_secs_f64()
     );
-    let mnist = Mnist::load(&a.mnist)?;
     // Without π the server cannot tell which of its classes is which true digit, so it
     // evaluates nothing (an empty test set) rather than report a meaningless figure.
     let labels = match &a.labels {
@@ -244,7 +289,7 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     } else {
         0
     };
-    let test = mnist.test.take(test_size, "test")?;
+    let test = split.test.take(test_size.min(split.test.len()), "test")?;
     let keys = a.connect.connect(&a.name)?;
     let t_setup = Instant::now();
     data.verify_keys(&keys)
@@ -260,8 +305,10 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         t_table.elapsed().as_secs_f64()
     );
     println!(
-        "LeNet-5 on MNIST: mode {mode}, {} training / {} test images, {} epochs, batch {}, lr {}, \
+        "{} on {}: mode {mode}, {} training / {} test samples, {} epochs, batch {}, lr {}, \
          momentum {}, seed {}, {} threads, authority {}",
+        spec.name,
+        a.dataset,
         data.len(),
         test.len(),
         cfg.epochs,
@@ -273,32 +320,27 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         keys.peer()
     );
     let peer = keys.peer().to_string();
-    let mut backend = session.server_with_dataset(
-        keys,
-        data,
-        Arc::clone(&table),
-        cfg.quant,
-        FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
-    )?;
+    let mut backend =
+        session.server_with_dataset(keys, data, Arc::clone(&table), cfg.quant, geometry)?;
     let mut bars = Bars::new();
     // What the model is trained on, as far as the server knows it: the public encoding.
     let info = DatasetInfo {
-        name: "mnist".into(),
+        name: a.dataset.clone(),
         train_size: backend.dataset().len(),
-        input: InputShape::MNIST,
-        classes: cryptonn::nn::data::CLASSES,
-        encoding: InputEncoding::Uniform(PixelNormalization::default()),
+        input: split.test.shape(),
+        classes: split.test.classes(),
+        encoding: split.test.encoding().clone(),
     };
-    let from = a
-        .train
-        .persist
-        .start(&cfg, &ModelSpec::lenet5(cfg.lenet), &info, || {
+    let from = a.train.persist.start(&cfg, &spec, &info, || {
+        if lenet {
             Ok(LeNet5::lenet5(cfg.lenet, cfg.seed))
-        })?;
+        } else {
+            Model::new(&spec, cfg.seed)
+        }
+    })?;
     let mut observer = a.train.persist.observer(&mut bars, info);
     // The evaluation permutation: π if given, else any (the test set is then empty).
-    let eval_labels =
-        labels.unwrap_or_else(|| LabelPermutation::identity(cryptonn::nn::data::CLASSES));
+    let eval_labels = labels.unwrap_or_else(|| LabelPermutation::identity(spec.classes));
     let (model, mut report) = train_with_backend_from(
         &cfg,
         from,
