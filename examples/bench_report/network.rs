@@ -31,8 +31,8 @@ use cryptonn::nn::lenet::LeNet5;
 use cryptonn::nn::train::{train_with_backend, TrainConfig};
 use serde::Serialize;
 
-use crate::load::{LoadConfig, LoadFigures};
 use crate::stats::median;
+use cryptonn::coordinator::net::load::{LoadConfig, LoadFigures};
 
 /// The `network` object.
 #[derive(Debug, Clone, Serialize)]
@@ -272,7 +272,7 @@ pub fn run(
         lbk,
         training.key_wait_overhead_percent
     );
-    let key_service_load = crate::load::run(&plan.load)?;
+    let key_service_load = cryptonn::coordinator::net::load::run(&plan.load)?;
     println!(
         "network: key service load: {:.0} keys/s ({} requesters, batches of {} length-{} \
          vectors), p50 {:.1} ms, p99 {:.1} ms, {} policy refusals",
