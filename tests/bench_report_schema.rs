@@ -1,5 +1,5 @@
-//! The report contract of `examples/bench_report` (its `schema` module, compiled here), on
-//! synthetic reports: a complete report passes; a missing key, a wrong type, a `null` without a
+//! The report contract of `examples/bench_report` (`cryptonn::report_schema`), on synthetic
+//! reports: a complete report passes; a missing key, a wrong type, a `null` without a
 //! reason, an accuracy given in percent, or a missing output file each fail, naming the key or
 //! file.
 //!
@@ -7,11 +7,9 @@
 //! `cargo run --release --example bench_report -- --quick --out report/` (which exits non-zero
 //! if its own output does not meet the contract), or checked later with `--check PATH`.
 
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used)]
 
-#[path = "../examples/bench_report/schema.rs"]
-mod schema;
-
+use cryptonn::report_schema as schema;
 use serde_json::{json, Value};
 
 /// Sets the dotted `key` in `root` to `value`, creating objects on the way.

@@ -9,8 +9,8 @@
 //!
 //! Everything runs in one process, so that ratios are measured side by side. Outputs:
 //! `REPORT.md` (tables), `report.json` (every figure; the contract keys are listed in
-//! `schema.rs`; a figure not measured is `null` with its reason in `missing`) and SVG plots.
-//! After writing, the program checks that the files exist and parse. It asserts no timings.
+//! `cryptonn::report_schema`; a figure not measured is `null` with its reason in `missing`)
+//! and SVG plots. After writing, the program checks that the files exist and parse. It asserts no timings.
 //!
 //! Secure training writes its encrypted training subset and its audit log to
 //! `target/cryptonn-cache/bench_report/` (about 1.5 GB + 2 GB in `--full`) and removes both
@@ -33,7 +33,6 @@ mod paper;
 mod plots;
 mod profile;
 mod report;
-mod schema;
 mod secure;
 mod stats;
 mod training;
@@ -52,6 +51,7 @@ use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{default_data_dir, Mnist};
 use cryptonn::nn::lenet::LeNet5;
 use cryptonn::nn::train::{BatchSchedule, TrainConfig};
+use cryptonn::report_schema as schema;
 
 use crate::machine::MachineInfo;
 use crate::profile::{profile, SECURE_DLOG_HALF_WIDTH};

@@ -1,9 +1,16 @@
-//! The contract of `report.json`: the dotted keys the issue names (dotted = nested objects),
-//! their types, and the rule for figures that were not measured — `null`, with the reason in
-//! `missing["<dotted key>"]`. Also checks that a report directory holds every output file.
+//! The contract of the benchmark report (`examples/bench_report`'s `report.json`): the dotted
+//! keys it must hold (dotted = nested objects), their types, and the rule for figures that were
+//! not measured — `null`, with the reason in `missing["<dotted key>"]`. Also checks that a
+//! report directory holds every output file.
 //!
-//! Shared by the example (`--check PATH`, and after every run) and by
-//! `tests/bench_report_schema.rs`.
+//! Used by the example (`--check PATH`, and after every run) and by
+//! `tests/bench_report_schema.rs`. It knows JSON only: no cryptography, no model.
+//!
+//! ```
+//! use cryptonn::report_schema::{check, required_keys};
+//! let problems = check(&serde_json::json!({})).unwrap_err();
+//! assert!(problems.len() >= required_keys().len());
+//! ```
 
 use std::path::Path;
 
