@@ -9,6 +9,8 @@
 //! - [`nn`]: a from-scratch LeNet-5 on `ndarray` + `rayon`: layers, loss, optimiser, training loop.
 //! - [`coordinator`]: the three parties — authority, clients and server — and the key service
 //!   between them.
+//! - [`report_schema`]: the contract of the benchmark report's `report.json` (a driver's
+//!   concern, kept here so that the report example and its test share it).
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -18,3 +20,4 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod coordinator;
 pub mod fe;
 pub mod nn;
+pub mod report_schema;

@@ -1,5 +1,5 @@
-//! The report contract of `examples/bench_report` (its `schema` module, compiled here), on
-//! synthetic reports: a complete report passes; a missing key, a wrong type, a `null` without a
+//! The report contract of `examples/bench_report` (`cryptonn::report_schema`), on synthetic
+//! reports: a complete report passes; a missing key, a wrong type, a `null` without a
 //! reason, an accuracy given in percent, or a missing output file each fail, naming the key or
 //! file.
 //!
@@ -7,11 +7,9 @@
 //! `cargo run --release --example bench_report -- --quick --out report/` (which exits non-zero
 //! if its own output does not meet the contract), or checked later with `--check PATH`.
 
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used)]
 
-#[path = "../examples/bench_report/schema.rs"]
-mod schema;
-
+use cryptonn::report_schema as schema;
 use serde_json::{json, Value};
 
 /// Sets the dotted `key` in `root` to `value`, creating objects on the way.
@@ -41,7 +39,9 @@ fn synthetic() -> Value {
     for (key, kind) in schema::required_keys() {
         let v = match kind {
             schema::Kind::Bool => json!(true),
-            schema::Kind::Number if key.ends_with("test_accuracy") => json!(0.98),
+            schema::Kind::Number if key.ends_with("accuracy") || key.ends_with("fraction") => {
+                json!(0.98)
+            }
             schema::Kind::Number => json!(1.5),
         };
         set(&mut r, &key, v);
@@ -57,14 +57,22 @@ fn problems(r: &Value) -> Vec<String> {
 fn complete_report_passes_and_covers_the_issue_keys() {
     assert_eq!(problems(&synthetic()), Vec::<String>::new());
     let keys: Vec<String> = schema::required_keys().into_iter().map(|k| k.0).collect();
-    // 3 modes x 2 + 3 training keys + 2 groups x 6 FE keys + 2 leakage keys.
-    assert_eq!(keys.len(), 6 + 3 + 12 + 2);
+    // 3 modes x 2 + 3 training keys + 2 groups x 6 FE keys + 2 leakage keys, then for each
+    // of the 5 built-in (model, dataset) pairs 10 architecture keys and 3 leakage views x 4.
+    assert_eq!(keys.len(), 6 + 3 + 12 + 2 + 5 * 10 + 5 * 3 * 4);
     for k in [
         "training.secure.images_per_second",
         "training.weights_identical",
         "fe.modp2048.paper_product_s",
         "fe.ristretto.decrypt_len25_amortized_us",
         "leakage.policy.relative_error",
+        "architectures.lenet5.mnist.secure_accuracy",
+        "architectures.mlp.mnist.secure_images_per_second",
+        "architectures.cnn-small.mnist.weights_identical",
+        "architectures.mlp.breast-cancer.secure_over_plain",
+        "architectures.cnn-small.digits.plain_accuracy",
+        "leakage.models.mlp.mnist.gradient_one_step.exact_fraction",
+        "leakage.models.cnn-small.digits.whole_run.rank",
     ] {
         assert!(keys.iter().any(|x| x == k), "{k} not in the contract");
     }
@@ -154,4 +162,50 @@ fn check_files_needs_every_output() {
     assert!(p[0].contains("not JSON"));
     assert!(p[1].contains(schema::PLOTS[1]));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn architecture_rows_and_model_leakage_are_checked() {
+    let mut r = synthetic();
+    r["architectures"]["mlp"]["breast-cancer"]
+        .as_object_mut()
+        .unwrap()
+        .remove("secure_accuracy");
+    set(
+        &mut r,
+        "architectures.cnn-small.digits.weights_identical",
+        json!("yes"),
+    );
+    set(
+        &mut r,
+        "leakage.models.lenet5.mnist.forward_one_step.exact_fraction",
+        json!(100.0),
+    );
+    set(
+        &mut r,
+        "architectures.mlp.mnist.quantized_accuracy",
+        json!(97.6),
+    );
+    let p = problems(&r);
+    assert_eq!(p.len(), 4, "{p:?}");
+    for (key, what) in [
+        ("architectures.mlp.breast-cancer.secure_accuracy", "absent"),
+        (
+            "architectures.cnn-small.digits.weights_identical",
+            "not a bool",
+        ),
+        (
+            "leakage.models.lenet5.mnist.forward_one_step.exact_fraction",
+            "is not a fraction",
+        ),
+        (
+            "architectures.mlp.mnist.quantized_accuracy",
+            "is not a fraction",
+        ),
+    ] {
+        assert!(
+            p.iter().any(|x| x.starts_with(key) && x.contains(what)),
+            "{key}: {what} not in {p:?}"
+        );
+    }
 }

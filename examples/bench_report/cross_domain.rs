@@ -10,7 +10,7 @@
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use cryptonn::coordinator::secure_training::EncryptedDataset;
+use cryptonn::coordinator::secure_training::{EncodedSamples, EncryptedDataset};
 use cryptonn::coordinator::{
     CoordinatorError, DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest,
     FeipKeyResponse, KeyService, RequesterId, SparseKeyVector,
@@ -18,8 +18,6 @@ use cryptonn::coordinator::{
 use cryptonn::fe::dlog::DlogSolver;
 use cryptonn::fe::feip::{Feip, FeipParams, FunctionKey};
 use cryptonn::fe::group::PrimeOrderGroup;
-use cryptonn::nn::data::Dataset;
-use cryptonn::nn::first_layer::PixelEncoding;
 use serde::Serialize;
 
 /// One sampled key: its domain, sparse key vector and function key.
@@ -107,8 +105,8 @@ pub struct CrossDomain {
 }
 
 /// Tries up to `max_keys` of `samples` on two images of their own shard and two of the next
-/// shard. `data` is the plaintext training subset (the measurement program plays the data
-/// owner, to know the true values).
+/// shard. `data` is the data owner's encoded training subset (the measurement program plays
+/// the data owner, to know the true values).
 #[allow(clippy::too_many_arguments)]
 pub fn measure<G: PrimeOrderGroup>(
     samples: &[Sampled<G>],
@@ -117,8 +115,7 @@ pub fn measure<G: PrimeOrderGroup>(
     dataset: &EncryptedDataset<G>,
     params: FeipParams,
     dlog: &DlogSolver<G>,
-    data: &Dataset,
-    encoding: &PixelEncoding,
+    data: &dyn EncodedSamples,
 ) -> Result<CrossDomain> {
     let header = dataset.header();
     let shard_size = header.params.shard_size;
@@ -146,10 +143,8 @@ pub fn measure<G: PrimeOrderGroup>(
             let first = shard * shard_size;
             let last = ((shard + 1) * shard_size).min(data.len()) - 1;
             for img in [first, last] {
-                let truth: i64 = terms
-                    .iter()
-                    .map(|&(p, v)| v * encoding.encode(data.image(img)[p]))
-                    .sum();
+                let x = data.encode(img)?;
+                let truth: i64 = terms.iter().map(|&(p, v)| v * x[p]).sum();
                 let ct = dataset.image_ciphertext(img)?;
                 let got = feip.vartime_decrypt_sparse(&ct, key, terms, dlog).ok();
                 if shard == own {

@@ -71,6 +71,9 @@ pub struct LeakageResults {
     pub policy: LeakageCase,
     /// Keys collected in the secure training run, tried on other mini-batch shards.
     pub cross_domain: Option<crate::cross_domain::CrossDomain>,
+    /// Every built-in model: what the server could rebuild of the first shard of its secure
+    /// run from the keys it received (model → dataset).
+    pub models: crate::architectures::ModelLeakage,
 }
 
 /// The pixel-space key vectors of the 6 x 14 x 14 pooled conv1 outputs for `wq: [6, 25]`,
@@ -234,6 +237,7 @@ pub fn run(
         one_forward_pass,
         policy,
         cross_domain: None,
+        models: Default::default(),
     })
 }
 

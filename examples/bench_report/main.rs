@@ -9,23 +9,23 @@
 //!
 //! Everything runs in one process, so that ratios are measured side by side. Outputs:
 //! `REPORT.md` (tables), `report.json` (every figure; the contract keys are listed in
-//! `schema.rs`; a figure not measured is `null` with its reason in `missing`) and SVG plots.
-//! After writing, the program checks that the files exist and parse. It asserts no timings.
+//! `cryptonn::report_schema`; a figure not measured is `null` with its reason in `missing`)
+//! and SVG plots. After writing, the program checks that the files exist and parse. It asserts no timings.
 //!
 //! Secure training writes its encrypted training subset and its audit log to
 //! `target/cryptonn-cache/bench_report/` (about 1.5 GB + 2 GB in `--full`) and removes both
 //! at the end; discrete-log tables are cached in `target/cryptonn-cache/`.
 //!
 //! Sections: FE microbenchmarks (`fe_bench`), training (`training`), leakage (`leakage`), the
-//! networked key service (`network`, with `load` shared with `examples/key_service_load`); the
+//! networked key service (`network`, with the library's `coordinator::net::load`, as
+//! `examples/key_service_load`); the
 //! paper's figures are in `paper`, the report's shape in `report`, rendering in `markdown` and
 //! `plots`, machine facts in `machine`, medians and progress bars in `stats`.
 
+mod architectures;
 mod cross_domain;
 mod fe_bench;
 mod leakage;
-#[path = "../key_service_load/load.rs"]
-mod load;
 mod machine;
 mod markdown;
 mod network;
@@ -33,7 +33,6 @@ mod paper;
 mod plots;
 mod profile;
 mod report;
-mod schema;
 mod secure;
 mod stats;
 mod training;
@@ -52,11 +51,13 @@ use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{default_data_dir, Mnist};
 use cryptonn::nn::lenet::LeNet5;
 use cryptonn::nn::train::{BatchSchedule, TrainConfig};
+use cryptonn::report_schema as schema;
 
 use crate::machine::MachineInfo;
 use crate::profile::{profile, SECURE_DLOG_HALF_WIDTH};
 use crate::report::{Comparison, Fe, Report, Training};
-use crate::training::{run_mode, SecureOptions, TrainMode};
+use crate::secure::Extras;
+use crate::training::{run_mode, RunSpec, SecureOptions, TrainMode};
 
 /// Benchmark report: secure vs plaintext training, FE vs the CryptoNN paper, leakage.
 #[derive(Debug, Parser)]
@@ -185,9 +186,22 @@ fn run() -> Result<ExitCode> {
         ..TrainConfig::default()
     };
     let secure_opts = SecureOptions {
-        cache_dir: cache.clone(),
+        table: Arc::new(BabyStepTable::load_or_build(
+            Ristretto255,
+            SECURE_DLOG_HALF_WIDTH,
+            &cache,
+        )?),
         work_dir: cache.join("bench_report"),
         dlog_half_width: SECURE_DLOG_HALF_WIDTH,
+    };
+    let lenet_spec = cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet);
+    let mut lenet_run = RunSpec {
+        spec: &lenet_spec,
+        name: "lenet5-mnist",
+        extras: Extras {
+            cross_domain: false,
+            leakage: false,
+        },
     };
     stats::section(
         "Training",
@@ -201,15 +215,34 @@ fn run() -> Result<ExitCode> {
             test_set.len()
         ),
     );
-    let plain = run_mode(TrainMode::Plain, &cfg, &train_set, &test_set, &secure_opts)?;
-    let quantized = run_mode(
-        TrainMode::Quantized,
+    let plain = run_mode(
+        TrainMode::Plain,
         &cfg,
+        &lenet_run,
         &train_set,
         &test_set,
         &secure_opts,
     )?;
-    let secure = run_mode(TrainMode::Secure, &cfg, &train_set, &test_set, &secure_opts)?;
+    let quantized = run_mode(
+        TrainMode::Quantized,
+        &cfg,
+        &lenet_run,
+        &train_set,
+        &test_set,
+        &secure_opts,
+    )?;
+    lenet_run.extras = Extras {
+        cross_domain: true,
+        leakage: true,
+    };
+    let secure = run_mode(
+        TrainMode::Secure,
+        &cfg,
+        &lenet_run,
+        &train_set,
+        &test_set,
+        &secure_opts,
+    )?;
     let mut training = Training {
         train_size: train_set.len(),
         test_size: test_set.len(),
@@ -234,6 +267,28 @@ fn run() -> Result<ExitCode> {
         ] {
             missing.insert(key.into(), note.clone());
         }
+    }
+
+    // Every built-in model on its dataset.
+    let lenet_row = architectures::Row::from_runs(
+        &training.plain,
+        &training.quantized,
+        &training.secure,
+        (train_set.len(), test_set.len(), cfg.epochs, cfg.batch_size),
+        architectures::first_layer_words(&lenet_spec),
+        "the training section's runs",
+    );
+    let (mut arch_rows, mut model_leakage) =
+        architectures::run(&architectures::plans(args.full), &args.data, &secure_opts)?;
+    arch_rows
+        .entry("lenet5".into())
+        .or_default()
+        .insert("mnist".into(), lenet_row);
+    if let Some(l) = secure.leakage.clone() {
+        model_leakage
+            .entry("lenet5".into())
+            .or_default()
+            .insert("mnist".into(), l);
     }
 
     // Leakage.
@@ -266,6 +321,7 @@ fn run() -> Result<ExitCode> {
         table,
     )?;
     leakage.cross_domain = secure.cross_domain;
+    leakage.models = model_leakage;
 
     // The networked parties.
     stats::section(
@@ -287,11 +343,7 @@ fn run() -> Result<ExitCode> {
         &p.network,
         &train_set,
         &test_set,
-        &Arc::new(BabyStepTable::load_or_build(
-            Ristretto255,
-            SECURE_DLOG_HALF_WIDTH,
-            &cache,
-        )?),
+        &secure_opts.table,
         &secure_opts.work_dir,
     )?;
 
@@ -310,6 +362,7 @@ fn run() -> Result<ExitCode> {
         process_peak_rss_mb: None,
         machine,
         training,
+        architectures: arch_rows,
         fe,
         leakage,
         network,

@@ -2,7 +2,8 @@
 //! and how many keys it serves under concurrent load.
 //!
 //! Training overhead: one `PersistentAuthority` (fsync'd audit log and journal) holds the shard
-//! domains of an encrypted training subset. The same server code trains on it twice per round,
+//! domains of an encrypted training subset. The same server code (the server side of a
+//! `SecureTrainingSession`) trains on it twice per round,
 //! with the same seed: once calling the authority in-process, once through
 //! `RemoteKeyService` to the same authority served with TLS on 127.0.0.1. Rounds alternate the
 //! two arms; the figure is the median step time of each arm, so the difference is the network
@@ -18,7 +19,7 @@ use anyhow::{ensure, Context, Result};
 use cryptonn::coordinator::net::auth::{random_token, Role};
 use cryptonn::coordinator::net::{LoopbackAuthority, RemoteKeyService, TokenTable};
 use cryptonn::coordinator::secure_training::{
-    encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
+    encrypt_or_reuse, EncryptedDataset, EncryptionParams, FirstLayerGeometry, SecureTrainingSession,
 };
 use cryptonn::coordinator::{
     CoordinatorError, DomainId, DomainPublicKey, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest,
@@ -27,12 +28,12 @@ use cryptonn::coordinator::{
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{Dataset, LabelPermutation};
-use cryptonn::nn::lenet::LeNet5;
+use cryptonn::nn::model::{Model, ModelSpec};
 use cryptonn::nn::train::{train_with_backend, TrainConfig};
 use serde::Serialize;
 
-use crate::load::{LoadConfig, LoadFigures};
 use crate::stats::median;
+use cryptonn::coordinator::net::load::{LoadConfig, LoadFigures};
 
 /// The `network` object.
 #[derive(Debug, Clone, Serialize)]
@@ -142,10 +143,19 @@ fn train_once(
     test_set: &Dataset,
     labels: &LabelPermutation,
 ) -> Result<(f64, f64, String)> {
-    let data = EncryptedDataset::load(Ristretto255, dataset)?;
-    let steps = data.len().div_ceil(cfg.batch_size) * cfg.epochs;
-    let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(table), cfg.quant)?;
-    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
+    // The server's side of a session: the file and any key service (in-process or remote).
+    let dir = dataset.parent().unwrap_or(Path::new("."));
+    let spec = ModelSpec::lenet5(cfg.lenet);
+    let (first, _) = spec.first_layer()?;
+    let mut backend = SecureTrainingSession::new(Ristretto255, dir).server(
+        keys,
+        dataset,
+        Arc::clone(table),
+        cfg.quant,
+        FirstLayerGeometry::from_spec(&first)?,
+    )?;
+    let steps = backend.dataset().len().div_ceil(cfg.batch_size) * cfg.epochs;
+    let model = Model::new(&spec, cfg.seed)?;
     let (_, report) = train_with_backend(cfg, model, &mut backend, test_set, labels, &mut ())?;
     let seconds: f64 = report.epoch_seconds.iter().sum();
     Ok((
@@ -272,7 +282,7 @@ pub fn run(
         lbk,
         training.key_wait_overhead_percent
     );
-    let key_service_load = crate::load::run(&plan.load)?;
+    let key_service_load = cryptonn::coordinator::net::load::run(&plan.load)?;
     println!(
         "network: key service load: {:.0} keys/s ({} requesters, batches of {} length-{} \
          vectors), p50 {:.1} ms, p99 {:.1} ms, {} policy refusals",

@@ -2,8 +2,8 @@
 //! and `--full` (the whole 60,000-image, 2-epoch comparison, more repetitions).
 
 use crate::fe_bench::FePlan;
-use crate::load::LoadConfig;
 use crate::network::NetworkPlan;
+use cryptonn::coordinator::net::load::LoadConfig;
 
 /// Baby-step half-width of secure training's discrete-log table (train_lenet's default).
 pub const SECURE_DLOG_HALF_WIDTH: u64 = 1 << 20;

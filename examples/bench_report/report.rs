@@ -86,6 +86,8 @@ pub struct Report {
     pub machine: MachineInfo,
     /// Training section.
     pub training: Training,
+    /// Every built-in model on its dataset: model → dataset → row.
+    pub architectures: crate::architectures::Architectures,
     /// FE microbenchmarks.
     pub fe: Fe,
     /// Leakage section.

@@ -1,31 +1,29 @@
-//! Secure training for the report: the roles of a secure run composed from the library's
-//! secure-training parts ([`cryptonn::coordinator::secure_training`]) — the authority creates
-//! one key domain per mini-batch shard, the data owner encrypts the training subset once (a
-//! fresh authority key every run, so encryption is always measured), the server trains through
-//! [`SecureFirstLayer`] and [`train_with_backend`] — plus the timings of each part.
+//! Secure training for the report, of any declared model, built by the library's one session
+//! object ([`SecureTrainingSession`]): an in-process authority (its seed and audit log in its
+//! own directory), the data owner's encryption of the training subset (always fresh, so that
+//! encryption is measured), the server's secure first layer behind a key service that records
+//! what the server receives, and training through [`train_with_backend`] — plus the timings of
+//! each part, and what the server could rebuild of the first shard from its keys
+//! ([`shard_leakage`]).
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use cryptonn::coordinator::secure_training::{
-    create_shard_domains, encrypt_or_reuse, EncryptedDataset, EncryptionParams, SecureFirstLayer,
-    SecureStats,
-};
-use cryptonn::coordinator::{
-    AuditConfig, AuditFileOptions, AuditFileSink, AuditLog, Authority, InProcessKeyService,
-    RequesterId,
+    shard_leakage, DatasetSamples, EncryptedDataset, EncryptionParams, FirstLayerGeometry,
+    RecordingKeyService, SecureStats, SecureTrainingSession, ShardLeakage,
 };
 use cryptonn::fe::dlog::{BabyStepTable, DlogSolver};
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{Dataset, LabelPermutation};
-use cryptonn::nn::lenet::LeNet5;
+use cryptonn::nn::first_layer::FirstLayerSpec;
+use cryptonn::nn::model::{Model, ModelSpec};
 use cryptonn::nn::train::{train_with_backend, TrainConfig, TrainObserver, TrainReport};
-use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 
 use crate::cross_domain::{CrossDomain, SamplingKeyService};
+use crate::training::SecureOptions;
 
 /// Sampled keys tried on other shards after the run.
 const CROSS_DOMAIN_KEYS: usize = 256;
@@ -87,120 +85,185 @@ impl Breakdown {
     }
 }
 
-/// Trains LeNet-5 over Ristretto255 ciphertexts of `train_set`; `cfg.schedule` must be fixed
-/// shards. The encrypted dataset is written to `work_dir` and removed afterwards; the dlog
-/// table is cached in `cache_dir`.
+/// What a secure run leaves behind.
+pub struct SecureRun {
+    /// The trained model.
+    pub model: Model,
+    /// The training summary.
+    pub report: TrainReport,
+    /// Counters and timings.
+    pub extra: SecureExtra,
+    /// Where the time went.
+    pub breakdown: Breakdown,
+    /// The cross-shard key attempts, if asked for.
+    pub cross: Option<CrossDomain>,
+    /// What the server could rebuild of the first shard, if asked for.
+    pub leakage: Option<ShardLeakage>,
+}
+
+/// What [`run`] measures besides training.
+#[derive(Debug, Clone, Copy)]
+pub struct Extras {
+    /// Try sampled keys on other shards ([`crate::cross_domain`]).
+    pub cross_domain: bool,
+    /// Rebuild the first shard from the keys the server received ([`shard_leakage`]).
+    pub leakage: bool,
+}
+
+/// Trains `spec` over Ristretto255 ciphertexts of `train_set` through a
+/// [`SecureTrainingSession`]; `cfg.schedule` must be fixed shards. The encrypted dataset
+/// (`<name>-train`) is written to `opts.work_dir` and removed afterwards, as is the audit file;
+/// `table` is the server's discrete-log table.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     cfg: &TrainConfig,
+    spec: &ModelSpec,
+    name: &str,
     train_set: &Dataset,
     test_set: &Dataset,
-    cache_dir: &Path,
-    work_dir: &Path,
-    half_width: u64,
+    opts: &SecureOptions,
+    table: &Arc<BabyStepTable<Ristretto255>>,
+    extras: Extras,
     observer: &mut dyn TrainObserver,
-) -> Result<(LeNet5, TrainReport, SecureExtra, Breakdown, CrossDomain)> {
+) -> Result<SecureRun> {
     let group = Ristretto255;
-    let t = Instant::now();
-    let mut seed = [0u8; 32];
-    OsRng.fill_bytes(&mut seed);
+    let (first, _) = spec.first_layer()?;
+    let session = SecureTrainingSession::new(group, &opts.work_dir)
+        .dlog_half_width(opts.dlog_half_width)
+        .reencrypt(true);
+    std::fs::create_dir_all(&opts.work_dir)
+        .with_context(|| format!("creating {}", opts.work_dir.display()))?;
     // Every issued key is audited, to a file (millions of keys in a full run), so that the
     // authority's memory stays flat. The file is removed after the run.
-    std::fs::create_dir_all(work_dir)
-        .with_context(|| format!("creating {}", work_dir.display()))?;
-    let audit_path = work_dir.join("audit.cnnaudit");
-    let sink = AuditFileSink::create(&audit_path, AuditFileOptions::default())
-        .with_context(|| format!("creating {}", audit_path.display()))?;
-    let mut authority = Authority::from_seed(group, seed)
-        .with_audit_log(AuditLog::with_sink(AuditConfig::default(), Box::new(sink)));
-    let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-    let access = cryptonn::coordinator::DomainAccess::new(
-        RequesterId::new("owner"),
-        RequesterId::new("server"),
-    );
-    let domains = create_shard_domains(&mut authority, train_set.len(), &params, &access)?;
-    let pks = domains
-        .iter()
-        .map(|&d| authority.public_key(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let authority = Arc::new(Mutex::new(authority));
-    let authority_setup_seconds = t.elapsed().as_secs_f64();
-
-    let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
+    let local = session.local_authority()?;
+    let labels = LabelPermutation::from_seed(cfg.seed, train_set.classes());
+    let samples = DatasetSamples::new(train_set, &labels, cfg.quant.scale_x)?;
+    let layout = samples.layout(matches!(first, FirstLayerSpec::Linear { .. }))?;
+    let params =
+        EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size).with_layout(layout);
     let bar = crate::stats::bar("encrypting", train_set.len() as u64);
-    let t = Instant::now();
-    let (path, _reused) = encrypt_or_reuse(
-        &group,
-        work_dir,
-        train_set,
-        &labels,
-        &pks,
+    let input = session.encrypt(
+        &local.authority,
+        &format!("{name}-train"),
+        &samples,
         &params,
-        true,
         &|done| bar.set_position(done as u64),
     )?;
-    let encrypt_seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    let (encrypt_seconds, authority_setup_seconds) = (input.encrypt_seconds, input.setup_seconds);
 
     let t = Instant::now();
-    let data = EncryptedDataset::load(group, &path)?;
-    let owner = InProcessKeyService::new(Arc::clone(&authority), RequesterId::new("owner"));
-    cryptonn::coordinator::secure_training::register_label_commitments(&data, &owner)?;
+    let data = EncryptedDataset::load(group, &input.path)?;
     let ciphertext_bytes = data.ciphertext_bytes();
-    let table = Arc::new(BabyStepTable::load_or_build(group, half_width, cache_dir)?);
+    let h = data.header();
+    let watched = h
+        .domains
+        .first()
+        .into_iter()
+        .chain(h.feature_domains.first())
+        .copied()
+        .collect();
+    let keys = RecordingKeyService::watching(
+        SamplingKeyService::new(session.in_process_keys(&local.authority)),
+        watched,
+    );
+    let mut backend = session.server_with_dataset(
+        keys,
+        data,
+        Arc::clone(table),
+        cfg.quant,
+        FirstLayerGeometry::from_spec(&first)?,
+    )?;
     let server_setup_seconds = t.elapsed().as_secs_f64();
     println!(
-        "secure: {} shard domains ({authority_setup_seconds:.1} s), {} images encrypted in \
-         {encrypt_seconds:.1} s ({:.1} MB), server setup {server_setup_seconds:.1} s",
-        domains.len(),
-        data.len(),
+        "secure {name}: {} shard domains ({authority_setup_seconds:.1} s), {} samples encrypted \
+         in {encrypt_seconds:.1} s ({:.1} MB), server setup {server_setup_seconds:.1} s",
+        input.domains.len(),
+        train_set.len(),
         ciphertext_bytes as f64 / 1e6
     );
-    let keys = SamplingKeyService::new(InProcessKeyService::new(
-        Arc::clone(&authority),
-        RequesterId::new("server"),
-    ));
-    let mut backend = SecureFirstLayer::new(data, keys, Arc::clone(&table), cfg.quant)?;
-    let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
+    let model = Model::new(spec, cfg.seed)?;
     let (model, report) =
         train_with_backend(cfg, model, &mut backend, test_set, &labels, observer)?;
     let s = *backend.stats();
+    let dlog = DlogSolver::new(Arc::clone(table), 2 * cfg.quant.gradient_bound)?;
 
     // Do the keys collected over the run open other shards?
-    let bar = crate::stats::bar("cross-shard", 1);
-    bar.set_message("trying sampled keys on other shards");
-    let dlog = DlogSolver::new(Arc::clone(&table), 2 * cfg.quant.gradient_bound)?;
-    let cross = crate::cross_domain::measure(
-        &backend.key_service().samples(),
-        s.feip_keys,
-        CROSS_DOMAIN_KEYS,
-        backend.dataset(),
-        params.feip_params()?,
-        &dlog,
-        train_set,
-        &params.pixel_encoding()?,
-    )?;
-    bar.finish_and_clear();
-    println!(
-        "secure: {} sampled keys of {} tried on other shards: {} of {} decryptions in range, {} \
-         correct (own shard, control: {} of {} correct)",
-        cross.keys_tried,
-        cross.keys_received,
-        cross.other_shard_in_range,
-        cross.other_shard_attempts,
-        cross.other_shard_correct,
-        cross.own_shard_correct,
-        cross.own_shard_attempts
-    );
+    let cross = if extras.cross_domain {
+        let bar = crate::stats::bar("cross-shard", 1);
+        bar.set_message("trying sampled keys on other shards");
+        let cross = crate::cross_domain::measure(
+            &backend.key_service().inner().samples(),
+            s.feip_keys,
+            CROSS_DOMAIN_KEYS,
+            backend.dataset(),
+            params.feip_params()?,
+            &dlog,
+            &samples,
+        )?;
+        bar.finish_and_clear();
+        println!(
+            "secure: {} sampled keys of {} tried on other shards: {} of {} decryptions in range, \
+             {} correct (own shard, control: {} of {} correct)",
+            cross.keys_tried,
+            cross.keys_received,
+            cross.other_shard_in_range,
+            cross.other_shard_attempts,
+            cross.other_shard_correct,
+            cross.own_shard_correct,
+            cross.own_shard_attempts
+        );
+        Some(cross)
+    } else {
+        None
+    };
+    let leakage = if extras.leakage {
+        let bar = crate::stats::bar("rebuilding shard 0", 1);
+        let t = Instant::now();
+        let l = shard_leakage(
+            backend.dataset(),
+            backend.geometry(),
+            &backend.key_service().requests(),
+            0,
+            &samples,
+            &dlog,
+        )?;
+        bar.finish_and_clear();
+        let f = |v: &cryptonn::coordinator::secure_training::ViewLeakage| {
+            format!(
+                "{} keys, rank {}/{}, {:.1} % exact, relative error {:.3}",
+                v.keys_issued,
+                v.rank,
+                v.rank_of,
+                100.0 * v.exact_fraction,
+                v.relative_error
+            )
+        };
+        println!(
+            "leakage {name}, shard 0 ({} samples, {:.1} s): forward {}; gradient {}; whole run {}",
+            l.samples,
+            t.elapsed().as_secs_f64(),
+            f(&l.forward_one_step),
+            f(&l.gradient_one_step),
+            f(&l.whole_run)
+        );
+        Some(l)
+    } else {
+        None
+    };
     drop(backend);
-    let audit_records = authority
+    let audit_records = local
+        .authority
         .lock()
         .map_err(|_| anyhow::anyhow!("authority lock poisoned"))?
         .audit_log()
         .len();
-    let audit_file_bytes = std::fs::metadata(&audit_path).map_or(0, |m| m.len());
-    std::fs::remove_file(&audit_path)
-        .with_context(|| format!("removing {}", audit_path.display()))?;
-    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    drop(local.authority);
+    let audit_file_bytes = std::fs::metadata(&local.audit_file).map_or(0, |m| m.len());
+    std::fs::remove_file(&local.audit_file)
+        .with_context(|| format!("removing {}", local.audit_file.display()))?;
+    std::fs::remove_file(&input.path)
+        .with_context(|| format!("removing {}", input.path.display()))?;
 
     let training: f64 = report.epoch_seconds.iter().sum();
     let extra = SecureExtra {
@@ -210,7 +273,7 @@ pub fn run(
         stats: s,
         authority_setup_seconds,
         server_setup_seconds,
-        dlog_table_half_width: half_width,
+        dlog_table_half_width: table.half_width(),
         audit_records,
         audit_file_bytes,
     };
@@ -221,5 +284,12 @@ pub fn run(
         discrete_log_s: s.dlog_seconds,
         plaintext_layers_s: (training - s.key_seconds - s.fe_seconds - s.dlog_seconds).max(0.0),
     };
-    Ok((model, report, extra, breakdown, cross))
+    Ok(SecureRun {
+        model,
+        report,
+        extra,
+        breakdown,
+        cross,
+        leakage,
+    })
 }

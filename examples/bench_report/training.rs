@@ -1,10 +1,16 @@
-//! The training section: LeNet-5 in each mode on the same subset, seed and epochs, one library
-//! entry point per mode ([`cryptonn::nn::train::train`] for plain and quantised).
+//! One declared model in each mode on the same subset, seed and epochs, one library entry point
+//! per mode ([`cryptonn::nn::train::train`] for plain and quantised, the session for secure):
+//! the training section (LeNet-5) and every row of the architectures section.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
+use cryptonn::coordinator::secure_training::ShardLeakage;
+use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::Dataset;
+use cryptonn::nn::model::ModelSpec;
 use cryptonn::nn::train::{
     train, BatchProgress, EpochStats, Mode, TrainConfig, TrainObserver, TrainReport,
 };
@@ -13,7 +19,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::machine::{peak_rss_mb, reset_peak_rss};
-use crate::secure::{Breakdown, SecureExtra};
+use crate::secure::{Breakdown, Extras, SecureExtra};
 
 /// The three ways the report trains LeNet-5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,30 +99,45 @@ impl ModeFigures {
 pub struct ModeRun {
     /// The figures.
     pub figures: ModeFigures,
-    /// conv1's final weights `[6, 25]` (for the leakage section), if the run happened.
+    /// The first layer's final weights (LeNet-5: conv1's `[6, 25]`, for the leakage section).
     pub conv1_weight: Option<Array2<f32>>,
     /// Secure mode only: the cross-shard key attempts.
     pub cross_domain: Option<crate::cross_domain::CrossDomain>,
+    /// Secure mode only: what the server could rebuild of the first shard.
+    pub leakage: Option<ShardLeakage>,
 }
 
 /// Where secure training keeps its files.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SecureOptions {
-    /// Cache of discrete-log tables.
-    pub cache_dir: std::path::PathBuf,
+    /// The server's discrete-log table (half-width `dlog_half_width`).
+    pub table: Arc<BabyStepTable<Ristretto255>>,
     /// Scratch directory of the encrypted dataset (removed after the run).
     pub work_dir: std::path::PathBuf,
     /// Baby-step half-width of the server's table.
     pub dlog_half_width: u64,
 }
 
-/// Trains in `mode` with `cfg` (its `mode` field is overridden) on `train_set`, evaluating on
-/// `test_set` after each epoch, with a progress bar per epoch: [`train`] for plain and
-/// quantised mode, [`crate::secure::run`] (the library's secure-training parts) for secure
-/// mode.
+/// One run of [`run_mode`]: the model, the name of its encrypted cache file and its progress
+/// label, and what a secure run measures besides training.
+pub struct RunSpec<'a> {
+    /// The model.
+    pub spec: &'a ModelSpec,
+    /// A short name (`lenet5-mnist`): progress bars and the encrypted dataset's file name.
+    pub name: &'a str,
+    /// Secure mode only: cross-shard attempts and shard reconstruction.
+    pub extras: Extras,
+}
+
+/// Trains `run.spec` in `mode` with `cfg` (its `mode` field is overridden) on `train_set`,
+/// evaluating on `test_set` after each epoch, with a progress bar per epoch: [`train`] for
+/// plain and quantised mode, [`crate::secure::run`] (the library's
+/// [`SecureTrainingSession`](cryptonn::coordinator::secure_training::SecureTrainingSession))
+/// for secure mode.
 pub fn run_mode(
     mode: TrainMode,
     cfg: &TrainConfig,
+    run: &RunSpec<'_>,
     train_set: &Dataset,
     test_set: &Dataset,
     secure: &SecureOptions,
@@ -132,52 +153,51 @@ pub fn run_mode(
     };
     let per_section = reset_peak_rss();
     let start = Instant::now();
-    let mut bars = Bars::new(mode.key());
+    let mut bars = Bars::new(format!("{} {}", run.name, mode.key()));
     let (model, report, extra) = if mode == TrainMode::Secure {
-        let (model, report, extra, breakdown, cross) = crate::secure::run(
+        let out = crate::secure::run(
             &cfg,
+            run.spec,
+            run.name,
             train_set,
             test_set,
-            &secure.cache_dir,
-            &secure.work_dir,
-            secure.dlog_half_width,
+            secure,
+            &secure.table,
+            run.extras,
             &mut bars,
         )?;
-        (model, report, Some((extra, breakdown, cross)))
+        let extra = (out.extra, out.breakdown, out.cross, out.leakage);
+        (out.model, out.report, Some(extra))
     } else {
-        let (model, report) = train(
-            &cfg,
-            &cryptonn::nn::model::ModelSpec::lenet5(cfg.lenet),
-            train_set,
-            test_set,
-            &mut bars,
-        )?;
+        let (model, report) = train(&cfg, run.spec, train_set, test_set, &mut bars)?;
         (model, report, None)
     };
     let wall = start.elapsed().as_secs_f64();
     let mut figures = ModeFigures::from_report(&report, peak_rss_mb(), per_section, wall);
-    let mut cross_domain = None;
-    if let Some((extra, breakdown, cross)) = extra {
+    let (mut cross_domain, mut leakage) = (None, None);
+    if let Some((extra, breakdown, cross, leak)) = extra {
         figures.secure = Some(extra);
         figures.breakdown = Some(breakdown);
-        cross_domain = Some(cross);
+        cross_domain = cross;
+        leakage = leak;
     }
     Ok(ModeRun {
         figures,
         conv1_weight: Some(model.first_weight().to_owned()),
         cross_domain,
+        leakage,
     })
 }
 
 /// indicatif bars, one per epoch, and a line per finished epoch.
 struct Bars {
-    mode: &'static str,
+    mode: String,
     bar: Option<ProgressBar>,
     epoch_start: Instant,
 }
 
 impl Bars {
-    fn new(mode: &'static str) -> Self {
+    fn new(mode: String) -> Self {
         Self {
             mode,
             bar: None,

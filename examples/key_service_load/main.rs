@@ -11,12 +11,11 @@
 //! `--batch` random dense key vectors for `--seconds` seconds (bounded to 300). Prints the
 //! throughput in function keys per second and the p50/p99 latency of one request; any failure
 //! other than a policy refusal makes the run fail. `bench_report` runs the same test
-//! (`load.rs`).
-
-mod load;
+//! (`cryptonn::coordinator::net::load`).
 
 use anyhow::Context;
 use clap::Parser;
+use cryptonn::coordinator::net::load;
 
 /// Load test of the gRPC key service: concurrent requesters asking for batched FEIP keys.
 #[derive(Debug, Parser)]

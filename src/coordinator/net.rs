@@ -23,6 +23,8 @@
 //! - [`tls`]: certificate loading and generation (rcgen) for TLS and mutual TLS.
 //! - [`loopback`]: [`LoopbackAuthority`], an authority served on 127.0.0.1 for experiments,
 //!   benchmarks and tests.
+//! - [`load`]: a load test of the key service on loopback (concurrent requesters, keys per
+//!   second, latency percentiles), run by `examples/key_service_load` and `bench_report`.
 //! - [`prediction`]: secure prediction over the network, served by the server process
 //!   ([`PredictionService`], [`serve_predictions`]) and called by clients
 //!   ([`RemotePredictor`]); `proto/prediction.proto`.
@@ -50,6 +52,7 @@ mod channel;
 pub mod codec;
 pub mod convert;
 pub mod gate;
+pub mod load;
 pub mod loopback;
 pub mod prediction;
 pub mod remote;

@@ -22,6 +22,8 @@
 //! - [`backend`]: [`SecureFirstLayer`], the server's
 //!   [`FirstLayerBackend`](crate::nn::first_layer::FirstLayerBackend) over ciphertexts,
 //!   function keys and a discrete-log table.
+//! - [`server_view`]: a key service that records what the server receives, and what the
+//!   server can rebuild of a shard from it ([`shard_leakage`]).
 //! - [`error`]: the error type, [`SecureTrainingError`].
 //!
 //! # Layout: one FEIP ciphertext per image
@@ -65,6 +67,7 @@ pub mod geometry;
 pub mod in_process;
 pub mod multiexp;
 pub mod registration;
+pub mod server_view;
 pub mod session;
 
 pub use backend::{SecureFirstLayer, SecureStats};
@@ -77,6 +80,9 @@ pub use error::SecureTrainingError;
 pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};
 pub use in_process::{train_secure_in_process, InProcessOptions, InProcessSummary};
 pub use registration::register_label_commitments;
+pub use server_view::{
+    shard_leakage, RecordedRequest, RecordingKeyService, ShardLeakage, ViewLeakage,
+};
 pub use session::{
     group_name, EncryptedInput, LocalAuthority, SecureSummary, SecureTrainingSession,
     DEFAULT_DLOG_HALF_WIDTH,

@@ -1,22 +1,53 @@
-//! The load test itself, shared by `examples/key_service_load` and `examples/bench_report`:
-//! an authority (TLS, bearer tokens, fsync'd state in a temporary directory) on 127.0.0.1 and
-//! `requesters` server threads, each with its own connection, token and key domain (`n = dim`,
-//! per-batch policy), asking for batches of `batch` random dense key vectors for `seconds`.
+//! A load test of the networked key service, run by `examples/key_service_load` and
+//! `examples/bench_report`: an authority (TLS, bearer tokens, fsync'd state in a temporary
+//! directory) on 127.0.0.1 and `requesters` server threads, each with its own connection,
+//! token and key domain (`n = dim`, per-batch policy), asking for batches of `batch` random
+//! dense key vectors for `seconds`. Throughput is `keys / wall seconds` of the measured window
+//! (after every TLS handshake); latencies are per request.
 
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use cryptonn::coordinator::net::auth::{random_token, Role};
-use cryptonn::coordinator::net::{LoopbackAuthority, RemoteKeyService, TokenTable};
-use cryptonn::coordinator::{
-    CoordinatorError, DomainConfig, FeipKeyRequest, KeyService, KeyVectorData, PersistentAuthority,
-    PolicyConfig, RequesterId, StateOptions,
-};
-use cryptonn::fe::feip::FeipParams;
-use cryptonn::fe::group::ristretto::Ristretto255;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+
+use crate::coordinator::authority::DomainConfig;
+use crate::coordinator::error::CoordinatorError;
+use crate::coordinator::key_service::KeyService;
+use crate::coordinator::messages::{FeipKeyRequest, KeyVectorData, RequesterId};
+use crate::coordinator::net::auth::{random_token, Role, TokenTable};
+use crate::coordinator::net::loopback::{LoopbackAuthority, LoopbackError};
+use crate::coordinator::net::remote::RemoteKeyService;
+use crate::coordinator::persistent::{PersistentAuthority, StateError, StateOptions};
+use crate::coordinator::policy::PolicyConfig;
+use crate::fe::error::FeError;
+use crate::fe::feip::FeipParams;
+use crate::fe::group::ristretto::Ristretto255;
+
+/// Why a load test failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The authority's state could not be opened.
+    #[error("authority state: {0}")]
+    State(#[from] StateError),
+    /// The loopback authority could not start.
+    #[error("loopback authority: {0}")]
+    Loopback(#[from] LoopbackError),
+    /// The key vectors' parameters are unusable (`dim`).
+    #[error("parameters: {0}")]
+    Fe(#[from] FeError),
+    /// A token could not be added.
+    #[error("tokens: {0}")]
+    Token(String),
+    /// A domain could not be created, a requester could not connect, or a key request failed
+    /// (anything but a policy refusal).
+    #[error("key service: {0}")]
+    KeyService(#[from] CoordinatorError),
+    /// A requester thread panicked.
+    #[error("a requester thread panicked")]
+    Panicked,
+}
 
 /// What to run.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +102,8 @@ struct Outcome {
 /// Runs the load test; any failure other than a policy refusal is an error.
 ///
 /// # Errors
-/// Setup failures and the first failed request.
-pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
+/// [`LoadError`]: setup failures and the first failed request.
+pub fn run(cfg: &LoadConfig) -> Result<LoadFigures, LoadError> {
     let seconds = cfg.seconds.clamp(1, 300);
     let dir = std::env::temp_dir().join(format!("cryptonn-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -92,7 +123,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
         let name = format!("server-{i}");
         tokens
             .add(Role::Server, &name, &token)
-            .map_err(anyhow::Error::msg)?;
+            .map_err(LoadError::Token)?;
         let domain = state
             .create_domain(DomainConfig::new(params).with_policy(PolicyConfig::per_batch()))?;
         requesters.push((name, token, domain));
@@ -112,7 +143,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
             let config = authority.remote_config(&token, RequesterId::new(name));
             let barrier = Arc::clone(&barrier);
             let (batch, dim) = (cfg.batch, cfg.dim);
-            std::thread::spawn(move || -> anyhow::Result<Outcome> {
+            std::thread::spawn(move || -> Result<Outcome, LoadError> {
                 let service = RemoteKeyService::connect(Ristretto255, config)?;
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
                 // Connect (TLS handshake) before the clock starts.
@@ -137,7 +168,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
                     match service.feip_keys(&FeipKeyRequest { domain, vectors }) {
                         Ok(r) => out.keys += r.keys.len() as u64,
                         Err(CoordinatorError::Refused { .. }) => out.refusals += 1,
-                        Err(e) => return Err(e).context("key request failed"),
+                        Err(e) => return Err(e.into()),
                     }
                     out.latencies.push(t.elapsed());
                 }
@@ -150,9 +181,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadFigures> {
     let mut latencies = Vec::new();
     let (mut keys, mut refusals) = (0u64, 0u64);
     for h in handles {
-        let o = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a requester panicked"))??;
+        let o = h.join().map_err(|_| LoadError::Panicked)??;
         latencies.extend(o.latencies);
         keys += o.keys;
         refusals += o.refusals;

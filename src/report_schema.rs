@@ -1,9 +1,16 @@
-//! The contract of `report.json`: the dotted keys the issue names (dotted = nested objects),
-//! their types, and the rule for figures that were not measured — `null`, with the reason in
-//! `missing["<dotted key>"]`. Also checks that a report directory holds every output file.
+//! The contract of the benchmark report (`examples/bench_report`'s `report.json`): the dotted
+//! keys it must hold (dotted = nested objects), their types, and the rule for figures that were
+//! not measured — `null`, with the reason in `missing["<dotted key>"]`. Also checks that a
+//! report directory holds every output file.
 //!
-//! Shared by the example (`--check PATH`, and after every run) and by
-//! `tests/bench_report_schema.rs`.
+//! Used by the example (`--check PATH`, and after every run) and by
+//! `tests/bench_report_schema.rs`. It knows JSON only: no cryptography, no model.
+//!
+//! ```
+//! use cryptonn::report_schema::{check, required_keys};
+//! let problems = check(&serde_json::json!({})).unwrap_err();
+//! assert!(problems.len() >= required_keys().len());
+//! ```
 
 use std::path::Path;
 
@@ -55,7 +62,75 @@ pub fn required_keys() -> Vec<(String, Kind)> {
     }
     keys.push(("leakage.unrestricted.relative_error".into(), Kind::Number));
     keys.push(("leakage.policy.relative_error".into(), Kind::Number));
+    keys.extend(architecture_keys());
+    keys.extend(model_leakage_keys());
     keys
+}
+
+/// The built-in (model, dataset) pairs every report has a row for.
+pub const ARCHITECTURES: [(&str, &str); 5] = [
+    ("lenet5", "mnist"),
+    ("mlp", "mnist"),
+    ("cnn-small", "mnist"),
+    ("mlp", "breast-cancer"),
+    ("cnn-small", "digits"),
+];
+
+/// The numeric keys of each `architectures.<model>.<dataset>` row (plus `weights_identical`,
+/// a bool).
+pub const ARCHITECTURE_KEYS: [&str; 9] = [
+    "plain_accuracy",
+    "quantized_accuracy",
+    "secure_accuracy",
+    "plain_images_per_second",
+    "quantized_images_per_second",
+    "secure_images_per_second",
+    "secure_over_plain",
+    "train_size",
+    "epochs",
+];
+
+/// The views of each `leakage.models.<model>.<dataset>` entry, and the keys of each view.
+pub const LEAKAGE_VIEWS: [&str; 3] = ["forward_one_step", "gradient_one_step", "whole_run"];
+
+/// The keys of each leakage view.
+pub const LEAKAGE_VIEW_KEYS: [&str; 4] =
+    ["keys_issued", "rank", "exact_fraction", "relative_error"];
+
+/// `architectures.<model>.<dataset>.*` for every built-in pair.
+pub fn architecture_keys() -> Vec<(String, Kind)> {
+    let mut keys = Vec::new();
+    for (model, dataset) in ARCHITECTURES {
+        for k in ARCHITECTURE_KEYS {
+            keys.push((format!("architectures.{model}.{dataset}.{k}"), Kind::Number));
+        }
+        keys.push((
+            format!("architectures.{model}.{dataset}.weights_identical"),
+            Kind::Bool,
+        ));
+    }
+    keys
+}
+
+/// `leakage.models.<model>.<dataset>.<view>.*` for every built-in pair.
+pub fn model_leakage_keys() -> Vec<(String, Kind)> {
+    let mut keys = Vec::new();
+    for (model, dataset) in ARCHITECTURES {
+        for view in LEAKAGE_VIEWS {
+            for k in LEAKAGE_VIEW_KEYS {
+                keys.push((
+                    format!("leakage.models.{model}.{dataset}.{view}.{k}"),
+                    Kind::Number,
+                ));
+            }
+        }
+    }
+    keys
+}
+
+/// Whether `key` holds a fraction in `[0, 1]` (an accuracy or a share).
+fn is_fraction(key: &str) -> bool {
+    key.ends_with("accuracy") || key.ends_with("fraction")
 }
 
 /// The value at a dotted path, if every step is an object holding the next name.
@@ -87,7 +162,7 @@ pub fn check(report: &Value) -> Result<(), Vec<String>> {
                 Kind::Bool if !v.is_boolean() => problems.push(format!("{key}: not a bool: {v}")),
                 Kind::Number => match v.as_f64() {
                     None => problems.push(format!("{key}: not a number: {v}")),
-                    Some(x) if key.ends_with("test_accuracy") && !(0.0..=1.0).contains(&x) => {
+                    Some(x) if is_fraction(&key) && !(0.0..=1.0).contains(&x) => {
                         problems.push(format!("{key}: accuracy {x} is not a fraction"))
                     }
                     Some(x) if x < 0.0 => problems.push(format!("{key}: negative ({x})")),
