@@ -689,12 +689,13 @@ pub fn load_named(name: &str, dir: &Path) -> Result<DatasetSplit, DataError> {
     }
 }
 
-/// [`load_named`], then the first `train_size` (all if `None`) and the first `test_size`
-/// examples of each split, each clamped to the split's size: how every driver reads
-/// `--dataset`, `--train-size` and `--test-size`.
+/// [`load_named`], then the first `train_size` examples of the training split (all if `None`)
+/// and the first `test_size` of the test split (at most all: the drivers' default, 10,000, is
+/// MNIST's test set): how every driver reads `--dataset`, `--train-size` and `--test-size`.
 ///
 /// # Errors
-/// As [`load_named`].
+/// As [`load_named`], and [`DataError::TooFewExamples`] if `train_size` exceeds the training
+/// split.
 pub fn load_named_subsets(
     name: &str,
     dir: &Path,
@@ -702,9 +703,7 @@ pub fn load_named_subsets(
     test_size: usize,
 ) -> Result<DatasetSplit, DataError> {
     let split = load_named(name, dir)?;
-    let n = train_size
-        .unwrap_or(split.train.len())
-        .min(split.train.len());
+    let n = train_size.unwrap_or(split.train.len());
     let m = test_size.min(split.test.len());
     Ok(DatasetSplit {
         train: split.train.take(n, "training")?,
