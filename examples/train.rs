@@ -18,21 +18,22 @@
 //! `train_lenet` plus `model` and `dataset`. `--save`, `--checkpoint-every` and `--resume`
 //! save, checkpoint and continue a run ([`cryptonn::nn::saved_model`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use cryptonn::cli::{print_final, write_json, Bars, TrainOptions};
+use cryptonn::cli::{print_final, Bars, TrainOptions};
 use cryptonn::coordinator::secure_training::{
-    DatasetSamples, EncryptionParams, FirstLayerGeometry, SecureSummary, SecureTrainingSession,
+    run_summary, DatasetSamples, EncryptionParams, FirstLayerGeometry, SecureSummary,
+    SecureTrainingSession,
 };
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
-use cryptonn::nn::data::{default_data_dir, load_named, Dataset, LabelPermutation};
+use cryptonn::nn::data::{default_data_dir, load_named_subsets, Dataset, LabelPermutation};
 use cryptonn::nn::first_layer::FirstLayerSpec;
 use cryptonn::nn::model::{Model, ModelSpec};
 use cryptonn::nn::saved_model::DatasetInfo;
@@ -121,26 +122,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The training and test sets, the first `train_size` and `test_size` of each split, under the
-/// dataset's declared encoding ([`load_named`]).
-fn load(
-    dataset: CliDataset,
-    dir: &Path,
-    train_size: Option<usize>,
-    test_size: usize,
-) -> anyhow::Result<(Dataset, Dataset)> {
-    let name = match dataset {
-        CliDataset::Mnist => "mnist",
-        CliDataset::BreastCancer => "breast-cancer",
-        CliDataset::Digits => "digits",
-    };
-    let split = load_named(name, dir)?;
-    let (train, test) = (split.train, split.test);
-    let n = train_size.unwrap_or(train.len()).min(train.len());
-    let m = test_size.min(test.len());
-    Ok((train.take(n, "training")?, test.take(m, "test")?))
-}
-
 fn run() -> anyhow::Result<()> {
     let start = Instant::now();
     let args = Args::parse();
@@ -161,12 +142,11 @@ fn run() -> anyhow::Result<()> {
         (CliDataset::Mnist, _) => Some(args.train.train_size(mode)),
         (_, n) => n,
     };
-    let (train_set, test_set) = load(args.dataset, &dir, train_size, args.train.test_size)?;
-    let spec = if Path::new(&args.model).is_file() {
-        ModelSpec::from_file(Path::new(&args.model))?
-    } else {
-        ModelSpec::builtin(&args.model, train_set.shape(), train_set.classes())?
-    };
+    // The first `train_size` and `test_size` of each split, under the dataset's declared
+    // encoding.
+    let split = load_named_subsets(args.dataset.name(), &dir, train_size, args.train.test_size)?;
+    let (train_set, test_set) = (split.train, split.test);
+    let spec = ModelSpec::resolve(&args.model, train_set.shape(), train_set.classes())?;
     println!(
         "{} on {}: mode {mode}, {} training / {} test samples, {} epochs, batch {}, lr {}, \
          seed {}, {} threads",
@@ -189,7 +169,7 @@ fn run() -> anyhow::Result<()> {
         .persist
         .start(&cfg, &spec, &info, || Model::new(&spec, cfg.seed))?;
     let mut observer = args.train.persist.observer(&mut bars, info);
-    let (report, mut extra) = if mode == Mode::Secure {
+    let (report, secure) = if mode == Mode::Secure {
         let run = SecureRun {
             args: &args,
             spec: &spec,
@@ -205,15 +185,16 @@ fn run() -> anyhow::Result<()> {
     } else {
         (
             train_from(&cfg, from, &train_set, &test_set, observer.as_mut())?.1,
-            serde_json::Map::new(),
+            None,
         )
     };
     drop(observer);
     args.train.persist.report_saved(&report);
-    extra.insert("model".into(), serde_json::json!(spec.name));
-    extra.insert("dataset".into(), serde_json::json!(args.dataset.name()));
     if let Some(path) = &args.train.json {
-        write_json(path, &report, Some(&extra)).with_context(|| format!("{}", path.display()))?;
+        // The summary the Python binding's `train` returns too.
+        let summary = run_summary(&report, secure.as_ref(), &spec.name, args.dataset.name())?;
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("{}", path.display()))?;
         println!("wrote {}", path.display());
     }
     print_final(&report, mode, start);
@@ -233,7 +214,7 @@ impl SecureRun<'_> {
         group: G,
         start: TrainStart,
         observer: &mut dyn TrainObserver,
-    ) -> anyhow::Result<(TrainReport, serde_json::Map<String, serde_json::Value>)> {
+    ) -> anyhow::Result<(TrainReport, Option<SecureSummary>)> {
         let cfg = self.args.train.config(Mode::Secure);
         if cfg.schedule != BatchSchedule::FixedShards {
             anyhow::bail!("secure mode needs --batches fixed-shards (one key domain per shard)");
@@ -297,7 +278,7 @@ impl SecureRun<'_> {
             s.dlog_seconds,
             s.key_seconds
         );
-        let extra = SecureSummary {
+        let secure = SecureSummary {
             group: group.id(),
             encrypt_seconds: input.encrypt_seconds,
             reused: input.reused,
@@ -306,8 +287,7 @@ impl SecureRun<'_> {
             setup_seconds: input.setup_seconds,
             audit_records: Some(audit_records),
             audit_file: local.audit_file.display().to_string(),
-        }
-        .to_map();
-        Ok((report, extra))
+        };
+        Ok((report, Some(secure)))
     }
 }

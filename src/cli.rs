@@ -384,24 +384,7 @@ impl TrainObserver for Bars {
     }
 }
 
-/// The peak resident set size of this process so far, in MiB (`VmHWM` of
-/// `/proc/self/status`); `None` where the kernel does not report it.
-#[must_use]
-pub fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Writes the run summary: the [`TrainReport`], the process's `peak_rss_mb` and `extra` keys,
-/// pretty JSON.
+/// Writes the run summary: the [`TrainReport`] and `extra` keys, pretty JSON.
 ///
 /// # Errors
 /// I/O errors creating or writing `path`.
@@ -411,11 +394,8 @@ pub fn write_json(
     extra: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> std::io::Result<()> {
     let mut value = serde_json::to_value(report).map_err(std::io::Error::other)?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("peak_rss_mb".into(), serde_json::json!(peak_rss_mb()));
-        if let Some(extra) = extra {
-            obj.extend(extra.clone());
-        }
+    if let (Some(obj), Some(extra)) = (value.as_object_mut(), extra) {
+        obj.extend(extra.clone());
     }
     let file = std::fs::File::create(path)?;
     serde_json::to_writer_pretty(std::io::BufWriter::new(file), &value)

@@ -141,3 +141,39 @@ fn garbage_ca_is_named_as_such() {
     );
     assert!(!err.to_string().contains("UnknownIssuer"), "{err}");
 }
+
+/// Reproduction 9: `server train` suggested `--reencrypt`, which it does not accept. A damaged
+/// dataset now names the flag of the command that writes the dataset again, and that command
+/// has it.
+#[test]
+fn a_damaged_dataset_names_a_flag_that_exists() {
+    let dir = temp_dir("damaged");
+    let bad = dir.join("train.cnnenc");
+    std::fs::write(&bad, b"CNNENC but not really an encrypted dataset").unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "server",
+            "train",
+            "--authority",
+            "https://127.0.0.1:1",
+            "--data",
+        ])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not a valid encrypted dataset"), "{err}");
+    assert!(err.contains("cryptonn client encrypt --reencrypt"), "{err}");
+    let help = Command::new(BIN)
+        .args(["client", "encrypt", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--reencrypt"));
+    let help = Command::new(BIN)
+        .args(["server", "train", "--help"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("--reencrypt"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

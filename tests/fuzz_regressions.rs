@@ -20,6 +20,10 @@ const TARGETS: &[(&str, Target)] = &[
     ("audit_file", targets::audit_file),
     ("domain_journal", targets::domain_journal),
     ("proto_conversions", targets::proto_conversions),
+    ("model_spec", targets::model_spec),
+    ("dataset_breast_cancer", targets::dataset_breast_cancer),
+    ("dataset_digits", targets::dataset_digits),
+    ("dataset_mnist", targets::dataset_mnist),
 ];
 
 #[test]
@@ -284,4 +288,105 @@ fn write_seeds() {
         &std::fs::read(dir.join("audit.cnnaudit")).unwrap(),
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes valid inputs of the model and dataset loaders to `fuzz/regressions/<target>/seed-*`:
+/// model files (the built-ins and `examples/models/`, in TOML and JSON), the shipped
+/// breast-cancer and digits files (whole, so that the fuzzers reach the split and the encoding)
+/// and a small MNIST pair. Run after a format change:
+/// `cargo test --test fuzz_regressions -- --ignored write_loader_seeds`.
+#[test]
+#[ignore = "writes files under fuzz/regressions/"]
+fn write_loader_seeds() {
+    use cryptonn::nn::data::InputShape;
+    use cryptonn::nn::lenet::LeNetConfig;
+    use cryptonn::nn::model::ModelSpec;
+    use std::io::Write;
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = repo.join("fuzz/regressions");
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    };
+    let tagged = |tag: u8, body: &[u8]| [&[tag][..], body].concat();
+
+    // Model files: byte 0 even = TOML, odd = JSON.
+    let digits = InputShape::Image {
+        channels: 1,
+        height: 8,
+        width: 8,
+    };
+    let specs = [
+        ModelSpec::lenet5(LeNetConfig::default()),
+        ModelSpec::builtin("mlp", InputShape::Flat(30), 2).unwrap(),
+        ModelSpec::builtin("cnn-small", digits, 10).unwrap(),
+        ModelSpec::builtin("mlp", digits, 10).unwrap(),
+    ];
+    for (i, spec) in specs.iter().enumerate() {
+        put(
+            "model_spec",
+            &format!("{i}-toml"),
+            &tagged(0, toml::to_string(spec).unwrap().as_bytes()),
+        );
+        put(
+            "model_spec",
+            &format!("{i}-json"),
+            &tagged(1, serde_json::to_string(spec).unwrap().as_bytes()),
+        );
+    }
+    let clinic = std::fs::read(repo.join("examples/models/clinic-mlp.toml")).unwrap();
+    put("model_spec", "clinic-mlp", &tagged(0, &clinic));
+
+    // The shipped tables, whole (byte 0 of dataset_digits: even = gzipped, odd = plain CSV).
+    let bc = std::fs::read(repo.join("data/breast_cancer.csv")).unwrap();
+    put("dataset_breast_cancer", "file", &bc);
+    let head: Vec<u8> = bc
+        .split_inclusive(|&b| b == b'\n')
+        .take(6)
+        .flatten()
+        .copied()
+        .collect();
+    put("dataset_breast_cancer", "head", &head);
+    let gz = std::fs::read(repo.join("data/digits.csv.gz")).unwrap();
+    put("dataset_digits", "gz", &tagged(0, &gz));
+    // The whole plain CSV (265 kB) is left out: it would slow every fuzzer execution.
+    let mut csv = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut csv).unwrap();
+    let head: Vec<u8> = csv
+        .split_inclusive(|&b| b == b'\n')
+        .take(5)
+        .flatten()
+        .copied()
+        .collect();
+    put("dataset_digits", "csv-head", &tagged(1, &head));
+
+    // A 3-image MNIST pair: flags (bit 0: images gzipped, bit 1: labels), u16 LE image length.
+    let mut images = vec![0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 28, 0, 0, 0, 28];
+    images.extend((0..3 * 784).map(|i| (i % 256) as u8));
+    let labels = [0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 9];
+    let gzip = |b: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    for flags in 0u8..4 {
+        let img = if flags & 1 != 0 {
+            gzip(&images)
+        } else {
+            images.clone()
+        };
+        let lab = if flags & 2 != 0 {
+            gzip(&labels)
+        } else {
+            labels.to_vec()
+        };
+        let len = u16::try_from(img.len()).unwrap().to_le_bytes();
+        put(
+            "dataset_mnist",
+            &format!("pair-{flags}"),
+            &[&[flags][..], &len, &img, &lab].concat(),
+        );
+    }
 }

@@ -317,3 +317,90 @@ fn public_keys_are_served_while_the_largest_domain_is_created() {
     drop(authority);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// GetPublicKey is read-only and does not wait behind the authority's mutex, which a long
+/// IssueFeipKeys holds: a domain's key, once read, is served while the mutex is held (before,
+/// the call waited until the mutex was released). A domain that a key review rotates is
+/// withdrawn: its key is no longer served.
+#[test]
+fn public_keys_do_not_wait_behind_key_issuance() {
+    use cryptonn::coordinator::{
+        DomainAccess, DomainConfig, FeipKeyRequest, KeyVectorData, PolicyConfig,
+    };
+    let dir = temp_dir("readonly");
+    let state = Arc::new(Mutex::new(
+        PersistentAuthority::open(
+            Ristretto255,
+            &dir.join("state"),
+            StateOptions {
+                fsync: false,
+                ..StateOptions::default()
+            },
+        )
+        .unwrap(),
+    ));
+    let (client, server) = (random_token(), random_token());
+    let mut tokens = TokenTable::new();
+    tokens.add(Role::Client, "owner", &client).unwrap();
+    tokens.add(Role::Server, "trainer", &server).unwrap();
+    let authority = LoopbackAuthority::start(Arc::clone(&state), tokens).unwrap();
+    // A domain whose policy rotates it once the issued keys reach rank n/2 = 4.
+    let d = state
+        .lock()
+        .unwrap()
+        .create_domain_for(
+            DomainConfig::new(FeipParams::new(8, 255, 100).unwrap())
+                .with_policy(PolicyConfig::rotating()),
+            DomainAccess::new(RequesterId::new("owner"), RequesterId::new("trainer")),
+        )
+        .unwrap();
+    let reader = Arc::new(
+        RemoteKeyService::connect(
+            Ristretto255,
+            authority.remote_config(&client, RequesterId::new("owner")),
+        )
+        .unwrap(),
+    );
+    let first = reader.public_key(d).unwrap();
+
+    // What a long IssueFeipKeys does: hold the authority's mutex.
+    let held = state.lock().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = Arc::clone(&reader);
+    let t = Instant::now();
+    let asker = std::thread::spawn(move || tx.send(r.public_key(d)).unwrap());
+    let answer = rx.recv_timeout(Duration::from_secs(20));
+    let waited = t.elapsed();
+    drop(held);
+    asker.join().unwrap();
+    let answer = answer.expect("GetPublicKey waited behind the authority's mutex");
+    let bytes = |pk: &cryptonn::coordinator::DomainPublicKey<Ristretto255>| {
+        cryptonn::fe::serialize::WireFormat::to_bytes(&pk.feip, &Ristretto255)
+    };
+    assert_eq!(bytes(&answer.unwrap()), bytes(&first));
+    eprintln!("GetPublicKey answered in {waited:?} while the authority's mutex was held");
+
+    // The server reaches the rank cap; the fifth independent vector rotates the domain.
+    let trainer = RemoteKeyService::connect(
+        Ristretto255,
+        authority.remote_config(&server, RequesterId::new("trainer")),
+    )
+    .unwrap();
+    let ask = |i: usize| {
+        let mut y = vec![1; 8];
+        y[i] = 9;
+        trainer.feip_keys(&FeipKeyRequest {
+            domain: d,
+            vectors: vec![KeyVectorData::Dense(y)],
+        })
+    };
+    for i in 0..4 {
+        ask(i).unwrap();
+    }
+    let err = ask(4).unwrap_err();
+    assert!(err.to_string().contains("rotated"), "{err}");
+    let err = reader.public_key(d).unwrap_err();
+    assert!(err.to_string().contains("rotated"), "{err}");
+    drop(authority);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -196,3 +196,129 @@ pub fn proto_conversions(data: &[u8]) {
         }
     }
 }
+
+/// Bounds a fuzzed model must stay within for the target to build and run it (larger ones are
+/// valid but slow; the spec's own limits are checked by `validate`).
+const MAX_FUZZ_PARAMETERS: usize = 1 << 16;
+const MAX_FUZZ_VALUES: usize = 1 << 14;
+
+/// A model file (the first byte selects TOML or JSON; the rest is the text): parsing gives a
+/// typed error or a valid spec; a valid spec survives a round trip through both formats, and a
+/// small one builds into a [`Model`](cryptonn::nn::model::Model) that runs forward on one
+/// sample to finite probabilities.
+pub fn model_spec(data: &[u8]) {
+    use cryptonn::nn::first_layer::FirstLayerSpec;
+    use cryptonn::nn::model::{Model, ModelSpec};
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let parsed = if which % 2 == 0 {
+        ModelSpec::from_toml_str(&text)
+    } else {
+        ModelSpec::from_json_str(&text)
+    };
+    let Ok(spec) = parsed else {
+        return;
+    };
+    spec.validate().expect("a parsed spec is valid");
+    let toml_text = toml::to_string(&spec).expect("a valid spec serialises to TOML");
+    assert_eq!(
+        ModelSpec::from_toml_str(&toml_text).expect("its TOML parses"),
+        spec
+    );
+    let json_text = serde_json::to_string(&spec).expect("a valid spec serialises to JSON");
+    assert_eq!(
+        ModelSpec::from_json_str(&json_text).expect("its JSON parses"),
+        spec
+    );
+    let size = spec.size().expect("a valid spec has a size");
+    let parameters = size.parameters;
+    if parameters > MAX_FUZZ_PARAMETERS || size.largest_activation > MAX_FUZZ_VALUES {
+        return;
+    }
+    let model = Model::new(&spec, 1).expect("a valid spec builds");
+    assert_eq!(
+        model
+            .parameters()
+            .iter()
+            .map(|(_, p)| p.len())
+            .sum::<usize>(),
+        parameters
+    );
+    let x = match *model.first_layer() {
+        FirstLayerSpec::Linear { inputs, .. } => ndarray::ArrayD::zeros(vec![1, inputs]),
+        FirstLayerSpec::Conv {
+            channels,
+            height,
+            width,
+            padding,
+            ..
+        } => ndarray::ArrayD::zeros(vec![1, channels, height + 2 * padding, width + 2 * padding]),
+    };
+    let probs = model.predict_proba(x.view());
+    assert_eq!(probs.shape(), [1, spec.classes]);
+    assert!(probs.iter().all(|p| p.is_finite()));
+}
+
+/// A table dataset that parsed: the rest of the loading path (fixed split, the declared
+/// encoding fitted on the training split, the datasets) gives a typed error or datasets.
+fn table_pipeline(table: &cryptonn::nn::datasets::Table) {
+    if let Ok(split) = cryptonn::nn::datasets::fixed_split(table) {
+        if let Ok(sets) = cryptonn::nn::data::encode_table_split(&split) {
+            assert_eq!(sets.train.len() + sets.test.len(), table.len());
+        }
+    }
+}
+
+/// The breast-cancer CSV (`breast_cancer.csv`), and what loading does with the table.
+pub fn dataset_breast_cancer(data: &[u8]) {
+    if let Ok(table) = cryptonn::nn::datasets::parse_breast_cancer_from_bytes(data) {
+        table_pipeline(&table);
+    }
+}
+
+/// The digits CSV: the first byte selects gzipped (`digits.csv.gz`) or plain (`digits.csv`).
+pub fn dataset_digits(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let parsed = if which % 2 == 0 {
+        cryptonn::nn::datasets::parse_digits_from_bytes(rest)
+    } else {
+        cryptonn::nn::datasets::parse_digits_csv_from_bytes(rest)
+    };
+    if let Ok(table) = parsed {
+        table_pipeline(&table);
+    }
+}
+
+/// An MNIST image file and label file (IDX, each gzipped or not). Layout: one byte of flags
+/// (bit 0: the images are gzipped, bit 1: the labels are), a little-endian `u16` length of the
+/// image file, the image file, the label file.
+pub fn dataset_mnist(data: &[u8]) {
+    if data.len() < 3 {
+        return;
+    }
+    let flags = data[0];
+    let split = usize::from(u16::from_le_bytes([data[1], data[2]]));
+    let rest = &data[3..];
+    let (images, labels) = rest.split_at(split.min(rest.len()));
+    let name = |base: &str, gz: bool| {
+        std::path::PathBuf::from(if gz {
+            format!("{base}.gz")
+        } else {
+            base.to_owned()
+        })
+    };
+    let image_path = name(cryptonn::nn::data::TEST_IMAGES, flags & 1 != 0);
+    let label_path = name(cryptonn::nn::data::TEST_LABELS, flags & 2 != 0);
+    if let Ok(set) =
+        cryptonn::nn::data::mnist_set_from_bytes(&image_path, images, &label_path, labels)
+    {
+        for i in 0..set.len().min(4) {
+            assert!(set.label(i) < 10);
+            assert_eq!(set.image(i).len(), 784);
+        }
+    }
+}

@@ -98,7 +98,7 @@ def _tqdm_progress() -> Optional[Callable[[Dict[str, Any]], None]]:
 
 
 def train(
-    model: str = "lenet5",
+    model: Union[str, "os.PathLike[str]", Dict[str, Any]] = "lenet5",
     dataset: str = "mnist",
     mode: str = "secure",
     train_size: Optional[int] = None,
@@ -108,31 +108,42 @@ def train(
 ) -> Dict[str, Any]:
     """Trains ``model`` on ``dataset`` and returns the run summary.
 
-    The summary is the dict ``train_lenet --json`` writes (same keys: ``mode``, ``epochs``,
-    ``train_size``, ..., ``test_accuracy``, ``images_per_second``, ``weights_sha256``); the
-    same arguments give the same ``weights_sha256`` as the Rust example.
+    The summary is the dict ``examples/train.rs --json`` writes (same keys: ``mode``,
+    ``epochs``, ``train_size``, ..., ``test_accuracy``, ``images_per_second``,
+    ``weights_sha256``, ``model``, ``dataset``, and in secure mode ``group``, ``feip_keys``,
+    ``decryptions``, ...); the same arguments give the same ``weights_sha256`` as the Rust
+    example.
 
-    ``model`` is ``"lenet5"``, another built-in (``"mlp"``, ``"cnn-small"``) or a model file
-    (TOML or JSON). ``mode`` is ``"plain"`` (float), ``"quantized"`` (the first layer in the
-    integer arithmetic of secure training, on plaintext) or ``"secure"`` (the first layer over
-    FEIP/FEBO ciphertexts, with an in-process authority). ``train_size`` defaults to 2,048
-    images in secure mode and 10,000 otherwise.
+    ``model`` is a built-in (``"lenet5"``, ``"mlp"``, ``"cnn-small"``, sized to the dataset), a
+    model file (TOML or JSON, as ``--model`` of the example), or a spec as a dict (the JSON
+    model file's content). ``dataset`` is ``"mnist"``, ``"breast-cancer"`` or ``"digits"``,
+    under its declared encoding. ``mode`` is ``"plain"`` (float), ``"quantized"`` (the first
+    layer in the integer arithmetic of secure training, on plaintext) or ``"secure"`` (the first
+    layer over FEIP/FEBO ciphertexts, with an in-process authority). ``train_size`` defaults to
+    2,048 MNIST images in secure mode and 10,000 otherwise, and to the whole training split of
+    the other datasets (more than the split holds is a ``DatasetError``); ``test_size`` is
+    clamped to the test split's size.
 
     ``progress`` is a callable that receives one dict per event (``event`` is
-    ``"epoch_started"``, ``"batch_finished"`` or ``"epoch_finished"``); ``None`` shows tqdm
-    bars if tqdm is installed; ``False`` shows nothing.
+    ``"epoch_started"``, ``"batch_finished"`` or ``"epoch_finished"``; ``"encrypting"`` in
+    secure mode); ``None`` shows tqdm bars if tqdm is installed; ``False`` shows nothing.
 
-    Options (the defaults of ``train_lenet``): ``test_size=10000``, ``batch_size=16``,
-    ``seed=1``, ``lr=0.015``, ``momentum=0.9``, ``lr_schedule="cosine"``, ``chunk_size=8``,
-    ``threads=0`` (all cores), ``data_dir`` (else ``$CRYPTONN_DATA_DIR``, else the repository's
-    ``data/``); secure mode also takes ``group``, ``cache_dir``, ``dlog_half_width`` and
-    ``reencrypt``.
+    Options (the defaults of the example): ``test_size=10000``, ``batch_size=16``, ``seed=1``,
+    ``lr=0.015``, ``momentum=0.9``, ``lr_schedule="cosine"``, ``chunk_size=8``, ``threads=0``
+    (all cores), ``data_dir`` (else ``$CRYPTONN_DATA_DIR``, else the repository's ``data/``);
+    secure mode also takes ``group``, ``cache_dir``, ``dlog_half_width`` and ``reencrypt``.
 
     >>> import cryptonn
     >>> summary = cryptonn.train(mode="plain", train_size=64, epochs=1, test_size=32,
     ...                          progress=False)
-    >>> summary["mode"], summary["train_size"], len(summary["weights_sha256"])
-    ('plain', 64, 64)
+    >>> summary["mode"], summary["train_size"], summary["model"], len(summary["weights_sha256"])
+    ('plain', 64, 'lenet5', 64)
+    >>> spec = {"name": "tiny", "classes": 2, "input": {"flat": 30},
+    ...         "layers": [{"type": "linear", "in": 30, "out": 2}]}
+    >>> s = cryptonn.train(model=spec, dataset="breast-cancer", mode="quantized", epochs=1,
+    ...                    progress=False)
+    >>> s["model"], s["dataset"], s["train_size"], s["test_size"]
+    ('tiny', 'breast-cancer', 456, 113)
     """
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
@@ -154,8 +165,17 @@ def train(
     if cache_dir is None and mode == "secure":
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         cache_dir = os.path.join(base, "cryptonn")
+    if isinstance(model, dict):
+        model_name, model_json = "", json.dumps(model)
+    elif isinstance(model, (str, os.PathLike)):
+        model_name, model_json = os.fspath(model), None
+    else:
+        raise errors.InvalidInputError(
+            f"model must be a name, a model file or a spec dict, not {type(model).__name__}"
+        )
     summary = _train(
-        str(model),
+        model_name,
+        model_json,
         dataset,
         mode,
         train_size,

@@ -1,3 +1,4 @@
+import os
 from typing import Any, Callable, Dict, Optional, Union
 
 from . import errors as errors
@@ -13,7 +14,7 @@ from ._cryptonn import (
 )
 
 def train(
-    model: str = "lenet5",
+    model: Union[str, "os.PathLike[str]", Dict[str, Any]] = "lenet5",
     dataset: str = "mnist",
     mode: str = "secure",
     train_size: Optional[int] = None,

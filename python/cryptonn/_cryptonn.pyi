@@ -118,6 +118,7 @@ class Server:
 
 def _train(
     model: str,
+    model_json: Optional[str],
     dataset: str,
     mode: str,
     train_size: Optional[int],

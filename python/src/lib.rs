@@ -99,7 +99,7 @@ pub(crate) fn nn_err(e: NnError) -> PyErr {
         NnError::Data(_) => "DatasetError",
         NnError::Shape { .. } => "ShapeError",
         NnError::Encoding { .. } | NnError::BoundExceeded { .. } => "BoundError",
-        NnError::InvalidConfig(_) => "InvalidInputError",
+        NnError::InvalidConfig(_) | NnError::Model { .. } => "InvalidInputError",
         _ => "CryptonnError",
     };
     raise(class, error_chain(&e))

@@ -1,17 +1,21 @@
-//! `train(...)`: keyword arguments -> a `TrainConfig`, one call of `cryptonn::nn::train::train`,
-//! the `TrainReport` -> the JSON `train_lenet --json` writes.
+//! `train(...)`: keyword arguments -> a `TrainConfig`, the library's dataset and model
+//! resolution (`load_named_subsets`, `ModelSpec::resolve`), one call of
+//! `cryptonn::nn::train::train` or `train_secure_in_process`, and the library's
+//! `run_summary` -> the JSON `examples/train.rs --json` writes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use cryptonn::coordinator::secure_training::{train_secure_in_process, InProcessOptions};
+use cryptonn::coordinator::secure_training::{
+    run_summary, train_secure_in_process, InProcessOptions,
+};
 use cryptonn::fe::group::ristretto::Ristretto255;
-use cryptonn::nn::data::{LabelPermutation, Mnist};
+use cryptonn::nn::data::{load_named_subsets, LabelPermutation};
 use cryptonn::nn::datasets::resolve_data_dir;
 use cryptonn::nn::error::NnError;
 use cryptonn::nn::model::ModelSpec;
 use cryptonn::nn::optim::{LrSchedule, SgdConfig};
 use cryptonn::nn::train::{
-    train, BatchProgress, BatchSchedule, EpochStats, Mode, TrainConfig, TrainObserver, TrainReport,
+    train, BatchProgress, BatchSchedule, EpochStats, Mode, TrainConfig, TrainObserver,
 };
 use pyo3::prelude::*;
 
@@ -78,16 +82,18 @@ fn invalid(message: String) -> PyErr {
     raise("InvalidInputError", message)
 }
 
-/// Trains `model` on `dataset` and returns the run summary as JSON (the keys of
-/// `train_lenet --json`). Defaults are those of `train_lenet`.
+/// Trains `model` (a built-in name or a model file; or, with `model_json`, that spec) on
+/// `dataset` and returns the run summary as JSON (the keys of `examples/train.rs --json`).
+/// Defaults are those of the example.
 #[pyfunction]
-#[pyo3(signature = (model, dataset, mode, train_size, test_size, epochs, batch_size, seed, lr,
-                    momentum, lr_schedule, chunk_size, threads, data_dir, group, cache_dir,
-                    dlog_half_width, reencrypt, progress))]
+#[pyo3(signature = (model, model_json, dataset, mode, train_size, test_size, epochs, batch_size,
+                    seed, lr, momentum, lr_schedule, chunk_size, threads, data_dir, group,
+                    cache_dir, dlog_half_width, reencrypt, progress))]
 #[allow(clippy::too_many_arguments)]
 pub fn _train(
     py: Python<'_>,
     model: &str,
+    model_json: Option<String>,
     dataset: &str,
     mode: &str,
     train_size: Option<usize>,
@@ -117,11 +123,6 @@ pub fn _train(
             )))
         }
     };
-    if dataset != "mnist" {
-        return Err(invalid(format!(
-            "unknown dataset {dataset:?}: this build trains on \"mnist\""
-        )));
-    }
     let defaults = TrainConfig::default();
     let sgd = SgdConfig {
         lr: lr.unwrap_or(defaults.sgd.lr),
@@ -143,7 +144,7 @@ pub fn _train(
         batch_size: batch_size.unwrap_or(defaults.batch_size),
         chunk_size: chunk_size.unwrap_or(defaults.chunk_size),
         sgd,
-        // As train_lenet: shuffled batches in float, fixed shards (one key domain each)
+        // As the example: shuffled batches in float, fixed shards (one key domain each)
         // otherwise.
         schedule: if mode == Mode::Plain {
             BatchSchedule::Shuffled
@@ -152,14 +153,15 @@ pub fn _train(
         },
         ..defaults
     };
-    let train_size = train_size.unwrap_or(if mode == Mode::Secure { 2048 } else { 10_000 });
+    // As the example (`TrainOptions::train_size`): MNIST defaults to 2,048 training images in
+    // secure mode and 10,000 otherwise; the other datasets to their whole training split.
+    let train_size = match (dataset, train_size) {
+        ("mnist", None) => Some(if mode == Mode::Secure { 2048 } else { 10_000 }),
+        (_, n) => n,
+    };
     let group = crate::Group::parse(group)?;
-    if mode == Mode::Secure && model != "lenet5" {
-        return Err(invalid(format!(
-            "secure mode trains \"lenet5\" in this build, not {model:?}"
-        )));
-    }
     let model = model.to_owned();
+    let dataset = dataset.to_owned();
     let encrypt_callback = progress
         .as_ref()
         .map(|cb| Python::attach(|py| cb.clone_ref(py)));
@@ -169,20 +171,22 @@ pub fn _train(
     };
     let json = detached(py, || {
         let dir = resolve_data_dir(data_dir.as_deref()).map_err(|e| nn_err(e.into()))?;
-        let spec = model_spec(&model, &cfg)?;
-        let mnist = Mnist::load(&dir).map_err(|e| nn_err(e.into()))?;
-        let train_set = mnist
-            .train
-            .take(train_size, "training")
+        let split = load_named_subsets(&dataset, &dir, train_size, test_size)
             .map_err(|e| nn_err(e.into()))?;
-        let test_set = mnist
-            .test
-            .take(test_size, "test")
-            .map_err(|e| nn_err(e.into()))?;
-        let mut extra = serde_json::Map::new();
-        let mut run = || -> Result<TrainReport, NnError> {
+        let (train_set, test_set) = (split.train, split.test);
+        let spec = match &model_json {
+            Some(json) => ModelSpec::from_json_str(json),
+            None => ModelSpec::resolve(&model, train_set.shape(), train_set.classes()),
+        }
+        .map_err(nn_err)?;
+        let mut run = || -> Result<serde_json::Map<String, serde_json::Value>, NnError> {
+            let summary = |report, secure| {
+                run_summary(report, secure, &spec.name, &dataset)
+                    .map_err(|e| NnError::InvalidConfig(format!("summary: {e}")))
+            };
             if mode != Mode::Secure {
-                return Ok(train(&cfg, &spec, &train_set, &test_set, &mut observer)?.1);
+                let report = train(&cfg, &spec, &train_set, &test_set, &mut observer)?.1;
+                return summary(&report, None);
             }
             // The data owner's label permutation: the one quantised training draws from the
             // seed, so that secure and quantised weights are bit-identical.
@@ -205,10 +209,12 @@ pub fn _train(
                     });
                 }
             };
-            let summary = match &group {
+            let (_, run) = match &group {
                 crate::Group::Ristretto => train_secure_in_process(
                     Ristretto255,
                     &cfg,
+                    &spec,
+                    &dataset,
                     &train_set,
                     &test_set,
                     &labels,
@@ -219,6 +225,8 @@ pub fn _train(
                 crate::Group::Modp(g) => train_secure_in_process(
                     g.clone(),
                     &cfg,
+                    &spec,
+                    &dataset,
                     &train_set,
                     &test_set,
                     &labels,
@@ -226,47 +234,10 @@ pub fn _train(
                     &encrypting,
                     &mut observer,
                 ),
-            }?
-            .1;
-            let s = summary.stats;
-            let group_name = match &group {
-                crate::Group::Ristretto => "ristretto255",
-                crate::Group::Modp(g) => crate::group_name(g),
-            };
-            // The keys train_lenet adds in secure mode.
-            for (k, v) in [
-                ("group", serde_json::json!(group_name)),
-                (
-                    "encrypt_seconds",
-                    serde_json::json!(summary.encrypt_seconds),
-                ),
-                (
-                    "encrypted_dataset_reused",
-                    serde_json::json!(summary.reused),
-                ),
-                (
-                    "ciphertext_bytes",
-                    serde_json::json!(summary.ciphertext_bytes),
-                ),
-                ("key_requests", serde_json::json!(s.key_requests)),
-                ("feip_keys", serde_json::json!(s.feip_keys)),
-                ("febo_keys", serde_json::json!(s.febo_keys)),
-                ("decryptions", serde_json::json!(s.decryptions)),
-                ("dlog_seconds", serde_json::json!(s.dlog_seconds)),
-                ("fe_seconds", serde_json::json!(s.fe_seconds)),
-                ("key_seconds", serde_json::json!(s.key_seconds)),
-                (
-                    "authority_setup_seconds",
-                    serde_json::json!(summary.setup_seconds),
-                ),
-                ("audit_records", serde_json::json!(summary.audit_records)),
-                ("audit_file", serde_json::json!("(in memory)")),
-            ] {
-                extra.insert(k.to_string(), v);
-            }
-            Ok(summary.report)
+            }?;
+            summary(&run.report, Some(&run.secure))
         };
-        let report = if threads == 0 {
+        let summary = if threads == 0 {
             run()
         } else {
             rayon::ThreadPoolBuilder::new()
@@ -276,36 +247,10 @@ pub fn _train(
                 .install(run)
         }
         .map_err(nn_err)?;
-        let mut value =
-            serde_json::to_value(&report).map_err(|e| raise("CryptonnError", e.to_string()))?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.extend(extra);
-        }
-        serde_json::to_string(&value).map_err(|e| raise("CryptonnError", e.to_string()))
+        serde_json::to_string(&summary).map_err(|e| raise("CryptonnError", e.to_string()))
     })?;
     if let Some(e) = observer.error {
         return Err(e);
     }
     Ok(json)
-}
-
-/// A built-in model by name, or a model file (TOML or JSON).
-fn model_spec(name: &str, cfg: &TrainConfig) -> PyResult<ModelSpec> {
-    if name == "lenet5" {
-        return Ok(ModelSpec::lenet5(cfg.lenet));
-    }
-    let path = Path::new(name);
-    if path.extension().is_some() {
-        return ModelSpec::from_file(path).map_err(nn_err);
-    }
-    ModelSpec::builtin(
-        name,
-        cryptonn::nn::data::InputShape::Image {
-            channels: 1,
-            height: 28,
-            width: 28,
-        },
-        10,
-    )
-    .map_err(nn_err)
 }

@@ -1,4 +1,5 @@
-"""train(...) returns train_lenet's JSON summary, with the Rust example's weights."""
+"""train(...) returns train_lenet's JSON summary (plus `model` and `dataset`, as the generic
+`train` example writes them), with the Rust example's weights."""
 
 import json
 import os
@@ -58,7 +59,9 @@ def test_plain_training_matches_the_rust_example(tmp_path):
         assert PLAIN_SHA256 is not None, "build the train_lenet example (cargo build --examples)"
         assert summary["weights_sha256"] == PLAIN_SHA256
         return
-    assert set(summary) == set(rust)
+    # The generic example's keys: train_lenet's, and the model and the dataset.
+    assert set(summary) == set(rust) | {"model", "dataset"}
+    assert (summary["model"], summary["dataset"]) == ("lenet5", "mnist")
     assert summary["weights_sha256"] == rust["weights_sha256"]
     for key in ("epochs", "train_size", "test_size", "batch_size", "seed", "lr", "schedule"):
         assert summary[key] == rust[key], key
@@ -77,7 +80,8 @@ def test_secure_training_is_bit_identical_to_quantized(tmp_path):
     args = dict(train_size=32, epochs=1, test_size=16, progress=False)
     quantized = cryptonn.train(mode="quantized", **args)
     secure = cryptonn.train(mode="secure", cache_dir=tmp_path, **args)
-    assert secure["mode"] == "secure" and secure["group"] == "ristretto255"
+    # The group as the Rust examples' summaries name it.
+    assert secure["mode"] == "secure" and secure["group"] == "ristretto"
     assert secure["feip_keys"] > 0 and secure["decryptions"] > 0 and secure["audit_records"] > 0
     assert secure["weights_sha256"] == quantized["weights_sha256"]
 

@@ -78,12 +78,14 @@ pub use encrypted_dataset::{
 };
 pub use error::SecureTrainingError;
 pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};
-pub use in_process::{train_secure_in_process, InProcessOptions, InProcessSummary};
+pub use in_process::{
+    train_secure_in_process, InProcessOptions, InProcessSummary, IN_MEMORY_AUDIT,
+};
 pub use registration::register_label_commitments;
 pub use server_view::{
     shard_leakage, RecordedRequest, RecordingKeyService, ShardLeakage, ViewLeakage,
 };
 pub use session::{
-    group_name, EncryptedInput, LocalAuthority, SecureSummary, SecureTrainingSession,
+    group_name, run_summary, EncryptedInput, LocalAuthority, SecureSummary, SecureTrainingSession,
     DEFAULT_DLOG_HALF_WIDTH,
 };

@@ -680,28 +680,57 @@ pub fn load_named(name: &str, dir: &Path) -> Result<DatasetSplit, DataError> {
                 test: m.test,
             })
         }
-        "breast-cancer" | "digits" => {
-            let split = if name == "digits" {
-                load_digits(dir)?
-            } else {
-                load_breast_cancer(dir)?
-            };
-            let enc = if split.train.image_shape.is_some() {
-                Standardization::fit_uniform(&split.train)?
-            } else {
-                Standardization::fit(&split.train)?
-            };
-            let encoding = InputEncoding::Standardized(enc);
-            Ok(DatasetSplit {
-                train: Dataset::from_table(&split.train, encoding.clone())?,
-                test: Dataset::from_table(&split.test, encoding)?,
-            })
-        }
+        "breast-cancer" => encode_table_split(&load_breast_cancer(dir)?),
+        "digits" => encode_table_split(&load_digits(dir)?),
         other => Err(DataError::Invalid(format!(
             "unknown dataset {other:?}; the datasets are {}",
             DATASETS.join(", ")
         ))),
     }
+}
+
+/// [`load_named`], then the first `train_size` examples of the training split (all if `None`)
+/// and the first `test_size` of the test split (at most all: the drivers' default, 10,000, is
+/// MNIST's test set): how every driver reads `--dataset`, `--train-size` and `--test-size`.
+///
+/// # Errors
+/// As [`load_named`], and [`DataError::TooFewExamples`] if `train_size` exceeds the training
+/// split.
+pub fn load_named_subsets(
+    name: &str,
+    dir: &Path,
+    train_size: Option<usize>,
+    test_size: usize,
+) -> Result<DatasetSplit, DataError> {
+    let split = load_named(name, dir)?;
+    let n = train_size.unwrap_or(split.train.len());
+    let m = test_size.min(split.test.len());
+    Ok(DatasetSplit {
+        train: split.train.take(n, "training")?,
+        test: split.test.take(m, "test")?,
+    })
+}
+
+/// The datasets of a table split under its declared encoding, fitted on the training split:
+/// per-feature [`Standardization::fit`] for a flat table, one mean and deviation for all pixels
+/// ([`Standardization::fit_uniform`]) for images (see [`load_named`]).
+///
+/// # Errors
+/// [`DataError`] if the encoding cannot be fitted (e.g. an empty training split) or a split
+/// does not make a dataset.
+pub fn encode_table_split(
+    split: &crate::nn::datasets::TableSplit,
+) -> Result<DatasetSplit, DataError> {
+    let enc = if split.train.image_shape.is_some() {
+        Standardization::fit_uniform(&split.train)?
+    } else {
+        Standardization::fit(&split.train)?
+    };
+    let encoding = InputEncoding::Standardized(enc);
+    Ok(DatasetSplit {
+        train: Dataset::from_table(&split.train, encoding.clone())?,
+        test: Dataset::from_table(&split.test, encoding)?,
+    })
 }
 
 /// MNIST's training and test sets.
@@ -740,6 +769,43 @@ impl Mnist {
 /// A [`DataError`] naming the offending file.
 pub fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataError> {
     let (img_path, img_dims, pixels) = read_idx(dir, images, 3)?;
+    let (lab_path, lab_dims, labs) = read_idx(dir, labels, 1)?;
+    mnist_set(img_path, &img_dims, pixels, lab_path, &lab_dims, labs)
+}
+
+/// One MNIST set from the bytes of its image file and its label file as read from
+/// `image_path` and `label_path` (each gunzipped first if its name ends in `.gz`); errors name
+/// the paths. This is the entry point for fuzzing.
+///
+/// # Errors
+/// As [`load_pair`], without the I/O errors.
+pub fn mnist_set_from_bytes(
+    image_path: &Path,
+    image_bytes: &[u8],
+    label_path: &Path,
+    label_bytes: &[u8],
+) -> Result<Dataset, DataError> {
+    let (img_dims, pixels) = parse_idx_file(image_path, image_bytes, 3)?;
+    let (lab_dims, labs) = parse_idx_file(label_path, label_bytes, 1)?;
+    mnist_set(
+        image_path.to_path_buf(),
+        &img_dims,
+        pixels,
+        label_path.to_path_buf(),
+        &lab_dims,
+        labs,
+    )
+}
+
+/// Checks an image IDX file and a label IDX file against each other and MNIST's shape.
+fn mnist_set(
+    img_path: PathBuf,
+    img_dims: &[usize],
+    pixels: Vec<u8>,
+    lab_path: PathBuf,
+    lab_dims: &[usize],
+    labs: Vec<u8>,
+) -> Result<Dataset, DataError> {
     if img_dims[1] != IMAGE_SIDE || img_dims[2] != IMAGE_SIDE {
         return Err(DataError::Corrupt {
             path: img_path,
@@ -749,7 +815,6 @@ pub fn load_pair(dir: &Path, images: &str, labels: &str) -> Result<Dataset, Data
             ),
         });
     }
-    let (lab_path, lab_dims, labs) = read_idx(dir, labels, 1)?;
     if lab_dims[0] != img_dims[0] {
         return Err(DataError::CountMismatch {
             images: img_path,
@@ -785,10 +850,10 @@ pub fn read_idx(
 ) -> Result<(PathBuf, Vec<usize>, Vec<u8>), DataError> {
     let gz = dir.join(format!("{name}.gz"));
     let raw = dir.join(name);
-    let (path, compressed) = if gz.exists() {
-        (gz, true)
+    let path = if gz.exists() {
+        gz
     } else if raw.exists() {
-        (raw, false)
+        raw
     } else {
         return Err(DataError::Missing { path: gz });
     };
@@ -796,24 +861,42 @@ pub fn read_idx(
         path: path.clone(),
         source,
     })?;
-    let bytes = if compressed {
-        gunzip(&path, &bytes)?
-    } else {
-        bytes
-    };
-    let (dims, data) = parse_idx(&path, &bytes, ndim)?;
+    let (dims, data) = parse_idx_file(&path, &bytes, ndim)?;
     Ok((path, dims, data))
 }
 
-fn gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
+/// Parses the bytes of an IDX file as read from `path`: gunzipped first (at most
+/// [`MAX_IDX_BYTES`]) if the name ends in `.gz`.
+///
+/// # Errors
+/// As [`parse_idx`], and [`DataError::Corrupt`] for a damaged gzip stream or one that
+/// decompresses to more than [`MAX_IDX_BYTES`].
+pub fn parse_idx_file(
+    path: &Path,
+    bytes: &[u8],
+    ndim: u8,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    if path.extension().is_some_and(|e| e == "gz") {
+        parse_idx(path, &gunzip(path, bytes, MAX_IDX_BYTES)?, ndim)
+    } else {
+        parse_idx(path, bytes, ndim)
+    }
+}
+
+/// The most bytes an IDX file may hold after decompression (MNIST's largest holds 47,040,016).
+pub const MAX_IDX_BYTES: usize = 256 << 20;
+
+/// Decompresses a gzip file, refusing more than `limit` bytes of output.
+fn gunzip(path: &Path, bytes: &[u8], limit: usize) -> Result<Vec<u8>, DataError> {
     if bytes.len() < 2 || bytes[..2] != [0x1f, 0x8b] {
         return Err(DataError::Corrupt {
             path: path.to_path_buf(),
             reason: "not a gzip file (bad magic bytes)".into(),
         });
     }
-    let mut out = Vec::with_capacity(bytes.len() * 8);
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(8).min(limit));
     flate2::read::GzDecoder::new(bytes)
+        .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| DataError::Corrupt {
             path: path.to_path_buf(),
@@ -823,6 +906,12 @@ fn gunzip(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
                 format!("gzip stream: {e}")
             },
         })?;
+    if out.len() > limit {
+        return Err(DataError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("decompresses to more than {limit} bytes"),
+        });
+    }
     Ok(out)
 }
 
@@ -1146,6 +1235,41 @@ mod tests {
             "seed 7 should not give the identity"
         );
         assert_eq!(format!("{p:?}"), "LabelPermutation { .. }");
+    }
+
+    #[test]
+    fn gzip_output_is_bounded() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&[0u8; 4096]).unwrap();
+        let gz = e.finish().unwrap();
+        let p = Path::new("x.gz");
+        assert_eq!(gunzip(p, &gz, 4096).unwrap().len(), 4096);
+        let err = gunzip(p, &gz, 4095).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Corrupt { reason, .. } if reason.contains("more than 4095")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_mnist_set_parses_from_bytes() {
+        let mut images = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28];
+        images.extend((0..2 * 784).map(|i| (i % 256) as u8));
+        let (ip, lp) = (Path::new("i"), Path::new("l"));
+        let set = mnist_set_from_bytes(ip, &images, lp, &[0, 0, 8, 1, 0, 0, 0, 2, 7, 3]).unwrap();
+        assert_eq!((set.len(), set.label(1), set.image(1)[0]), (2, 3, 16));
+        // A label beyond 9, a count mismatch, an image of another side: typed errors.
+        let err = mnist_set_from_bytes(ip, &images, lp, &[0, 0, 8, 1, 0, 0, 0, 2, 7, 10]);
+        assert!(matches!(err, Err(DataError::Corrupt { .. })));
+        let err = mnist_set_from_bytes(ip, &images, lp, &[0, 0, 8, 1, 0, 0, 0, 1, 7]);
+        assert!(matches!(err, Err(DataError::CountMismatch { .. })));
+        images[11] = 27;
+        let err = mnist_set_from_bytes(ip, &images, lp, &[0, 0, 8, 1, 0, 0, 0, 2, 7, 3]);
+        assert!(matches!(err, Err(DataError::Corrupt { .. })));
+        // A name ending in .gz is gunzipped: these bytes are no gzip stream.
+        let err = mnist_set_from_bytes(Path::new("i.gz"), &images, lp, &[0; 9]);
+        assert!(matches!(err, Err(DataError::Corrupt { reason, .. }) if reason.contains("gzip")));
     }
 
     #[test]

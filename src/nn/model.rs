@@ -195,6 +195,26 @@ pub struct ModelSpec {
     pub layers: Vec<LayerSpec>,
 }
 
+/// The most values per sample any activation of a model may hold, the input included
+/// (`2^24`; MNIST's input is 784). Larger declared sizes are refused by
+/// [`ModelSpec::validate`] rather than allocated.
+pub const MAX_VALUES: usize = 1 << 24;
+
+/// The most parameters (weights and biases) a model may have (`2^28`, 1 GiB of `f32`; LeNet-5
+/// has 61,706).
+pub const MAX_PARAMETERS: usize = 1 << 28;
+
+/// The size of a valid model ([`ModelSpec::size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ModelSize {
+    /// Weights and biases, at most [`MAX_PARAMETERS`].
+    pub parameters: usize,
+    /// Values per sample of the largest activation (the input included), at most
+    /// [`MAX_VALUES`].
+    pub largest_activation: usize,
+}
+
 /// A model file before its layers are checked one by one (so that errors name the layer).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +250,14 @@ impl Shape {
         match self {
             Self::Flat(n) => n,
             Self::Image(c, h, w) => c * h * w,
+        }
+    }
+
+    /// [`len`](Self::len), or `None` if it overflows.
+    fn checked_len(self) -> Option<usize> {
+        match self {
+            Self::Flat(n) => Some(n),
+            Self::Image(c, h, w) => c.checked_mul(h)?.checked_mul(w),
         }
     }
 }
@@ -399,6 +427,21 @@ impl ModelSpec {
         }
     }
 
+    /// A model file if `name_or_file` names an existing file ([`from_file`](Self::from_file)),
+    /// else the built-in model of that name for inputs of `input` and `classes` classes
+    /// ([`builtin`](Self::builtin)): how every driver reads `--model` / `model=`.
+    ///
+    /// # Errors
+    /// As [`from_file`](Self::from_file) or [`builtin`](Self::builtin).
+    pub fn resolve(name_or_file: &str, input: InputShape, classes: usize) -> Result<Self, NnError> {
+        let path = Path::new(name_or_file);
+        if path.is_file() {
+            Self::from_file(path)
+        } else {
+            Self::builtin(name_or_file, input, classes)
+        }
+    }
+
     /// Parses and validates a TOML model file's text.
     ///
     /// # Errors
@@ -484,6 +527,7 @@ impl ModelSpec {
     /// # Errors
     /// [`NnError::Model`] if the first layer is not linear or does not fit the input.
     pub fn first_layer(&self) -> Result<(FirstLayerSpec, usize), NnError> {
+        self.check_declared_sizes()?;
         let name = |i: usize, l: &LayerSpec| format!("layer {i} ({})", l.kind());
         let Some(first) = self.layers.first() else {
             return Err(self.error("a model needs at least one layer".into()));
@@ -557,6 +601,86 @@ impl ModelSpec {
         self.shapes().map(|_| ())
     }
 
+    /// The number of parameters and the largest activation per sample.
+    ///
+    /// # Errors
+    /// [`NnError::Model`] if the spec is invalid ([`validate`](Self::validate)).
+    pub fn size(&self) -> Result<ModelSize, NnError> {
+        let shapes = self.shapes()?;
+        let mut parameters = 0usize;
+        let mut shape = Shape::of(self.input);
+        for (l, next) in self.layers.iter().zip(&shapes) {
+            let count = match (*l, shape) {
+                (LayerSpec::Linear { inputs, outputs }, _) => inputs * outputs + outputs,
+                (
+                    LayerSpec::Conv2d {
+                        out_channels,
+                        kernel,
+                        ..
+                    },
+                    Shape::Image(c, ..),
+                ) => out_channels * c * kernel * kernel + out_channels,
+                _ => 0,
+            };
+            parameters += count;
+            shape = *next;
+        }
+        let largest_activation = std::iter::once(Shape::of(self.input))
+            .chain(shapes)
+            .map(Shape::len)
+            .max()
+            .unwrap_or(0);
+        Ok(ModelSize {
+            parameters,
+            largest_activation,
+        })
+    }
+
+    /// Every declared size within [`MAX_VALUES`] (the input's values, and each layer's
+    /// sizes, kernel, stride and padding), so that the shape arithmetic cannot overflow.
+    fn check_declared_sizes(&self) -> Result<(), NnError> {
+        match Shape::of(self.input).checked_len() {
+            Some(0) => return Err(self.error("the input has no values".into())),
+            Some(n) if n <= MAX_VALUES => {}
+            _ => {
+                return Err(self.error(format!(
+                    "the input {:?} has more than {MAX_VALUES} values",
+                    self.input
+                )))
+            }
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let sizes: &[(&str, usize)] = match *l {
+                LayerSpec::Linear { inputs, outputs } => &[("in", inputs), ("out", outputs)],
+                LayerSpec::Conv2d {
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                } => &[
+                    ("in_channels", in_channels),
+                    ("out_channels", out_channels),
+                    ("kernel", kernel),
+                    ("stride", stride),
+                    ("padding", padding),
+                ],
+                LayerSpec::AvgPool2d { kernel, stride }
+                | LayerSpec::MaxPool2d { kernel, stride } => {
+                    &[("kernel", kernel), ("stride", stride)]
+                }
+                _ => &[],
+            };
+            if let Some((field, v)) = sizes.iter().find(|(_, v)| *v > MAX_VALUES) {
+                return Err(self.error(format!(
+                    "layer {i} ({}): {field} = {v} exceeds the limit {MAX_VALUES}",
+                    l.kind()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The per-sample output shape of every layer (after validation).
     fn shapes(&self) -> Result<Vec<Shape>, NnError> {
         if !(2..=256).contains(&self.classes) {
@@ -565,14 +689,35 @@ impl ModelSpec {
                 self.classes
             )));
         }
-        if self.input.is_empty() {
-            return Err(self.error("the input has no values".into()));
-        }
+        self.check_declared_sizes()?;
         self.first_layer()?;
         let mut shape = Shape::of(self.input);
         let mut out = Vec::with_capacity(self.layers.len());
+        let mut parameters = 0usize;
         for (i, l) in self.layers.iter().enumerate() {
             let bad = |m: String| self.error(format!("layer {i} ({}): {m}", l.kind()));
+            // Within MAX_VALUES each, so that these products fit in a u64.
+            let count = match (*l, shape) {
+                (LayerSpec::Linear { inputs, outputs }, _) => inputs * outputs + outputs,
+                (
+                    LayerSpec::Conv2d {
+                        out_channels,
+                        kernel,
+                        ..
+                    },
+                    Shape::Image(c, ..),
+                ) => (out_channels * c)
+                    .checked_mul(kernel * kernel)
+                    .and_then(|w| w.checked_add(out_channels))
+                    .unwrap_or(usize::MAX),
+                _ => 0,
+            };
+            parameters = parameters.saturating_add(count);
+            if parameters > MAX_PARAMETERS {
+                return Err(bad(format!(
+                    "the model has more than {MAX_PARAMETERS} parameters"
+                )));
+            }
             shape = match (*l, shape) {
                 (LayerSpec::Linear { inputs, outputs }, s) => {
                     let ok = match s {
@@ -649,6 +794,11 @@ impl ModelSpec {
                 (LayerSpec::Flatten, s) => Shape::Flat(s.len()),
                 (_, s) => return Err(bad(format!("needs an image input, receives {s}"))),
             };
+            if shape.checked_len().is_none_or(|n| n > MAX_VALUES) {
+                return Err(bad(format!(
+                    "outputs more than {MAX_VALUES} values per sample"
+                )));
+            }
             out.push(shape);
         }
         if shape != Shape::Flat(self.classes) {
@@ -1329,6 +1479,54 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown built-in"));
+    }
+
+    /// Sizes whose shape arithmetic overflowed (a panic with debug assertions, a wrong shape
+    /// without) or whose parameters could not be allocated (an abort): each is a typed error.
+    #[test]
+    fn oversized_model_files_are_refused() {
+        let head = "name = \"m\"\nclasses = 2\n";
+        let image = |c: u64, h: u64, w: u64| {
+            format!("input = {{ image = {{ channels = {c}, height = {h}, width = {w} }} }}\n")
+        };
+        let conv = |c: u64, o: u64, k: u64, s: u64, p: u64| {
+            format!(
+                "[[layers]]\ntype = \"conv2d\"\nin_channels = {c}\nout_channels = {o}\n\
+                 kernel = {k}\nstride = {s}\npadding = {p}\n"
+            )
+        };
+        let tail =
+            "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\nin = 4\nout = 2\n";
+        let cases = [
+            (image(1 << 22, 1 << 22, 1 << 22) + tail, "more than 16777216 values"),
+            (image(1, 8, 8) + &conv(1, 1, 1, 1, 1 << 62) + tail, "padding = 4611686018427387904 exceeds"),
+            (image(1, 8, 8) + &conv(1, 1 << 24, 1, 1, 0) + tail, "layer 0 (conv2d): outputs more than"),
+            (
+                "input = { flat = 16777216 }\n[[layers]]\ntype = \"linear\"\nin = 16777216\nout = 16777216\n".to_string(),
+                "more than 268435456 parameters",
+            ),
+            (
+                "input = { flat = 4 }\n[[layers]]\ntype = \"linear\"\nin = 4\nout = 18446744073709551615\n".to_string(),
+                "out = 18446744073709551615 exceeds",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = ModelSpec::from_toml_str(&format!("{head}{body}")).unwrap_err();
+            assert!(
+                err.to_string().contains(want),
+                "{err} should contain {want}"
+            );
+        }
+        let lenet = ModelSpec::lenet5(LeNetConfig::default()).size().unwrap();
+        assert_eq!(
+            lenet.parameters,
+            Model::lenet5(LeNetConfig::default(), 1)
+                .parameters()
+                .iter()
+                .map(|(_, p)| p.len())
+                .sum::<usize>()
+        );
+        assert_eq!(lenet.largest_activation, 6 * 28 * 28);
     }
 
     #[test]

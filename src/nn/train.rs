@@ -400,6 +400,24 @@ pub struct TrainReport {
     pub total_seconds: f64,
     /// SHA-256 of the final parameters ([`Model::weights_sha256`]).
     pub weights_sha256: String,
+    /// The process's peak resident memory at the end of the run, in MiB ([`peak_rss_mb`]).
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// The peak resident set size of this process so far, in MiB (`VmHWM` of
+/// `/proc/self/status`); `None` where the kernel does not report it.
+#[must_use]
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Summed loss and correct count of one SGD step's mini-batch (on the permuted labels).
@@ -617,6 +635,7 @@ where
         images_per_second: 0.0,
         total_seconds: 0.0,
         weights_sha256: String::new(),
+        peak_rss_mb: None,
     };
     let steps_per_epoch = train_len.div_ceil(cfg.batch_size);
     let total_steps = steps_per_epoch * cfg.epochs;
@@ -688,6 +707,7 @@ where
     };
     report.total_seconds = start.elapsed().as_secs_f64();
     report.weights_sha256 = model.weights_sha256();
+    report.peak_rss_mb = peak_rss_mb();
     Ok((model, report))
 }
 

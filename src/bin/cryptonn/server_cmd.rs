@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use cryptonn::coordinator::secure_prediction::SecurePredictor;
 use cryptonn::coordinator::secure_training::{
-    EncryptedDataset, FirstLayerGeometry, SecureTrainingSession,
+    EncryptedDataset, FirstLayerGeometry, SecureTrainingError, SecureTrainingSession,
 };
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
@@ -208,8 +208,15 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     let group = Ristretto255;
     let path = dataset_file(&a.data)?;
     let t_load = Instant::now();
-    let data = EncryptedDataset::load(group, &path)
-        .with_context(|| format!("loading {}", path.display()))?;
+    let data = EncryptedDataset::load(group, &path).map_err(|e| {
+        // The library names the cause; the flag that repairs it is the data owner's.
+        let hint = if matches!(e, SecureTrainingError::Corrupt { .. }) {
+            " (the data owner writes it again with `cryptonn client encrypt --reencrypt`)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!("loading {}{hint}", path.display()))
+    })?;
     let header = data.header().clone();
     let params = header.params;
     let training_domains = header.domains.clone();

@@ -7,7 +7,12 @@
 //! `fsync`). Requests of one authority are serialised by its mutex, as in-process, except the
 //! expensive part of domain creation (deriving the keys), which runs outside the mutex on the
 //! blocking pool, at most [`CREATE_CONCURRENCY`] calls at a time: other callers keep being
-//! served while a large domain is created. Every refusal is a status with the reason.
+//! served while a large domain is created. `GetPublicKey` is read-only: a domain's public key,
+//! once read under the mutex, is published in a table that later calls read without the mutex
+//! ([`PUBLISHED_KEY_BYTES`] of encoded keys at most; beyond that, calls take the mutex), so
+//! that public keys keep being served while a long `IssueFeipKeys` holds the mutex. A domain
+//! leaves the table, under the mutex, when a key review rotates it. Every refusal is a status
+//! with the reason.
 //!
 //! # Limits
 //! | what | limit |
@@ -18,9 +23,11 @@
 //! | concurrent `CreateDomains` calls | [`CREATE_CONCURRENCY`] (1; more wait) |
 //! | request body of `GetPublicKey`, `CreateDomains`, `ReadAuditLog`, `ListDomains` | [`SMALL_REQUEST_BYTES`] (64 KiB) |
 //! | request body of `IssueFeipKeys`, `IssueFeboKeys`, `RegisterFeboCommitments` | [`ServeConfig::max_message_bytes`] |
+//! | encoded public keys served without the mutex | [`PUBLISHED_KEY_BYTES`] (64 MiB) |
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::Semaphore;
 use tonic::transport::server::TcpIncoming;
@@ -29,6 +36,7 @@ use tonic::{Request, Response, Status};
 
 use crate::coordinator::audit::read_audit_file;
 use crate::coordinator::authority::DomainConfig;
+use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::messages::{
     DomainAccess, DomainId, DomainStatus, FeboCommitmentRegistration, RequesterId,
 };
@@ -56,6 +64,9 @@ pub const MAX_CREATE_ELEMENTS: u64 = 1 << 21;
 pub const CREATE_CONCURRENCY: usize = 1;
 /// The request body limit of the methods that carry no key vectors.
 pub const SMALL_REQUEST_BYTES: usize = 64 << 10;
+/// The most bytes of encoded public keys `GetPublicKey` serves without the authority's mutex
+/// (2^21 Ristretto255 elements of 32 bytes: e.g. 2,048 domains of n = 1,024).
+pub const PUBLISHED_KEY_BYTES: usize = 64 << 20;
 /// The default (and largest) page of `ReadAuditLog`.
 pub const AUDIT_PAGE: usize = 10_000;
 
@@ -109,11 +120,46 @@ pub fn authority_rules(max_key_request: usize) -> Vec<MethodRule> {
     ]
 }
 
+/// The public keys of active domains as `GetPublicKey` replies, read without the authority's
+/// mutex. Entries are added and removed only while the mutex is held, so an entry is never
+/// older than the authority's state of the last call that held it.
+#[derive(Debug, Default)]
+struct PublishedKeys {
+    table: RwLock<(HashMap<u64, proto::PublicKeyReply>, usize)>,
+}
+
+impl PublishedKeys {
+    fn get(&self, domain: u64) -> Option<proto::PublicKeyReply> {
+        self.table.read().ok()?.0.get(&domain).cloned()
+    }
+
+    /// Publishes `reply` (call with the authority's mutex held), unless the table is full.
+    fn insert(&self, domain: u64, reply: &proto::PublicKeyReply) {
+        let size = prost::Message::encoded_len(reply);
+        if let Ok(mut t) = self.table.write() {
+            if !t.0.contains_key(&domain) && t.1 + size <= PUBLISHED_KEY_BYTES {
+                t.0.insert(domain, reply.clone());
+                t.1 += size;
+            }
+        }
+    }
+
+    /// Withdraws a domain that is no longer active (call with the authority's mutex held).
+    fn remove(&self, domain: u64) {
+        if let Ok(mut t) = self.table.write() {
+            if let Some(r) = t.0.remove(&domain) {
+                t.1 -= prost::Message::encoded_len(&r);
+            }
+        }
+    }
+}
+
 /// The gRPC service over a [`PersistentAuthority`].
 pub struct AuthorityService<G: PrimeOrderGroup> {
     state: Arc<Mutex<PersistentAuthority<G>>>,
     tokens: Arc<TokenTable>,
     creating: Arc<Semaphore>,
+    published: Arc<PublishedKeys>,
 }
 
 impl<G: PrimeOrderGroup> std::fmt::Debug for AuthorityService<G> {
@@ -132,6 +178,7 @@ impl<G: PrimeOrderGroup> AuthorityService<G> {
             state,
             tokens,
             creating: Arc::new(Semaphore::new(CREATE_CONCURRENCY)),
+            published: Arc::new(PublishedKeys::default()),
         }
     }
 }
@@ -173,11 +220,17 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
             &[Role::Client, Role::Server, Role::Operator],
         )?;
         let domain = DomainId(request.get_ref().domain);
+        if let Some(reply) = self.published.get(domain.0) {
+            return Ok(Response::new(reply));
+        }
         let state = Arc::clone(&self.state);
+        let published = Arc::clone(&self.published);
         let reply = blocking(move || {
             let state = lock(&state)?;
             let pk = state.public_key(domain).map_err(|e| status_of(&e))?;
-            Ok(public_key_to_proto(state.authority().group(), &pk))
+            let reply = public_key_to_proto(state.authority().group(), &pk);
+            published.insert(domain.0, &reply);
+            Ok(reply)
         })
         .await?;
         Ok(Response::new(reply))
@@ -264,11 +317,14 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
             .authorize(request.metadata(), "IssueFeipKeys", &[Role::Server])?;
         let request = feip_request_from_proto(request.into_inner()).map_err(|e| status_of(&e))?;
         let state = Arc::clone(&self.state);
+        let published = Arc::clone(&self.published);
         let reply = blocking(move || {
             let mut state = lock(&state)?;
-            let r = state
-                .issue_feip_keys(&caller.requester, &request)
-                .map_err(|e| status_of(&e))?;
+            let r = state.issue_feip_keys(&caller.requester, &request);
+            if let Err(CoordinatorError::DomainRotated { retired, .. }) = &r {
+                published.remove(retired.0);
+            }
+            let r = r.map_err(|e| status_of(&e))?;
             Ok(feip_response_to_proto(state.authority().group(), &r))
         })
         .await?;

@@ -146,6 +146,35 @@ impl SecureSummary {
     }
 }
 
+/// The JSON summary of a training run, as `examples/train.rs --json` writes it and the Python
+/// binding's `train` returns it: the [`TrainReport`](crate::nn::train::TrainReport)'s keys, then
+/// in secure mode the keys of [`SecureSummary::to_map`], then `model` (the spec's name) and
+/// `dataset`.
+///
+/// # Errors
+/// If the report does not serialise (it always does: it holds numbers and strings).
+pub fn run_summary(
+    report: &crate::nn::train::TrainReport,
+    secure: Option<&SecureSummary>,
+    model: &str,
+    dataset: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
+    let mut map = match serde_json::to_value(report)? {
+        serde_json::Value::Object(map) => map,
+        other => {
+            let mut map = serde_json::Map::new();
+            map.insert("report".into(), other);
+            map
+        }
+    };
+    if let Some(secure) = secure {
+        map.extend(secure.to_map());
+    }
+    map.insert("model".into(), serde_json::json!(model));
+    map.insert("dataset".into(), serde_json::json!(dataset));
+    Ok(map)
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SecureTrainingError + '_ {
     move |source| SecureTrainingError::Io {
         path: path.to_path_buf(),
