@@ -64,6 +64,7 @@ pub mod error;
 pub mod geometry;
 pub mod in_process;
 pub mod multiexp;
+pub mod noise;
 pub mod registration;
 pub mod session;
 
@@ -76,6 +77,10 @@ pub use encrypted_dataset::{
 pub use error::SecureTrainingError;
 pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};
 pub use in_process::{train_secure_in_process, InProcessOptions, InProcessSummary};
+pub use noise::{
+    enable_noise, make_domains_noisy, register_noisy_ciphertexts, training_noise_key,
+    NoisyReference,
+};
 pub use registration::register_label_commitments;
 pub use session::{
     group_name, EncryptedInput, LocalAuthority, SecureSummary, SecureTrainingSession,
