@@ -26,13 +26,14 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use cryptonn::cli::{print_final, write_json, Bars, TrainOptions};
 use cryptonn::coordinator::secure_training::{
-    DatasetSamples, EncryptionParams, FirstLayerGeometry, SecureSummary, SecureTrainingSession,
+    enable_noise, privacy_summary, training_noise_key, DatasetSamples, EncryptionParams,
+    FirstLayerGeometry, NoisyReference, SecureSummary, SecureTrainingSession,
 };
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{default_data_dir, load_named, Dataset, LabelPermutation};
-use cryptonn::nn::first_layer::FirstLayerSpec;
+use cryptonn::nn::first_layer::{FirstLayerSpec, QuantizedFirstLayer};
 use cryptonn::nn::model::{Model, ModelSpec};
 use cryptonn::nn::train::{train, train_with_backend, BatchSchedule, Mode, TrainReport};
 
@@ -188,7 +189,20 @@ fn run() -> anyhow::Result<()> {
             CliGroup::Modp2048 => run.run(ModpGroup::rfc3526_2048(), &mut bars)?,
             CliGroup::Modp3072 => run.run(ModpGroup::rfc3526_3072(), &mut bars)?,
         }
+    } else if let (Mode::Quantized, Some(sigma)) = (mode, args.train.noise()) {
+        // The noise secure mode's authority adds, drawn from the same seed.
+        let labels = LabelPermutation::from_seed(cfg.seed, spec.classes);
+        let (first, _) = spec.first_layer()?;
+        let quantized = QuantizedFirstLayer::new(&train_set, labels.clone(), cfg.quant, first)?;
+        let mut noisy = NoisyReference::new(quantized, training_noise_key(cfg.seed), sigma)?;
+        let model = Model::new(&spec, cfg.seed)?;
+        let (_, report) =
+            train_with_backend(&cfg, model, &mut noisy, &test_set, &labels, &mut bars)?;
+        (report, serde_json::Map::new())
     } else {
+        if args.train.noise().is_some() {
+            anyhow::bail!("--noise-sigma blurs the first layer's integer values: use --mode secure or quantized");
+        }
         let cfg = args.train.config(mode);
         (
             train(&cfg, &spec, &train_set, &test_set, &mut bars)?.1,
@@ -234,6 +248,11 @@ impl SecureRun<'_> {
             .with_layout(layout);
         let name = format!("{}-train", self.args.dataset.name());
         let input = session.encrypt(&local.authority, &name, &samples, &params, &|_| {})?;
+        let noise = self.args.train.noise();
+        if let Some(sigma) = noise {
+            let key = training_noise_key(cfg.seed);
+            enable_noise(&session, &local.authority, &input, sigma, key)?;
+        }
         for stale in &input.stale_temp_files {
             println!(
                 "removed {} (left by an interrupted run); orphaned domains: {:?}",
@@ -253,13 +272,15 @@ impl SecureRun<'_> {
             input.setup_seconds
         );
         let table = session.dlog_table()?;
-        let mut backend = session.server(
-            session.in_process_keys(&local.authority),
-            &input.path,
-            Arc::clone(&table),
-            cfg.quant,
-            FirstLayerGeometry::from_spec(&first)?,
-        )?;
+        let mut backend = session
+            .server(
+                session.in_process_keys(&local.authority),
+                &input.path,
+                Arc::clone(&table),
+                cfg.quant,
+                FirstLayerGeometry::from_spec(&first)?,
+            )?
+            .with_noisy_keys(noise.is_some())?;
         let model = Model::new(self.spec, cfg.seed)?;
         let (_, report) = train_with_backend(&cfg, model, &mut backend, self.test, &labels, bars)?;
         let s = *backend.stats();
@@ -280,7 +301,7 @@ impl SecureRun<'_> {
             s.dlog_seconds,
             s.key_seconds
         );
-        let extra = SecureSummary {
+        let mut extra = SecureSummary {
             group: group.id(),
             encrypt_seconds: input.encrypt_seconds,
             reused: input.reused,
@@ -291,6 +312,9 @@ impl SecureRun<'_> {
             audit_file: local.audit_file.display().to_string(),
         }
         .to_map();
+        if let Some(sigma) = noise {
+            extra.extend(privacy_summary(&local.authority, sigma, self.train.len())?);
+        }
         Ok((report, extra))
     }
 }

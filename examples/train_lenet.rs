@@ -30,10 +30,11 @@ use cryptonn::coordinator::secure_prediction::{
     open_query_domain, EncryptedQuery, SecurePredictor,
 };
 use cryptonn::coordinator::secure_training::{
-    ConvGeometry, EncryptionParams, FirstLayerGeometry, MnistSamples, SecureSummary,
-    SecureTrainingSession,
+    enable_noise, privacy_summary, training_noise_key, ConvGeometry, EncryptionParams,
+    FirstLayerGeometry, MnistSamples, NoisyReference, SecureSummary, SecureTrainingSession,
 };
 use cryptonn::coordinator::{Authority, DomainAccess, InProcessKeyService, RequesterId};
+use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
@@ -131,6 +132,11 @@ fn run() -> anyhow::Result<ExitCode> {
     let train_size = args.train.train_size(mode);
     args.train.init_threads()?;
     let cfg = args.train.config(mode);
+    if mode == Mode::Plain && args.train.noise().is_some() {
+        anyhow::bail!(
+            "--noise-sigma blurs the first layer's integer values: use --mode secure or quantized"
+        );
+    }
     let mnist = Mnist::load(&args.data)?;
     let train_set = mnist.train.take(train_size, "training")?;
     let test_set = mnist.test.take(args.train.test_size, "test")?;
@@ -176,6 +182,7 @@ fn run() -> anyhow::Result<ExitCode> {
             reencrypt: args.reencrypt,
             half_width: args.train.dlog_half_width,
             predict: args.predict,
+            noise: args.train.noise(),
         };
         match args.group {
             CliGroup::Ristretto => secure.run(Ristretto255, &mut bars)?,
@@ -191,8 +198,15 @@ fn run() -> anyhow::Result<ExitCode> {
             cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
         )?;
         let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
-        let (_, report) =
-            train_with_backend(&cfg, model, &mut backend, &test_set, labels, &mut bars)?;
+        let (_, report) = match args.train.noise() {
+            // The noise secure mode's authority adds, drawn from the same seed.
+            Some(sigma) => {
+                let key = training_noise_key(cfg.seed);
+                let mut noisy = NoisyReference::new(backend, key, sigma)?;
+                train_with_backend(&cfg, model, &mut noisy, &test_set, labels, &mut bars)?
+            }
+            None => train_with_backend(&cfg, model, &mut backend, &test_set, labels, &mut bars)?,
+        };
         (report, None)
     } else {
         (
@@ -276,6 +290,7 @@ struct SecureRun<'a> {
     reencrypt: bool,
     half_width: u64,
     predict: usize,
+    noise: Option<DiscreteGaussian>,
 }
 
 impl SecureRun<'_> {
@@ -316,6 +331,14 @@ impl SecureRun<'_> {
             bar.set_position(done as u64)
         })?;
         bar.finish_and_clear();
+        if let Some(sigma) = self.noise {
+            let key = training_noise_key(cfg.seed);
+            let n = enable_noise(&session, &authority, &input, sigma, key)?;
+            println!(
+                "authority: noisy shard domains (sigma {}), {n} ciphertexts registered",
+                sigma.sigma()
+            );
+        }
         for stale in &input.stale_temp_files {
             println!(
                 "removed {} (left by an interrupted run); its {} shard domains are orphaned: {}",
@@ -345,13 +368,15 @@ impl SecureRun<'_> {
             t_table.elapsed().as_secs_f64()
         );
         let t_load = Instant::now();
-        let mut backend = session.server(
-            session.in_process_keys(&authority),
-            &input.path,
-            Arc::clone(&table),
-            cfg.quant,
-            FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
-        )?;
+        let mut backend = session
+            .server(
+                session.in_process_keys(&authority),
+                &input.path,
+                Arc::clone(&table),
+                cfg.quant,
+                FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
+            )?
+            .with_noisy_keys(self.noise.is_some())?;
         let ciphertext_bytes = backend.dataset().ciphertext_bytes();
         println!(
             "encrypted dataset {} ({} images, {:.1} MB, {}; load {:.1} s)",
@@ -398,6 +423,9 @@ impl SecureRun<'_> {
             audit_file: local.audit_file.display().to_string(),
         }
         .to_map();
+        if let Some(sigma) = self.noise {
+            extra.extend(privacy_summary(&authority, sigma, self.train.len())?);
+        }
         if self.predict > 0 {
             let p = self.secure_predictions(&group, &authority, model, table, labels)?;
             extra.insert("secure_prediction".into(), serde_json::to_value(p)?);

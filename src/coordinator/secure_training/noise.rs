@@ -133,6 +133,42 @@ pub fn enable_noise<G: PrimeOrderGroup>(
     register_noisy_ciphertexts(&data, &owner)
 }
 
+/// What a noisy run adds to its JSON summary: `noise_sigma`, and from the authority's
+/// ledger the largest `epsilon_pixel` and `epsilon_image` of any sample at `δ = 10⁻⁵`, and
+/// the most values one sample released (`noisy_releases_max`).
+///
+/// # Errors
+/// [`CoordinatorError::AuthorityUnavailable`] for a poisoned lock.
+pub fn privacy_summary<G: PrimeOrderGroup>(
+    authority: &SharedAuthority<G>,
+    sigma: DiscreteGaussian,
+    samples: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, CoordinatorError> {
+    use crate::coordinator::accountant::{Granularity, DEFAULT_DELTA};
+    let a = authority
+        .lock()
+        .map_err(|_| CoordinatorError::AuthorityUnavailable)?;
+    let acc = a.accountant();
+    let releases = (0..samples as u64)
+        .map(|i| acc.loss(i).releases)
+        .max()
+        .unwrap_or(0);
+    let mut m = serde_json::Map::new();
+    m.insert("noise_sigma".into(), serde_json::json!(sigma.sigma()));
+    for (key, g) in [
+        ("epsilon_pixel", Granularity::Pixel),
+        ("epsilon_image", Granularity::Image),
+    ] {
+        m.insert(
+            key.into(),
+            serde_json::json!(acc.max_epsilon(g, DEFAULT_DELTA)),
+        );
+    }
+    m.insert("epsilon_delta".into(), serde_json::json!(DEFAULT_DELTA));
+    m.insert("noisy_releases_max".into(), serde_json::json!(releases));
+    Ok(m)
+}
+
 /// The quantised reference of noisy training: wraps a first-layer backend (the quantised one)
 /// and adds to each value the noise the authority adds to the same `(sample, y)` (see the
 /// [module docs](self)). Only convolutional first layers, as in secure mode.
