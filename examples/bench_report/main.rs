@@ -31,6 +31,7 @@ mod markdown;
 mod network;
 mod paper;
 mod plots;
+mod privacy;
 mod profile;
 mod report;
 mod schema;
@@ -267,6 +268,20 @@ fn run() -> Result<ExitCode> {
     )?;
     leakage.cross_domain = secure.cross_domain;
 
+    // Privacy: noisy first-layer values (examples/bench_report/privacy.rs).
+    let privacy_plan = privacy::plan(args.full);
+    stats::section(
+        "Privacy",
+        &format!(
+            "Noisy first-layer values: sigma in {:?}, {} images, {} epochs; attack on {} images.",
+            privacy_plan.sigmas,
+            privacy_plan.train_size,
+            privacy_plan.epochs,
+            privacy_plan.attack_images
+        ),
+    );
+    let privacy = privacy::run(&train_set, &test_set, &cfg, &privacy_plan)?;
+
     // The networked parties.
     stats::section(
         "Network (loopback)",
@@ -313,6 +328,7 @@ fn run() -> Result<ExitCode> {
         fe,
         leakage,
         network,
+        privacy,
         paper: paper::figures(),
         paper_setup: paper::PAPER_SETUP,
         comparison,
@@ -375,6 +391,7 @@ fn write_outputs(out: &Path, mut report: Report) -> Result<()> {
             .as_deref()
             .unwrap_or("no breakdown recorded"),
     )?;
+    privacy::plot(&out.join("privacy.svg"), &report.privacy)?;
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(out.join("report.json"), json + "\n")?;
     std::fs::write(out.join("REPORT.md"), markdown::render(&report))?;

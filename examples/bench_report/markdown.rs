@@ -164,6 +164,7 @@ pub fn render(r: &Report) -> String {
     fe_section(&mut s, r);
     leakage_section(&mut s, r);
     network_section(&mut s, r);
+    s.push_str(&crate::privacy::markdown(&r.privacy));
     notes_section(&mut s, r);
     s
 }

@@ -79,7 +79,7 @@ pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};
 pub use in_process::{train_secure_in_process, InProcessOptions, InProcessSummary};
 pub use noise::{
     enable_noise, make_domains_noisy, privacy_summary, register_noisy_ciphertexts,
-    training_noise_key, NoisyReference,
+    training_noise_key, NoisyReference, Observation,
 };
 pub use registration::register_label_commitments;
 pub use session::{

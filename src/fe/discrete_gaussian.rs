@@ -33,9 +33,10 @@
 //! ```
 //!
 //! With `σ² = n/d` the acceptance exponent is the rational `(|Y|·d·t − n)² / (2·n·d·t²)`. Its
-//! numerator is computed in `u128`; a candidate so far out that it overflows (`|Y| > 10¹³` for
-//! the largest `σ` allowed) has acceptance probability below `exp(−2⁶⁴)` and is rejected, the
-//! only departure from exactness.
+//! numerator is computed in `u128` (the constructor refuses a `σ` whose denominator `2·n·d·t²`
+//! would not fit); a candidate so far out that the numerator overflows (`|Y|·d·t ≥ 2⁶⁴`, that
+//! is `|Y|` beyond `10⁶σ` for every `σ` allowed) has acceptance probability below `exp(−10¹¹)`
+//! and is rejected, the only departure from exactness.
 //!
 //! # The keyed stream
 //! [`NoiseKey::sample`] seeds a ChaCha20 stream with
@@ -63,8 +64,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::fe::error::FeError;
 
-/// The largest standard deviation accepted: `σ ≤ 10⁴`.
-pub const MAX_SIGMA: u64 = 10_000;
+/// The largest standard deviation accepted: `σ ≤ 10⁶`.
+pub const MAX_SIGMA: u64 = 1_000_000;
 /// The largest denominator of `σ = num/den`.
 pub const MAX_SIGMA_DENOMINATOR: u64 = 1_000_000;
 
@@ -83,7 +84,9 @@ impl DiscreteGaussian {
     /// `σ = num/den`.
     ///
     /// # Errors
-    /// [`FeError::InvalidParameters`] for `den = 0`, `den > 10⁶` or `σ > 10⁴`.
+    /// [`FeError::InvalidParameters`] for `den = 0`, `den > 10⁶`, `σ > 10⁶`, or a `σ` so large
+    /// and finely divided that the sampler's exact arithmetic would not fit 128 bits
+    /// (`2·num²·den²·(⌊σ⌋+1)² ≥ 2¹²⁸` after reduction; `σ` to `10⁻³` always fits).
     pub fn new(num: u64, den: u64) -> Result<Self, FeError> {
         if den == 0 || den > MAX_SIGMA_DENOMINATOR {
             return Err(FeError::InvalidParameters(
@@ -92,14 +95,26 @@ impl DiscreteGaussian {
         }
         if num > MAX_SIGMA * den {
             return Err(FeError::InvalidParameters(
-                "discrete Gaussian: sigma must be at most 10^4",
+                "discrete Gaussian: sigma must be at most 10^6",
             ));
         }
         let g = gcd(num, den).max(1);
-        Ok(Self {
-            num: num / g,
-            den: den / g,
-        })
+        let (num, den) = (num / g, den / g);
+        let (n, d, t) = (
+            u128::from(num) * u128::from(num),
+            u128::from(den) * u128::from(den),
+            u128::from(num / den) + 1,
+        );
+        if n.checked_mul(d)
+            .and_then(|v| v.checked_mul(t * t))
+            .and_then(|v| v.checked_mul(2))
+            .is_none()
+        {
+            return Err(FeError::InvalidParameters(
+                "discrete Gaussian: sigma's denominator is too fine for its size",
+            ));
+        }
+        Ok(Self { num, den })
     }
 
     /// `σ = 0`: every sample is 0.
@@ -111,14 +126,14 @@ impl DiscreteGaussian {
     /// `σ` rounded to the nearest multiple of `10⁻³` (the resolution of `--noise-sigma`).
     ///
     /// # Errors
-    /// [`FeError::InvalidParameters`] for a negative, NaN or infinite `sigma` or `σ > 10⁴`.
+    /// [`FeError::InvalidParameters`] for a negative, NaN or infinite `sigma` or `σ > 10⁶`.
     pub fn from_f64_milli(sigma: f64) -> Result<Self, FeError> {
         if !sigma.is_finite() || sigma < 0.0 || sigma > MAX_SIGMA as f64 {
             return Err(FeError::InvalidParameters(
-                "discrete Gaussian: sigma must be a finite number in [0, 10^4]",
+                "discrete Gaussian: sigma must be a finite number in [0, 10^6]",
             ));
         }
-        // In range by the check above: 0 <= sigma·1000 <= 10^7.
+        // In range by the check above: 0 <= sigma·1000 <= 10^9.
         let milli = (sigma * 1000.0).round() as u64;
         Self::new(milli, 1000)
     }
@@ -405,7 +420,9 @@ mod tests {
     #[test]
     fn bad_sigmas_are_refused() {
         assert!(DiscreteGaussian::new(1, 0).is_err());
-        assert!(DiscreteGaussian::new(10_001, 1).is_err());
+        assert!(DiscreteGaussian::new(1_000_001, 1).is_err());
+        assert!(DiscreteGaussian::new(999_999_999_999, 1_000_000).is_err());
+        assert!(DiscreteGaussian::from_f64_milli(999_999.999).is_ok());
         assert!(DiscreteGaussian::new(1, 2_000_000).is_err());
         assert!(DiscreteGaussian::from_f64_milli(f64::NAN).is_err());
         assert!(DiscreteGaussian::from_f64_milli(-1.0).is_err());

@@ -26,7 +26,13 @@
 //! - `σ = 0` changes nothing: no domain is made noisy and no noise is drawn, so runs are the
 //!   plain runs bit for bit.
 
+use std::collections::HashSet;
+
 use ndarray::{Array2, ArrayView2};
+
+use crate::coordinator::accountant::{
+    gaussian_rdp_unit, sensitivities, PrivacyAccountant, SampleLoss,
+};
 
 use crate::coordinator::authority::{Authority, NoiseConfig};
 use crate::coordinator::error::CoordinatorError;
@@ -178,6 +184,21 @@ pub struct NoisyReference<B> {
     geometry: ConvGeometry,
     key: NoiseKey,
     sigma: DiscreteGaussian,
+    watch: HashSet<usize>,
+    view: Vec<Observation>,
+    ledger: Option<(PrivacyAccountant, u64)>,
+}
+
+/// One value the server decrypts in a noisy run: `<xq, y> + noise` for `sample` and the key
+/// vector `y` (its pixel-space terms). For evaluating attacks on the server's view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The sample's index.
+    pub sample: usize,
+    /// The key vector `y` (sparse, increasing indices).
+    pub terms: Vec<(usize, i64)>,
+    /// The noise `e` the value carries.
+    pub noise: i64,
 }
 
 fn backend_error(e: SecureTrainingError) -> NnError {
@@ -200,6 +221,9 @@ impl<B: FirstLayerBackend> NoisyReference<B> {
                 geometry,
                 key,
                 sigma,
+                watch: HashSet::new(),
+                view: Vec::new(),
+                ledger: None,
             }),
             FirstLayerGeometry::Linear(_) => Err(SecureTrainingError::Parameters(
                 "noisy training needs a convolutional first layer".into(),
@@ -213,13 +237,59 @@ impl<B: FirstLayerBackend> NoisyReference<B> {
         &self.inner
     }
 
-    fn noise(&self, sample: usize, terms: &[(usize, i64)]) -> i64 {
+    /// Records every value released for the samples `samples` ([`view`](Self::view)).
+    #[must_use]
+    pub fn record(mut self, samples: impl IntoIterator<Item = usize>) -> Self {
+        self.watch.extend(samples);
+        self
+    }
+
+    /// Charges every release to a [`PrivacyAccountant`] as the authority does, with
+    /// coordinate range `range` ([`accountant`](Self::accountant)).
+    #[must_use]
+    pub fn with_accounting(mut self, range: u64) -> Self {
+        self.ledger = Some((PrivacyAccountant::default(), range));
+        self
+    }
+
+    /// The recorded releases, in order.
+    #[must_use]
+    pub fn view(&self) -> &[Observation] {
+        &self.view
+    }
+
+    /// The ledger of [`with_accounting`](Self::with_accounting).
+    #[must_use]
+    pub fn accountant(&self) -> Option<&PrivacyAccountant> {
+        self.ledger.as_ref().map(|(a, _)| a)
+    }
+
+    fn noise(&mut self, sample: usize, terms: &[(usize, i64)]) -> i64 {
         if terms.is_empty() {
-            0
-        } else {
-            self.key
-                .sample(&self.sigma, &noise_input(sample as u64, terms))
+            return 0;
         }
+        let e = self
+            .key
+            .sample(&self.sigma, &noise_input(sample as u64, terms));
+        if let Some((acc, range)) = &mut self.ledger {
+            let (p, i) = sensitivities(terms, *range);
+            let s = self.sigma.sigma();
+            let unit = SampleLoss {
+                pixel: gaussian_rdp_unit(p, s),
+                image: gaussian_rdp_unit(i, s),
+                releases: 1,
+            };
+            // No budget is set on this ledger, so charging cannot fail.
+            let _ = acc.charge(&[(sample as u64, unit)]);
+        }
+        if self.watch.contains(&sample) {
+            self.view.push(Observation {
+                sample,
+                terms: terms.to_vec(),
+                noise: e,
+            });
+        }
+        e
     }
 }
 
