@@ -106,7 +106,16 @@ pub struct PrivacyResults {
     pub method: &'static str,
     /// One point per sigma.
     pub curve: Vec<PrivacyPoint>,
+    /// The picture's file name (`privacy_reconstructions.png`): the first attacked images (top
+    /// row) and their reconstructions at each sigma (one row per sigma).
+    pub picture: &'static str,
+    /// Pixels of the pictured images, then of their reconstructions per sigma (not in JSON).
+    #[serde(skip)]
+    pictures: Vec<Vec<Vec<u8>>>,
 }
+
+/// Images in the picture.
+const PICTURED: usize = 8;
 
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
@@ -139,6 +148,16 @@ pub fn run(
         .collect::<Result<_, _>>()?;
     let labels = LabelPermutation::from_seed(cfg.seed, CLASSES);
     let mut curve = Vec::new();
+    let to_byte = |xq: f64| {
+        (xq * to_pixels + f64::from(norm.offset))
+            .round()
+            .clamp(0.0, 255.0) as u8
+    };
+    let mut pictures: Vec<Vec<Vec<u8>>> = vec![truth
+        .iter()
+        .take(PICTURED)
+        .map(|x| x.iter().map(|&v| to_byte(v as f64)).collect())
+        .collect()];
     for &sigma in &plan.sigmas {
         let t = std::time::Instant::now();
         let dist = DiscreteGaussian::from_f64_milli(sigma)?;
@@ -160,7 +179,7 @@ pub fn run(
             acc.max_epsilon(Granularity::Image, DEFAULT_DELTA),
         );
         let view = backend.view();
-        let per_image: Vec<(f64, f64, usize)> = (0..attacked)
+        let per_image: Vec<(f64, f64, usize, Vec<u8>)> = (0..attacked)
             .into_par_iter()
             .map(|i| {
                 let obs: Vec<&Observation> = view.iter().filter(|o| o.sample == i).collect();
@@ -185,6 +204,7 @@ pub fn run(
                     err2.sqrt() / norm2.sqrt().max(1e-12),
                     within as f64 / x.len() as f64,
                     obs.len(),
+                    est.iter().map(|&e| to_byte(e)).collect(),
                 )
             })
             .collect();
@@ -211,6 +231,7 @@ pub fn run(
             point.seconds
         );
         curve.push(point);
+        pictures.push(per_image.into_iter().take(PICTURED).map(|p| p.3).collect());
     }
     Ok(PrivacyResults {
         train_size: train.len(),
@@ -224,7 +245,74 @@ pub fn run(
                  value of every epoch, projected onto the pixel box and refined by 200 \
                  projected-gradient steps",
         curve,
+        picture: "privacy_reconstructions.png",
+        pictures,
     })
+}
+
+/// Writes the picture of [`PrivacyResults::picture`] to `path`: 28x28 tiles at 3x, 2-pixel
+/// gutters, one row per sigma under the originals (greyscale PNG, flate2 + CRC-32).
+pub fn picture(path: &Path, results: &PrivacyResults) -> Result<()> {
+    const SIDE: usize = 28;
+    const ZOOM: usize = 3;
+    const GAP: usize = 2;
+    let rows = results.pictures.len();
+    let cols = results.pictures.first().map_or(0, Vec::len);
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let tile = SIDE * ZOOM + GAP;
+    let (w, h) = (cols * tile + GAP, rows * tile + GAP);
+    let mut img = vec![255u8; w * h];
+    for (r, row) in results.pictures.iter().enumerate() {
+        for (c, pixels) in row.iter().enumerate().take(cols) {
+            for (k, &v) in pixels.iter().enumerate().take(SIDE * SIDE) {
+                let (py, px) = (k / SIDE, k % SIDE);
+                for dy in 0..ZOOM {
+                    for dx in 0..ZOOM {
+                        let y = GAP + r * tile + py * ZOOM + dy;
+                        let x = GAP + c * tile + px * ZOOM + dx;
+                        // MNIST is white on black; draw it dark on light.
+                        img[y * w + x] = 255 - v;
+                    }
+                }
+            }
+        }
+    }
+    std::fs::write(path, png_grey(w, h, &img)?)?;
+    Ok(())
+}
+
+/// A minimal 8-bit greyscale PNG of `pixels` (row-major `w x h`).
+fn png_grey(w: usize, h: usize, pixels: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let chunk = |out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]| -> Result<()> {
+        out.extend_from_slice(&u32::try_from(data.len())?.to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.finalize().to_be_bytes());
+        Ok(())
+    };
+    let mut raw = Vec::with_capacity((w + 1) * h);
+    for row in pixels.chunks_exact(w) {
+        raw.push(0); // filter: none
+        raw.extend_from_slice(row);
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&raw)?;
+    let idat = z.finish()?;
+    let mut ihdr = Vec::with_capacity(13);
+    ihdr.extend_from_slice(&u32::try_from(w)?.to_be_bytes());
+    ihdr.extend_from_slice(&u32::try_from(h)?.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit greyscale, deflate, no filter, no interlace
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &ihdr)?;
+    chunk(&mut out, b"IDAT", &idat)?;
+    chunk(&mut out, b"IEND", &[])?;
+    Ok(out)
 }
 
 /// `argmin ‖A x − b‖²` over `x ∈ [lo, hi]^n` for sparse rows `(terms, b)`: the ridge-stabilised
@@ -318,8 +406,12 @@ fn cholesky_solve(a: &mut [f64], v: &[f64], n: usize) -> Option<Vec<f64>> {
     Some(x)
 }
 
-/// Test accuracy against attack error, one point per sigma (labelled).
+/// Test accuracy against attack error, one point per sigma (labelled), at `path`, and the
+/// picture of reconstructions beside it.
 pub fn plot(path: &Path, results: &PrivacyResults) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        picture(&dir.join(results.picture), results)?;
+    }
     let err = |e: &dyn std::fmt::Display| anyhow!("plotting: {e}");
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -407,6 +499,15 @@ pub fn markdown(r: &PrivacyResults) -> String {
         )
     });
     s.push_str("\n![accuracy vs attack error](privacy.svg)\n");
+    let sigmas: Vec<String> = r.curve.iter().map(|p| p.sigma.to_string()).collect();
+    s.push_str(&format!(
+        "\nWhat the server sees: the first {} training images (top row) and the attack's \
+         reconstruction from the server's view at sigma = {} (one row each).\n\n\
+         ![reconstructions]({})\n",
+        PICTURED.min(r.attack_images),
+        sigmas.join(", "),
+        r.picture
+    ));
     s
 }
 
@@ -448,5 +549,16 @@ mod tests {
         assert!(p > 0.0 && p < i, "{p} {i}");
         assert!(noisy.values_per_image >= 1176);
         assert!(markdown(&r).contains("| 20000 |"));
+        let dir = std::env::temp_dir().join(format!("cryptonn-privacy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        plot(&dir.join("privacy.svg"), &r).expect("plot");
+        let png = std::fs::read(dir.join(r.picture)).expect("picture");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // 3 rows (originals, 2 sigmas) of 2 images: 2·86 + 2 wide, 3·86 + 2 high.
+        assert_eq!(&png[16..24], &[0, 0, 0, 174, 0, 0, 1, 4]);
+        assert!(std::fs::read_to_string(dir.join("privacy.svg"))
+            .expect("svg")
+            .contains("<svg"));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
