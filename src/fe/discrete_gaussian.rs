@@ -246,8 +246,9 @@ fn discrete_laplace<R: RngCore + ?Sized>(rng: &mut R, t: u128) -> i64 {
     }
 }
 
-/// The secret key of the keyed noise stream (see the [module docs](self)). Zeroized on drop;
-/// `Debug` prints only the type name.
+/// The secret key of the keyed noise stream (see the [module docs](self)), kept as its
+/// HKDF-Extract output `PRK = HMAC-SHA256("cryptonn noise v1", key)` so that each sample costs
+/// one HKDF-Expand. Zeroized on drop; `Debug` prints only the type name.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct NoiseKey([u8; 32]);
 
@@ -261,7 +262,12 @@ impl NoiseKey {
     /// A key from 32 secret bytes.
     #[must_use]
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+        let mut bytes = Zeroizing::new(bytes);
+        let (prk, _) = hkdf::Hkdf::<sha2::Sha256>::extract(Some(NOISE_SALT), &bytes[..]);
+        bytes.zeroize();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&prk);
+        Self(out)
     }
 
     /// A key derived from a seed and a label:
@@ -269,23 +275,25 @@ impl NoiseKey {
     #[must_use]
     pub fn derive(seed: &[u8], label: &[u8]) -> Self {
         let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"cryptonn noise key v1"), seed);
-        let mut out = [0u8; 32];
+        let mut out = Zeroizing::new([0u8; 32]);
         // 32 bytes are far below HKDF-SHA256's output limit, so `expand` cannot fail.
-        if hk.expand(label, &mut out).is_err() {
+        if hk.expand(label, &mut out[..]).is_err() {
             unreachable!("HKDF-SHA256 output of 32 bytes");
         }
-        Self(out)
+        Self::from_bytes(*out)
     }
 
     /// The ChaCha20 stream of `input`: seeded with `HKDF-SHA256(key, "cryptonn noise v1",
     /// input)`.
     #[must_use]
     pub fn stream(&self, input: &[u8]) -> ChaCha20Rng {
-        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(NOISE_SALT), &self.0);
         let mut seed = Zeroizing::new([0u8; 32]);
-        // 32 bytes are far below HKDF-SHA256's output limit, so `expand` cannot fail.
-        if hk.expand(input, &mut seed[..]).is_err() {
-            unreachable!("HKDF-SHA256 output of 32 bytes");
+        // A 32-byte PRK is HKDF-SHA256's own length and 32 output bytes are far below its
+        // limit, so neither step can fail.
+        let ok = hkdf::Hkdf::<sha2::Sha256>::from_prk(&self.0)
+            .is_ok_and(|hk| hk.expand(input, &mut seed[..]).is_ok());
+        if !ok {
+            unreachable!("HKDF-SHA256 with a 32-byte PRK and 32 output bytes");
         }
         ChaCha20Rng::from_seed(*seed)
     }
