@@ -280,7 +280,19 @@ fn run() -> Result<ExitCode> {
             privacy_plan.attack_images
         ),
     );
-    let privacy = privacy::run(&train_set, &test_set, &cfg, &privacy_plan)?;
+    let privacy_table = Arc::new(BabyStepTable::load_or_build(
+        Ristretto255,
+        SECURE_DLOG_HALF_WIDTH,
+        &cache,
+    )?);
+    let privacy_dir = secure_opts.work_dir.clone();
+    let privacy = privacy::run(
+        &train_set,
+        &test_set,
+        &cfg,
+        &privacy_plan,
+        Some((&privacy_table, &privacy_dir)),
+    )?;
 
     // The networked parties.
     stats::section(

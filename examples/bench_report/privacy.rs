@@ -20,12 +20,25 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use cryptonn::coordinator::accountant::{Granularity, DEFAULT_DELTA};
-use cryptonn::coordinator::secure_training::{training_noise_key, NoisyReference, Observation};
+use std::sync::{Arc, Mutex};
+
+use cryptonn::coordinator::secure_training::encrypted_dataset::encrypt_to_file;
+use cryptonn::coordinator::secure_training::{
+    create_shard_domains, make_domains_noisy, register_label_commitments,
+    register_noisy_ciphertexts, training_noise_key, EncryptedDataset, EncryptionParams,
+    NoisyReference, Observation, SecureFirstLayer,
+};
+use cryptonn::coordinator::{Authority, DomainAccess, InProcessKeyService, RequesterId};
 use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
+use cryptonn::fe::dlog::BabyStepTable;
+use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{Dataset, LabelPermutation, CLASSES};
 use cryptonn::nn::first_layer::{FirstLayerSpec, QuantizedFirstLayer, SampleEncoder};
 use cryptonn::nn::lenet::LeNet5;
-use cryptonn::nn::train::{train_with_backend, BatchSchedule, TrainConfig};
+use cryptonn::nn::optim::Sgd;
+use cryptonn::nn::train::{
+    backend_step, epoch_batches, train_with_backend, BatchSchedule, TrainConfig,
+};
 use plotters::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -39,10 +52,14 @@ pub struct PrivacyPlan {
     pub test_size: usize,
     /// Epochs.
     pub epochs: usize,
-    /// The sigma values (encoded units of the first layer's values).
+    /// The sigma values (encoded units of the first layer's values). At most the forward
+    /// bound / 16 (`2^22 / 16 = 262,144` by default): a noisy value beyond the bound fails the
+    /// step, as a diverged model does.
     pub sigmas: Vec<f64>,
     /// Images the attack reconstructs.
     pub attack_images: usize,
+    /// Secure training throughput, noise off against on: images, sigma, alternating rounds.
+    pub throughput: (usize, f64, usize),
 }
 
 /// The `--full` plan if `full`, else `--quick`.
@@ -54,6 +71,7 @@ pub fn plan(full: bool) -> PrivacyPlan {
             epochs: 2,
             sigmas: vec![0.0, 1_000.0, 4_000.0, 16_000.0, 64_000.0, 256_000.0],
             attack_images: 32,
+            throughput: (256, 16_000.0, 3),
         }
     } else {
         PrivacyPlan {
@@ -62,6 +80,7 @@ pub fn plan(full: bool) -> PrivacyPlan {
             epochs: 2,
             sigmas: vec![0.0, 1_000.0, 4_000.0, 16_000.0, 64_000.0],
             attack_images: 16,
+            throughput: (64, 16_000.0, 2),
         }
     }
 }
@@ -106,6 +125,8 @@ pub struct PrivacyResults {
     pub method: &'static str,
     /// One point per sigma.
     pub curve: Vec<PrivacyPoint>,
+    /// Secure training with noise on against off, in process.
+    pub throughput: Option<NoiseThroughput>,
     /// The picture's file name (`privacy_reconstructions.png`): the first attacked images (top
     /// row) and their reconstructions at each sigma (one row per sigma).
     pub picture: &'static str,
@@ -117,16 +138,138 @@ pub struct PrivacyResults {
 /// Images in the picture.
 const PICTURED: usize = 8;
 
+/// Secure training in process (Ristretto255), one epoch, noise off and on in alternating rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoiseThroughput {
+    /// Training images.
+    pub images: usize,
+    /// The noise of the `on` runs.
+    pub sigma: f64,
+    /// Images per second of each `off` round.
+    pub off_images_per_second: Vec<f64>,
+    /// Images per second of each `on` round.
+    pub on_images_per_second: Vec<f64>,
+    /// Median of the per-round ratios on / off.
+    pub ratio_median: f64,
+    /// The server's group-operation seconds (off, on), summed over rounds.
+    pub server_group_seconds: (f64, f64),
+    /// Seconds in the key service, the authority's work included (off, on), summed.
+    pub key_service_seconds: (f64, f64),
+    /// The load average before and after.
+    pub load_average: (Option<[f64; 3]>, Option<[f64; 3]>),
+}
+
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// Runs the sweep (see the [module docs](self)).
+/// One secure epoch over `data` with noise `sigma` (`None`: off) under a fresh in-process
+/// authority: images per second of the training steps, server group seconds, key seconds.
+fn secure_epoch(
+    data: &Dataset,
+    cfg: &TrainConfig,
+    path: &Path,
+    table: &Arc<BabyStepTable<Ristretto255>>,
+    sigma: Option<DiscreteGaussian>,
+) -> Result<(f64, f64, f64)> {
+    let group = Ristretto255;
+    let mut authority = Authority::from_seed(group, [7; 32]);
+    let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
+    let (owner, server) = (RequesterId::new("owner"), RequesterId::new("server"));
+    let access = DomainAccess::new(owner.clone(), server.clone());
+    let domains = create_shard_domains(&mut authority, data.len(), &params, &access)?;
+    let labels = LabelPermutation::from_seed(cfg.seed, CLASSES);
+    if !path.exists() {
+        let pks = domains
+            .iter()
+            .map(|&d| authority.public_key(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        encrypt_to_file(&group, data, &labels, &pks, &params, path, &|_| {})?;
+    }
+    let file = EncryptedDataset::load(group, path)?;
+    if let Some(sigma) = sigma {
+        authority.set_noise_key(training_noise_key(cfg.seed));
+        let range = 2 * file.header().pixel_bound;
+        make_domains_noisy(&mut authority, &domains, sigma, range)?;
+    }
+    let authority = Arc::new(Mutex::new(authority));
+    let owner_keys = InProcessKeyService::new(Arc::clone(&authority), owner);
+    register_label_commitments(&file, &owner_keys)?;
+    if sigma.is_some() {
+        register_noisy_ciphertexts(&file, &owner_keys)?;
+    }
+    let keys = InProcessKeyService::new(Arc::clone(&authority), server);
+    let mut backend = SecureFirstLayer::new(file, keys, Arc::clone(table), cfg.quant)?
+        .with_noisy_keys(sigma.is_some())?;
+    let mut model = LeNet5::lenet5(cfg.lenet, cfg.seed);
+    let mut sgd = Sgd::new(cfg.sgd);
+    let batches = epoch_batches(cfg.schedule, data.len(), cfg.batch_size, cfg.seed, 0);
+    let t = std::time::Instant::now();
+    for (b, idx) in batches.iter().enumerate() {
+        sgd.schedule(b, batches.len());
+        backend_step(&mut model, &mut sgd, cfg, &mut backend, idx)?;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    let s = backend.stats();
+    Ok((data.len() as f64 / seconds, s.fe_seconds, s.key_seconds))
+}
+
+/// Noise off against on, `rounds` alternating rounds (see [`NoiseThroughput`]).
+fn throughput(
+    train_all: &Dataset,
+    cfg: &TrainConfig,
+    plan: &PrivacyPlan,
+    table: &Arc<BabyStepTable<Ristretto255>>,
+    work_dir: &Path,
+) -> Result<NoiseThroughput> {
+    let (images, sigma, rounds) = plan.throughput;
+    let data = train_all.take(images.min(train_all.len()), "training")?;
+    std::fs::create_dir_all(work_dir)?;
+    let path = work_dir.join(format!("privacy-throughput-{images}.cnnenc"));
+    let _ = std::fs::remove_file(&path);
+    let dist = DiscreteGaussian::from_f64_milli(sigma)?;
+    let start = crate::machine::load_average();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut group, mut keys) = ((0.0, 0.0), (0.0, 0.0));
+    for round in 0..rounds {
+        let a = secure_epoch(&data, cfg, &path, table, None)?;
+        let b = secure_epoch(&data, cfg, &path, table, Some(dist))?;
+        println!(
+            "  throughput round {}: noise off {:.2} img/s, sigma {sigma} {:.2} img/s (ratio {:.2})",
+            round + 1,
+            a.0,
+            b.0,
+            b.0 / a.0
+        );
+        off.push(a.0);
+        on.push(b.0);
+        group = (group.0 + a.1, group.1 + b.1);
+        keys = (keys.0 + a.2, keys.1 + b.2);
+    }
+    let _ = std::fs::remove_file(&path);
+    let mut ratios: Vec<f64> = on.iter().zip(&off).map(|(b, a)| b / a).collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio_median = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+    Ok(NoiseThroughput {
+        images: data.len(),
+        sigma: dist.sigma(),
+        off_images_per_second: off,
+        on_images_per_second: on,
+        ratio_median,
+        server_group_seconds: group,
+        key_service_seconds: keys,
+        load_average: (start, crate::machine::load_average()),
+    })
+}
+
+/// Runs the sweep (see the [module docs](self)), then the throughput comparison when `table`
+/// is given (its files in `work_dir`).
 pub fn run(
     train_all: &Dataset,
     test_all: &Dataset,
     cfg: &TrainConfig,
     plan: &PrivacyPlan,
+    table: Option<(&Arc<BabyStepTable<Ristretto255>>, &Path)>,
 ) -> Result<PrivacyResults> {
     let train = train_all.take(plan.train_size.min(train_all.len()), "training")?;
     let test = test_all.take(plan.test_size.min(test_all.len()), "test")?;
@@ -245,6 +388,10 @@ pub fn run(
                  value of every epoch, projected onto the pixel box and refined by 200 \
                  projected-gradient steps",
         curve,
+        throughput: match table {
+            Some((t, dir)) => Some(throughput(train_all, &cfg, plan, t, dir)?),
+            None => None,
+        },
         picture: "privacy_reconstructions.png",
         pictures,
     })
@@ -498,6 +645,25 @@ pub fn markdown(r: &PrivacyResults) -> String {
             good.join(", ")
         )
     });
+    if let Some(t) = &r.throughput {
+        s.push_str(&format!(
+            "\nSecure training in process (Ristretto255, {} images, 1 epoch), noise off against \
+             sigma = {}: {:?} against {:?} images/s, median ratio on/off {:.2} (floor 0.85); \
+             server group seconds {:.1} → {:.1}, key service incl. the authority {:.1} → {:.1}; \
+             load average {:?} → {:?}.\n",
+            t.images,
+            t.sigma,
+            t.off_images_per_second,
+            t.on_images_per_second,
+            t.ratio_median,
+            t.server_group_seconds.0,
+            t.server_group_seconds.1,
+            t.key_service_seconds.0,
+            t.key_service_seconds.1,
+            t.load_average.0,
+            t.load_average.1
+        ));
+    }
     s.push_str("\n![accuracy vs attack error](privacy.svg)\n");
     let sigmas: Vec<String> = r.curve.iter().map(|p| p.sigma.to_string()).collect();
     s.push_str(&format!(
@@ -529,8 +695,9 @@ mod tests {
             epochs: 1,
             sigmas: vec![0.0, 20_000.0],
             attack_images: 2,
+            throughput: (0, 0.0, 0),
         };
-        let r = run(&mnist.train, &mnist.test, &cfg, &plan).expect("sweep");
+        let r = run(&mnist.train, &mnist.test, &cfg, &plan, None).expect("sweep");
         assert_eq!(r.curve.len(), 2);
         let (exact, noisy) = (&r.curve[0], &r.curve[1]);
         // Without noise the server's view determines every pixel (rank 784 with padding).
