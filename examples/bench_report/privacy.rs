@@ -669,7 +669,7 @@ pub fn markdown(r: &PrivacyResults) -> String {
     s.push_str(&format!(
         "\nWhat the server sees: the first {} training images (top row) and the attack's \
          reconstruction from the server's view at sigma = {} (one row each).\n\n\
-         ![reconstructions]({})\n",
+         ![reconstructions]({})\n\n",
         PICTURED.min(r.attack_images),
         sigmas.join(", "),
         r.picture
