@@ -27,14 +27,14 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use cryptonn::cli::{print_final, Bars, TrainOptions};
 use cryptonn::coordinator::secure_training::{
-    run_summary, DatasetSamples, EncryptionParams, FirstLayerGeometry, SecureSummary,
-    SecureTrainingSession,
+    enable_noise, privacy_summary, run_summary, training_noise_key, DatasetSamples,
+    EncryptionParams, FirstLayerGeometry, NoisyReference, SecureSummary, SecureTrainingSession,
 };
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{default_data_dir, load_named_subsets, Dataset, LabelPermutation};
-use cryptonn::nn::first_layer::FirstLayerSpec;
+use cryptonn::nn::first_layer::{FirstLayerSpec, QuantizedFirstLayer};
 use cryptonn::nn::model::{Model, ModelSpec};
 use cryptonn::nn::saved_model::DatasetInfo;
 use cryptonn::nn::train::{
@@ -169,7 +169,7 @@ fn run() -> anyhow::Result<()> {
         .persist
         .start(&cfg, &spec, &info, || Model::new(&spec, cfg.seed))?;
     let mut observer = args.train.persist.observer(&mut bars, info);
-    let (report, secure) = if mode == Mode::Secure {
+    let (report, secure, privacy) = if mode == Mode::Secure {
         let run = SecureRun {
             args: &args,
             spec: &spec,
@@ -182,17 +182,40 @@ fn run() -> anyhow::Result<()> {
             CliGroup::Modp2048 => run.run(ModpGroup::rfc3526_2048(), from, obs)?,
             CliGroup::Modp3072 => run.run(ModpGroup::rfc3526_3072(), from, obs)?,
         }
+    } else if let (Mode::Quantized, Some(sigma)) = (mode, args.train.noise()) {
+        // The noise secure mode's authority adds, drawn from the same seed.
+        let labels = LabelPermutation::from_seed(cfg.seed, spec.classes);
+        let (first, _) = spec.first_layer()?;
+        let quantized = QuantizedFirstLayer::new(&train_set, labels.clone(), cfg.quant, first)?;
+        let mut noisy = NoisyReference::new(quantized, training_noise_key(cfg.seed), sigma)?;
+        let (_, report) = train_with_backend_from(
+            &cfg,
+            from,
+            &mut noisy,
+            &test_set,
+            &labels,
+            observer.as_mut(),
+        )?;
+        (report, None, serde_json::Map::new())
     } else {
+        if args.train.noise().is_some() {
+            anyhow::bail!(
+                "--noise-sigma blurs the first layer's integer values: use --mode secure or \
+                 quantized"
+            );
+        }
         (
             train_from(&cfg, from, &train_set, &test_set, observer.as_mut())?.1,
             None,
+            serde_json::Map::new(),
         )
     };
     drop(observer);
     args.train.persist.report_saved(&report);
     if let Some(path) = &args.train.json {
         // The summary the Python binding's `train` returns too.
-        let summary = run_summary(&report, secure.as_ref(), &spec.name, args.dataset.name())?;
+        let mut summary = run_summary(&report, secure.as_ref(), &spec.name, args.dataset.name())?;
+        summary.extend(privacy);
         std::fs::write(path, serde_json::to_string_pretty(&summary)?)
             .with_context(|| format!("{}", path.display()))?;
         println!("wrote {}", path.display());
@@ -214,7 +237,11 @@ impl SecureRun<'_> {
         group: G,
         start: TrainStart,
         observer: &mut dyn TrainObserver,
-    ) -> anyhow::Result<(TrainReport, Option<SecureSummary>)> {
+    ) -> anyhow::Result<(
+        TrainReport,
+        Option<SecureSummary>,
+        serde_json::Map<String, serde_json::Value>,
+    )> {
         let cfg = self.args.train.config(Mode::Secure);
         if cfg.schedule != BatchSchedule::FixedShards {
             anyhow::bail!("secure mode needs --batches fixed-shards (one key domain per shard)");
@@ -232,6 +259,11 @@ impl SecureRun<'_> {
             .with_layout(layout);
         let name = format!("{}-train", self.args.dataset.name());
         let input = session.encrypt(&local.authority, &name, &samples, &params, &|_| {})?;
+        let noise = self.args.train.noise();
+        if let Some(sigma) = noise {
+            let key = training_noise_key(cfg.seed);
+            enable_noise(&session, &local.authority, &input, sigma, key)?;
+        }
         for stale in &input.stale_temp_files {
             println!(
                 "removed {} (left by an interrupted run); orphaned domains: {:?}",
@@ -251,13 +283,15 @@ impl SecureRun<'_> {
             input.setup_seconds
         );
         let table = session.dlog_table()?;
-        let mut backend = session.server(
-            session.in_process_keys(&local.authority),
-            &input.path,
-            Arc::clone(&table),
-            cfg.quant,
-            FirstLayerGeometry::from_spec(&first)?,
-        )?;
+        let mut backend = session
+            .server(
+                session.in_process_keys(&local.authority),
+                &input.path,
+                Arc::clone(&table),
+                cfg.quant,
+                FirstLayerGeometry::from_spec(&first)?,
+            )?
+            .with_noisy_keys(noise.is_some())?;
         let (_, report) =
             train_with_backend_from(&cfg, start, &mut backend, self.test, &labels, observer)?;
         let s = *backend.stats();
@@ -288,6 +322,10 @@ impl SecureRun<'_> {
             audit_records: Some(audit_records),
             audit_file: local.audit_file.display().to_string(),
         };
-        Ok((report, Some(secure)))
+        let mut privacy = serde_json::Map::new();
+        if let Some(sigma) = noise {
+            privacy.extend(privacy_summary(&local.authority, sigma, self.train.len())?);
+        }
+        Ok((report, Some(secure), privacy))
     }
 }

@@ -33,10 +33,11 @@ use cryptonn::coordinator::secure_prediction::{
     open_query_domain, EncryptedQuery, SecurePredictor,
 };
 use cryptonn::coordinator::secure_training::{
-    ConvGeometry, EncryptionParams, FirstLayerGeometry, MnistSamples, SecureSummary,
-    SecureTrainingSession,
+    enable_noise, privacy_summary, training_noise_key, ConvGeometry, EncryptionParams,
+    FirstLayerGeometry, MnistSamples, NoisyReference, SecureSummary, SecureTrainingSession,
 };
 use cryptonn::coordinator::{Authority, DomainAccess, InProcessKeyService, RequesterId};
+use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::modp::ModpGroup;
 use cryptonn::fe::group::ristretto::Ristretto255;
@@ -137,6 +138,11 @@ fn run() -> anyhow::Result<ExitCode> {
     let train_size = args.train.train_size(mode);
     args.train.init_threads()?;
     let cfg = args.train.config(mode);
+    if mode == Mode::Plain && args.train.noise().is_some() {
+        anyhow::bail!(
+            "--noise-sigma blurs the first layer's integer values: use --mode secure or quantized"
+        );
+    }
     let mnist = Mnist::load(&args.data)?;
     let train_set = mnist.train.take(train_size, "training")?;
     let test_set = mnist.test.take(args.train.test_size, "test")?;
@@ -191,6 +197,7 @@ fn run() -> anyhow::Result<ExitCode> {
             resumed: args.train.persist.resume.is_some(),
             half_width: args.train.dlog_half_width,
             predict: args.predict,
+            noise: args.train.noise(),
         };
         let obs = observer.as_mut();
         match args.group {
@@ -206,14 +213,29 @@ fn run() -> anyhow::Result<ExitCode> {
             cfg.quant,
             cryptonn::nn::first_layer::FirstLayerSpec::lenet5(),
         )?;
-        let (_, report) = train_with_backend_from(
-            &cfg,
-            from,
-            &mut backend,
-            &test_set,
-            labels,
-            observer.as_mut(),
-        )?;
+        let (_, report) = match args.train.noise() {
+            // The noise secure mode's authority adds, drawn from the same seed.
+            Some(sigma) => {
+                let key = training_noise_key(cfg.seed);
+                let mut noisy = NoisyReference::new(backend, key, sigma)?;
+                train_with_backend_from(
+                    &cfg,
+                    from,
+                    &mut noisy,
+                    &test_set,
+                    labels,
+                    observer.as_mut(),
+                )?
+            }
+            None => train_with_backend_from(
+                &cfg,
+                from,
+                &mut backend,
+                &test_set,
+                labels,
+                observer.as_mut(),
+            )?,
+        };
         (report, None)
     } else {
         (
@@ -294,6 +316,7 @@ struct SecureRun<'a> {
     resumed: bool,
     half_width: u64,
     predict: usize,
+    noise: Option<DiscreteGaussian>,
 }
 
 impl SecureRun<'_> {
@@ -336,6 +359,14 @@ impl SecureRun<'_> {
             bar.set_position(done as u64)
         })?;
         bar.finish_and_clear();
+        if let Some(sigma) = self.noise {
+            let key = training_noise_key(cfg.seed);
+            let n = enable_noise(&session, &authority, &input, sigma, key)?;
+            println!(
+                "authority: noisy shard domains (sigma {}), {n} ciphertexts registered",
+                sigma.sigma()
+            );
+        }
         for stale in &input.stale_temp_files {
             println!(
                 "removed {} (left by an interrupted run); its {} shard domains are orphaned: {}",
@@ -365,13 +396,15 @@ impl SecureRun<'_> {
             t_table.elapsed().as_secs_f64()
         );
         let t_load = Instant::now();
-        let mut backend = session.server(
-            session.in_process_keys(&authority),
-            &input.path,
-            Arc::clone(&table),
-            cfg.quant,
-            FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
-        )?;
+        let mut backend = session
+            .server(
+                session.in_process_keys(&authority),
+                &input.path,
+                Arc::clone(&table),
+                cfg.quant,
+                FirstLayerGeometry::Conv(ConvGeometry::lenet5()),
+            )?
+            .with_noisy_keys(self.noise.is_some())?;
         let ciphertext_bytes = backend.dataset().ciphertext_bytes();
         println!(
             "encrypted dataset {} ({} images, {:.1} MB, {}; load {:.1} s)",
@@ -417,6 +450,9 @@ impl SecureRun<'_> {
             audit_file: local.audit_file.display().to_string(),
         }
         .to_map();
+        if let Some(sigma) = self.noise {
+            extra.extend(privacy_summary(&authority, sigma, self.train.len())?);
+        }
         if self.predict > 0 {
             let p = self.secure_predictions(&group, &authority, model, table, labels)?;
             extra.insert("secure_prediction".into(), serde_json::to_value(p)?);

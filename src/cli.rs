@@ -163,6 +163,11 @@ pub struct TrainOptions {
     pub dlog_half_width: u64,
     #[command(flatten)]
     pub persist: PersistOptions,
+    /// Standard deviation of the discrete Gaussian noise the authority adds to every decrypted
+    /// first-layer value (secure mode; quantised mode adds the same noise, drawn from --seed),
+    /// in units of the encoded values, to 1/1000. 0: exact values, today's behaviour.
+    #[arg(long, default_value_t = 0.0, value_parser = noise_sigma)]
+    pub noise_sigma: f64,
 }
 
 /// Saving, checkpointing and resuming a run (`cryptonn::nn::saved_model`).
@@ -307,6 +312,14 @@ impl TrainOptions {
         }
     }
 
+    /// The noise of `--noise-sigma` (`None` for 0).
+    #[must_use]
+    pub fn noise(&self) -> Option<crate::fe::discrete_gaussian::DiscreteGaussian> {
+        crate::fe::discrete_gaussian::DiscreteGaussian::from_f64_milli(self.noise_sigma)
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
+
     /// Builds the global rayon pool with `--threads`.
     ///
     /// # Errors
@@ -428,6 +441,13 @@ pub fn print_final(report: &TrainReport, mode: Mode, start: Instant) {
 
 /// A count that must be at least 1 (0 epochs or 0 test images would print an accuracy that
 /// measures nothing).
+fn noise_sigma(s: &str) -> Result<f64, String> {
+    let v = s.parse::<f64>().map_err(|e| e.to_string())?;
+    crate::fe::discrete_gaussian::DiscreteGaussian::from_f64_milli(v)
+        .map(|_| v)
+        .map_err(|e| e.to_string())
+}
+
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),

@@ -35,6 +35,7 @@
 //! Messages ([`messages`]) are plain data and never carry a master secret key. There is no path
 //! from an [`EncryptedMatrix`] to plaintext other than function keys issued by the authority.
 
+pub mod accountant;
 pub mod audit;
 pub mod authority;
 pub mod client;
@@ -59,7 +60,7 @@ pub use audit::{
     read_audit_file, AuditConfig, AuditError, AuditFileOptions, AuditFileReader, AuditFileSink,
     AuditLog, AuditOutcome, AuditRecord, AuditSink, AuditedKey,
 };
-pub use authority::{Authority, DomainConfig};
+pub use authority::{Authority, DomainConfig, NoiseConfig};
 pub use client::Client;
 pub use elementwise::FeboEncryptedMatrix;
 pub use error::{CoordinatorError, PolicyRefusal};
@@ -68,7 +69,8 @@ pub use leakage::{reconstruct, Reconstruction};
 pub use matmul::{EncryptedMatrix, FeipKeyBatch};
 pub use messages::{
     DomainAccess, DomainId, DomainPublicKey, DomainStatus, FeboCommitmentRegistration, FeboKeyItem,
-    FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, KeyVectorData, RequesterId,
+    FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, KeyVectorData,
+    NoisyCiphertextRegistration, NoisyKeyItem, NoisyKeyRequest, NoisyKeyResponse, RequesterId,
     SparseKeyVector,
 };
 pub use persistent::{

@@ -31,6 +31,7 @@ mod markdown;
 mod network;
 mod paper;
 mod plots;
+mod privacy;
 mod profile;
 mod report;
 mod secure;
@@ -323,6 +324,32 @@ fn run() -> Result<ExitCode> {
     leakage.cross_domain = secure.cross_domain;
     leakage.models = model_leakage;
 
+    // Privacy: noisy first-layer values (examples/bench_report/privacy.rs).
+    let privacy_plan = privacy::plan(args.full);
+    stats::section(
+        "Privacy",
+        &format!(
+            "Noisy first-layer values: sigma in {:?}, {} images, {} epochs; attack on {} images.",
+            privacy_plan.sigmas,
+            privacy_plan.train_size,
+            privacy_plan.epochs,
+            privacy_plan.attack_images
+        ),
+    );
+    let privacy_table = Arc::new(BabyStepTable::load_or_build(
+        Ristretto255,
+        SECURE_DLOG_HALF_WIDTH,
+        &cache,
+    )?);
+    let privacy_dir = secure_opts.work_dir.clone();
+    let privacy = privacy::run(
+        &train_set,
+        &test_set,
+        &cfg,
+        &privacy_plan,
+        Some((&privacy_table, &privacy_dir)),
+    )?;
+
     // The networked parties.
     stats::section(
         "Network (loopback)",
@@ -366,6 +393,7 @@ fn run() -> Result<ExitCode> {
         fe,
         leakage,
         network,
+        privacy,
         paper: paper::figures(),
         paper_setup: paper::PAPER_SETUP,
         comparison,
@@ -428,6 +456,7 @@ fn write_outputs(out: &Path, mut report: Report) -> Result<()> {
             .as_deref()
             .unwrap_or("no breakdown recorded"),
     )?;
+    privacy::plot(&out.join("privacy.svg"), &report.privacy)?;
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(out.join("report.json"), json + "\n")?;
     std::fs::write(out.join("REPORT.md"), markdown::render(&report))?;

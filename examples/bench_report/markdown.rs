@@ -166,6 +166,7 @@ pub fn render(r: &Report) -> String {
     leakage_section(&mut s, r);
     model_leakage_section(&mut s, r);
     network_section(&mut s, r);
+    s.push_str(&crate::privacy::markdown(&r.privacy));
     notes_section(&mut s, r);
     s
 }

@@ -94,6 +94,8 @@ pub struct Report {
     pub leakage: LeakageResults,
     /// The networked key service on loopback.
     pub network: NetworkResults,
+    /// Noisy first-layer values: the accuracy / reconstruction / epsilon curve.
+    pub privacy: crate::privacy::PrivacyResults,
     /// The paper's published figures (not measured here).
     pub paper: Vec<PaperFigure>,
     /// Where the paper's figures come from.

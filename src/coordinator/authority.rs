@@ -76,6 +76,7 @@ use rand_core::{OsRng, RngCore, SeedableRng};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
+use crate::coordinator::accountant::PrivacyAccountant;
 use crate::coordinator::audit::{AuditConfig, AuditLog, AuditOutcome, AuditedKey};
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::error::PolicyRefusal;
@@ -85,10 +86,15 @@ use crate::coordinator::messages::{
     RequesterId, SparseKeyVector,
 };
 use crate::coordinator::policy::{DefaultPolicy, KeyPolicy, PolicyConfig, Verdict};
+use crate::fe::discrete_gaussian::NoiseKey;
 use crate::fe::error::FeError;
 use crate::fe::febo::{Febo, FeboMasterSecretKey, FeboParams, FeboPublicKey};
 use crate::fe::feip::{Feip, FeipParams, MasterPublicKey, MasterSecretKey};
 use crate::fe::group::PrimeOrderGroup;
+
+mod noisy;
+
+pub use noisy::NoiseConfig;
 
 /// Batches at least this large derive their keys in parallel.
 const PARALLEL_DERIVE_MIN: usize = 32;
@@ -148,6 +154,10 @@ struct Domain<G: PrimeOrderGroup> {
     access: Option<DomainAccess>,
     /// SHA-256 of the canonical encoding of every FEBO commitment its owner registered.
     registered: HashSet<[u8; 32]>,
+    /// For a noisy domain: sigma, the sensitivity model and the registered ciphertexts.
+    noisy: Option<noisy::NoisyState>,
+    /// Whether the domain has issued a plain FEIP key (it can then no longer become noisy).
+    plain_keys_issued: bool,
 }
 
 /// The time source of audit records: seconds since the Unix epoch.
@@ -168,6 +178,10 @@ pub struct Authority<G: PrimeOrderGroup> {
     seed: Zeroizing<[u8; 32]>,
     epoch: u64,
     clock: Clock,
+    /// The key of the noise PRF of noisy domains.
+    noise_key: NoiseKey,
+    /// The per-sample privacy ledger of all noisy domains.
+    accountant: PrivacyAccountant,
 }
 
 /// The HKDF salt of per-domain key derivation (see the [module docs](self)).
@@ -257,6 +271,8 @@ impl<G: PrimeOrderGroup> DomainFactory<G> {
                 status: DomainStatus::Active,
                 access: None,
                 registered: HashSet::new(),
+                noisy: None,
+                plain_keys_issued: false,
             },
         }
     }
@@ -301,6 +317,8 @@ impl<G: PrimeOrderGroup> Authority<G> {
             seed: Zeroizing::new(*seed),
             epoch: 0,
             clock: Box::new(system_clock),
+            noise_key: NoiseKey::derive(&seed[..], b"authority noise key"),
+            accountant: PrivacyAccountant::default(),
         };
         zeroize::Zeroize::zeroize(&mut *seed);
         authority
@@ -649,12 +667,20 @@ impl<G: PrimeOrderGroup> Authority<G> {
         let config = d.config;
         let policy = d.policy.successor();
         let access = d.access.clone();
+        // A successor of a noisy domain blurs its values too (its ciphertexts are registered
+        // afresh by the data owner).
+        let noise = d.noisy.as_ref().map(|n| n.config);
         let prepared = self
             .domain_factory_in(epoch)
             .prepare(successor, config, Some(policy));
         self.install(prepared)?;
         if let Some(access) = access {
             self.bind(successor, access);
+        }
+        if let Some(config) = noise {
+            if let Some(d) = self.domains.get_mut(&successor) {
+                d.noisy = Some(noisy::NoisyState::new(config));
+            }
         }
         if let Some(d) = self.domains.get_mut(&id) {
             d.status = DomainStatus::Rotated { successor };
@@ -775,7 +801,51 @@ impl<G: PrimeOrderGroup> Authority<G> {
     ) -> Result<FeipKeyResponse<G>, CoordinatorError> {
         let d = self.domain(id)?;
         Self::check_requester(d, id, requester)?;
+        if d.noisy.is_some() {
+            return Err(CoordinatorError::NoisyDomain(id));
+        }
         let params = d.config.feip;
+        self.review_batch(requester, id, vectors)?;
+        let d = self
+            .domains
+            .get_mut(&id)
+            .ok_or(CoordinatorError::UnknownDomain(id))?;
+        d.plain_keys_issued = true;
+        let secrets = d
+            .secrets
+            .as_ref()
+            .ok_or(CoordinatorError::DomainClosed(id))?;
+        let derive = |v: &SparseKeyVector| d.feip.derive_key_sparse(&secrets.feip, v.terms());
+        let keys = if vectors.len() >= PARALLEL_DERIVE_MIN {
+            vectors
+                .par_iter()
+                .map(derive)
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            vectors.iter().map(derive).collect::<Result<Vec<_>, _>>()?
+        };
+        let now = (self.clock)();
+        for v in vectors {
+            let key = self.audit.feip_key(v);
+            self.audit
+                .append(now, id, requester, key, AuditOutcome::Issued)?;
+        }
+        self.audit.commit()?;
+        Ok(FeipKeyResponse {
+            domain: id,
+            params,
+            keys,
+        })
+    }
+
+    /// The domain policy's verdict on a batch of validated vectors: `Ok` on admission; on
+    /// refusal or rotation the audit record and the typed error.
+    fn review_batch(
+        &mut self,
+        requester: &RequesterId,
+        id: DomainId,
+        vectors: &[SparseKeyVector],
+    ) -> Result<(), CoordinatorError> {
         let now = (self.clock)();
         let d = self
             .domains
@@ -811,30 +881,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
                 });
             }
         }
-        let secrets = d
-            .secrets
-            .as_ref()
-            .ok_or(CoordinatorError::DomainClosed(id))?;
-        let derive = |v: &SparseKeyVector| d.feip.derive_key_sparse(&secrets.feip, v.terms());
-        let keys = if vectors.len() >= PARALLEL_DERIVE_MIN {
-            vectors
-                .par_iter()
-                .map(derive)
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            vectors.iter().map(derive).collect::<Result<Vec<_>, _>>()?
-        };
-        for v in vectors {
-            let key = self.audit.feip_key(v);
-            self.audit
-                .append(now, id, requester, key, AuditOutcome::Issued)?;
-        }
-        self.audit.commit()?;
-        Ok(FeipKeyResponse {
-            domain: id,
-            params,
-            keys,
-        })
+        Ok(())
     }
 
     /// Derives one ciphertext-bound FEBO key per item and records each in the audit log.

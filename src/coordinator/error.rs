@@ -23,6 +23,48 @@ pub enum CoordinatorError {
         /// The fresh domain that replaced it.
         successor: DomainId,
     },
+    /// The domain blurs its values ([`Authority::make_noisy`](crate::coordinator::Authority::make_noisy)):
+    /// it issues only ciphertext-bound noisy keys, never plain function keys (which would
+    /// reveal the noise).
+    #[error("key domain {0} is noisy: it issues only ciphertext-bound noisy keys")]
+    NoisyDomain(DomainId),
+    /// Noisy keys were asked of a domain that does not blur its values.
+    #[error("key domain {0} is not noisy")]
+    NotNoisy(DomainId),
+    /// A noisy key was asked for a ciphertext (`ct0`) its data owner did not register.
+    #[error(
+        "noisy key request item {index}: the ciphertext is not registered in key domain {domain}"
+    )]
+    UnregisteredCiphertext {
+        /// The domain.
+        domain: DomainId,
+        /// Position of the item in the request.
+        index: usize,
+    },
+    /// The request would take a sample's privacy loss beyond the configured budget; no key of
+    /// the batch was issued and nothing was charged.
+    #[error(
+        "privacy budget exhausted in key domain {domain}: sample {sample} would reach \
+         epsilon {epsilon:.3} ({granularity}, delta {delta:e}), the budget is {budget}"
+    )]
+    PrivacyBudgetExceeded {
+        /// The domain.
+        domain: DomainId,
+        /// The first sample beyond the budget.
+        sample: u64,
+        /// Its epsilon after the refused request.
+        epsilon: f64,
+        /// The budget's epsilon.
+        budget: f64,
+        /// The budget's delta.
+        delta: f64,
+        /// The budget's granularity.
+        granularity: crate::coordinator::accountant::Granularity,
+    },
+    /// The key service does not offer this request (e.g. noisy keys over a transport that does
+    /// not carry them yet).
+    #[error("the key service does not support {0}")]
+    Unsupported(&'static str),
     /// The domain was closed by the operator (its master secret key is erased).
     #[error("key domain {0} is closed")]
     DomainClosed(DomainId),

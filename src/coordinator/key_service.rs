@@ -16,7 +16,8 @@ use crate::coordinator::authority::Authority;
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::messages::{
     DomainId, DomainPublicKey, FeboCommitmentRegistration, FeboKeyRequest, FeboKeyResponse,
-    FeipKeyRequest, FeipKeyResponse, RequesterId,
+    FeipKeyRequest, FeipKeyResponse, NoisyCiphertextRegistration, NoisyKeyRequest,
+    NoisyKeyResponse, RequesterId,
 };
 use crate::fe::group::PrimeOrderGroup;
 
@@ -55,6 +56,36 @@ pub trait KeyService<G: PrimeOrderGroup>: Send + Sync {
         &self,
         registration: &FeboCommitmentRegistration,
     ) -> Result<usize, CoordinatorError>;
+
+    /// Ciphertext-bound noisy keys of a noisy domain (see
+    /// [`Authority::issue_noisy_feip_keys`]). The default refuses: a transport that does not
+    /// carry them.
+    ///
+    /// # Errors
+    /// As [`Authority::issue_noisy_feip_keys`]; [`CoordinatorError::Unsupported`] by default.
+    fn noisy_feip_keys(
+        &self,
+        request: &NoisyKeyRequest,
+    ) -> Result<NoisyKeyResponse<G>, CoordinatorError> {
+        let _ = request;
+        Err(CoordinatorError::Unsupported("noisy keys"))
+    }
+
+    /// Registers the `ct0` of the ciphertexts this party (a noisy domain's owner) produced,
+    /// under sample ids (see [`Authority::register_noisy_ciphertexts`]). The default refuses.
+    ///
+    /// # Errors
+    /// As [`Authority::register_noisy_ciphertexts`]; [`CoordinatorError::Unsupported`] by
+    /// default.
+    fn register_noisy_ciphertexts(
+        &self,
+        registration: &NoisyCiphertextRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        let _ = registration;
+        Err(CoordinatorError::Unsupported(
+            "noisy ciphertext registration",
+        ))
+    }
 }
 
 impl<G: PrimeOrderGroup, K: KeyService<G> + ?Sized> KeyService<G> for Arc<K> {
@@ -75,6 +106,18 @@ impl<G: PrimeOrderGroup, K: KeyService<G> + ?Sized> KeyService<G> for Arc<K> {
         registration: &FeboCommitmentRegistration,
     ) -> Result<usize, CoordinatorError> {
         (**self).register_febo_commitments(registration)
+    }
+    fn noisy_feip_keys(
+        &self,
+        request: &NoisyKeyRequest,
+    ) -> Result<NoisyKeyResponse<G>, CoordinatorError> {
+        (**self).noisy_feip_keys(request)
+    }
+    fn register_noisy_ciphertexts(
+        &self,
+        registration: &NoisyCiphertextRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        (**self).register_noisy_ciphertexts(registration)
     }
 }
 
@@ -131,5 +174,18 @@ impl<G: PrimeOrderGroup> KeyService<G> for InProcessKeyService<G> {
     ) -> Result<usize, CoordinatorError> {
         self.lock()?
             .register_febo_commitments(&self.requester, registration)
+    }
+    fn noisy_feip_keys(
+        &self,
+        request: &NoisyKeyRequest,
+    ) -> Result<NoisyKeyResponse<G>, CoordinatorError> {
+        self.lock()?.issue_noisy_feip_keys(&self.requester, request)
+    }
+    fn register_noisy_ciphertexts(
+        &self,
+        registration: &NoisyCiphertextRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        self.lock()?
+            .register_noisy_ciphertexts(&self.requester, registration)
     }
 }

@@ -15,6 +15,13 @@ use crate::fe::febo::{FeboFunctionKey, FeboOp, FeboParams, FeboPublicKey};
 use crate::fe::feip::{FeipParams, FunctionKey, KeyVector, MasterPublicKey};
 use crate::fe::group::PrimeOrderGroup;
 
+mod noisy;
+
+pub use noisy::{
+    ct0_digest, noise_input, NoisyCiphertextRegistration, NoisyKeyItem, NoisyKeyRequest,
+    NoisyKeyResponse,
+};
+
 /// The identifier of a key domain: one FEIP (and optionally FEBO) master key pair with its own
 /// bounds, policy state and audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -66,6 +66,7 @@ pub mod error;
 pub mod geometry;
 pub mod in_process;
 pub mod multiexp;
+pub mod noise;
 pub mod registration;
 pub mod server_view;
 pub mod session;
@@ -80,6 +81,10 @@ pub use error::SecureTrainingError;
 pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};
 pub use in_process::{
     train_secure_in_process, InProcessOptions, InProcessSummary, IN_MEMORY_AUDIT,
+};
+pub use noise::{
+    enable_noise, make_domains_noisy, privacy_summary, register_noisy_ciphertexts,
+    training_noise_key, NoisyReference, Observation,
 };
 pub use registration::register_label_commitments;
 pub use server_view::{

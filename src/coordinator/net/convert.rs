@@ -128,6 +128,11 @@ pub fn status_of(e: &CoordinatorError) -> Status {
         | CoordinatorError::Placement(_)
         | CoordinatorError::InvalidConfig(_) => (Code::InvalidArgument, None),
         CoordinatorError::AuthorityUnavailable => (Code::Unavailable, None),
+        CoordinatorError::NoisyDomain(_)
+        | CoordinatorError::NotNoisy(_)
+        | CoordinatorError::PrivacyBudgetExceeded { .. } => (Code::FailedPrecondition, None),
+        CoordinatorError::UnregisteredCiphertext { .. } => (Code::PermissionDenied, None),
+        CoordinatorError::Unsupported(_) => (Code::Unimplemented, None),
         _ => (Code::Internal, None),
     };
     let message = e.to_string();

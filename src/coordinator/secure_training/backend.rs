@@ -56,6 +56,8 @@ use crate::nn::first_layer::{
     check_bound, max_abs, FirstLayerBackend, FirstLayerSpec, QuantConfig,
 };
 
+mod noisy;
+
 /// Counters and timings of a secure training run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct SecureStats {
@@ -81,6 +83,8 @@ pub struct SecureStats {
 pub(crate) struct PreparedImage<G: PrimeOrderGroup> {
     boxes: Vec<OddMultiples<G>>,
     ct0: Ct0Table<G>,
+    /// The canonical encoding of `ct0` (what a noisy key request sends).
+    ct0_bytes: Vec<u8>,
 }
 
 /// The real pixels of each of LeNet-5's 961 boxes (row-major `u · 31 + v`).
@@ -106,6 +110,7 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
         Self {
             boxes,
             ct0: Ct0Table::new(group, ct.ct0()),
+            ct0_bytes: group.element_to_bytes(ct.ct0()),
         }
     }
 
@@ -224,12 +229,12 @@ impl<G: PrimeOrderGroup> PaddingPowers<G> {
 /// [`SecureTrainingError::DlogOutOfRange`] naming `layer` and `hint` if a value lies outside
 /// `bound`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn solve_outputs<G: PrimeOrderGroup>(
+pub(crate) fn solve_outputs<G: PrimeOrderGroup, T>(
     table: &Arc<BabyStepTable<G>>,
     powers: &PaddingPowers<G>,
     mut elems: Vec<G::Element>,
     outs: &[LinearOutput],
-    keys: &[Option<FunctionKey<G>>],
+    keys: &[Option<T>],
     bound: u64,
     layer: &'static str,
     hint: &'static str,
@@ -288,6 +293,9 @@ pub struct SecureFirstLayer<G: PrimeOrderGroup, K: KeyService<G>> {
     members: Vec<Vec<usize>>,
     stats: SecureStats,
     prepared: Option<(Vec<usize>, Vec<PreparedImage<G>>)>,
+    /// Whether the shard domains are noisy: keys are then asked per ciphertext
+    /// ([`with_noisy_keys`](Self::with_noisy_keys)).
+    noisy: bool,
 }
 
 impl<G: PrimeOrderGroup, K: KeyService<G>> std::fmt::Debug for SecureFirstLayer<G, K> {
@@ -487,6 +495,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
             members,
             stats: SecureStats::default(),
             prepared: None,
+            noisy: false,
         })
     }
 
@@ -684,6 +693,9 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         };
         let key_bound = self.data.header().params.key_bound;
         check_key_bound(names.forward_keys, &outputs, key_bound)?;
+        if self.noisy {
+            return self.noisy_forward(batch, domain, &outputs, vectors, hint);
+        }
         let refs: Vec<&LinearOutput> = outputs.iter().collect();
         let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
         self.prepare(batch)?;
@@ -863,6 +875,9 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         let mut vectors = Vec::with_capacity(refs.len());
         for d in dq.chunks_exact(outputs) {
             vectors.extend(g.gradient_key_vectors(d)?);
+        }
+        if self.noisy {
+            return self.noisy_conv_gradient(batch, domain, &per_sample, vectors, hint);
         }
         let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
         self.prepare(batch)?;

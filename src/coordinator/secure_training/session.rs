@@ -253,6 +253,12 @@ impl<G: PrimeOrderGroup> SecureTrainingSession<G> {
         self
     }
 
+    /// The data owner's name towards an in-process authority.
+    #[must_use]
+    pub fn owner_id(&self) -> &RequesterId {
+        &self.owner
+    }
+
     /// The group.
     #[must_use]
     pub fn group(&self) -> &G {
