@@ -805,7 +805,9 @@ impl<G: PrimeOrderGroup> Authority<G> {
             return Err(CoordinatorError::NoisyDomain(id));
         }
         let params = d.config.feip;
-        self.review_batch(requester, id, vectors)?;
+        // One clock reading per batch.
+        let now = (self.clock)();
+        self.review_batch(requester, id, vectors, now)?;
         let d = self
             .domains
             .get_mut(&id)
@@ -824,7 +826,6 @@ impl<G: PrimeOrderGroup> Authority<G> {
         } else {
             vectors.iter().map(derive).collect::<Result<Vec<_>, _>>()?
         };
-        let now = (self.clock)();
         for v in vectors {
             let key = self.audit.feip_key(v);
             self.audit
@@ -839,14 +840,14 @@ impl<G: PrimeOrderGroup> Authority<G> {
     }
 
     /// The domain policy's verdict on a batch of validated vectors: `Ok` on admission; on
-    /// refusal or rotation the audit record and the typed error.
+    /// refusal or rotation the audit record (at time `now`) and the typed error.
     fn review_batch(
         &mut self,
         requester: &RequesterId,
         id: DomainId,
         vectors: &[SparseKeyVector],
+        now: u64,
     ) -> Result<(), CoordinatorError> {
-        let now = (self.clock)();
         let d = self
             .domains
             .get_mut(&id)

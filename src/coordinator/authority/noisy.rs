@@ -289,7 +289,9 @@ impl<G: PrimeOrderGroup> Authority<G> {
                 })
             }
         };
-        self.review_batch(requester, id, &vectors)?;
+        // One clock reading per batch.
+        let now = (self.clock)();
+        self.review_batch(requester, id, &vectors, now)?;
         let d = self.domain(id)?;
         let secrets = d
             .secrets
@@ -337,7 +339,6 @@ impl<G: PrimeOrderGroup> Authority<G> {
             })
             .collect::<Result<Vec<_>, CoordinatorError>>()?;
         self.accountant.commit(pending);
-        let now = (self.clock)();
         for v in &vectors {
             let key = self.audit.feip_key(v);
             self.audit
