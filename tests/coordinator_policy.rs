@@ -203,7 +203,7 @@ fn rotation_end_to_end() {
     // What was issued before the rotation is served again on the re-encrypted data ...
     assert_eq!(s.secure_matmul(&w1, &enc_new).unwrap(), w1.dot(&x));
     // ... but the batch that reached the cap is refused, not served afresh: re-encrypting the
-    // same x must not reset the cap (issue 14, hole 2).
+    // same x must not reset the cap (least-privilege review, hole 2).
     assert!(matches!(
         s.secure_matmul(&w2, &enc_new),
         Err(CoordinatorError::Refused {

@@ -333,7 +333,7 @@ fn malformed_and_oversized_messages_get_error_status() {
     assert!(status.0.message().contains("sparse"), "{:?}", status.0);
     assert_ne!(status.1.code(), tonic::Code::Ok);
     assert!(status.1.message().contains("decode"), "{:?}", status.1);
-    // Issue 12, item 9: a malformed message is the caller's fault, not INTERNAL.
+    // The hostile-client review, item 9: a malformed message is the caller's fault, not INTERNAL.
     assert_eq!(
         status.1.code(),
         tonic::Code::InvalidArgument,

@@ -1,4 +1,4 @@
-//! Noisy secure training (issue 14, part 2): with the shard domains noisy, secure training
+//! Noisy secure training (the noise defence against inference from intermediate values): with the shard domains noisy, secure training
 //! equals the quantised reference that draws the same noise from the same seed, bit for bit;
 //! the noise changes the weights; each image's releases are charged to it at the authority.
 

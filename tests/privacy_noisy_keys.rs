@@ -1,4 +1,4 @@
-//! Noisy key domains at the authority (issue 14, part 2): ciphertext-bound noisy keys decrypt
+//! Noisy key domains at the authority (the noise defence against inference from intermediate values): ciphertext-bound noisy keys decrypt
 //! to `<x, y> + e`, the same `(ciphertext, y)` always gets the same `e`, only registered
 //! ciphertexts are served, plain keys are refused, and every release is charged to its sample
 //! with the stated sensitivities until the budget refuses.

@@ -1,16 +1,16 @@
-//! The floors of issues 14 (part 1) and 16: each test reproduces an attack or a hygiene defect
-//! found on main and checks that it now fails.
+//! The floors of the least-privilege review (part 1) and the cryptography review: each test
+//! reproduces an attack or a hygiene defect found on main and checks that it now fails.
 //!
 //! - FEBO keys only for commitments the domain's owner registered, and only to the domain's
-//!   bound requester (issue 16, item 1);
+//!   bound requester (cryptography review, item 1);
 //! - a domain's keys only to the requester(s) named at its creation: the "any token holder
-//!   decrypts a shard" attack of issue 14 (hole 1);
-//! - rotation does not reset the rank cap: the 16/16 attack of issue 14 (hole 2);
+//!   decrypts a shard" attack of the least-privilege review (hole 1);
+//! - rotation does not reset the rank cap: the 16/16 attack of the least-privilege review (hole 2);
 //! - the label permutation comes from the OS RNG, not the run seed, and lives in a 0600 file
-//!   (issue 16, item 2);
-//! - `Debug` of secret types shows no key bytes (issue 16, item 5);
+//!   (cryptography review, item 2);
+//! - `Debug` of secret types shows no key bytes (cryptography review, item 5);
 //! - plaintext gRPC only on loopback, tokens files 0600, certificate files replaced atomically
-//!   with their mode, client names checked (issue 16, item 6).
+//!   with their mode, client names checked (cryptography review, item 6).
 #![allow(clippy::unwrap_used)] // tests
 
 use std::sync::{Arc, Mutex};
@@ -81,7 +81,7 @@ fn sub_item(commitment: Vec<u8>, operand: i64) -> FeboKeyItem {
     }
 }
 
-/// Issue 16, item 1: FEBO keys for an unregistered or foreign commitment are refused; the
+/// Cryptography review, item 1: FEBO keys for an unregistered or foreign commitment are refused; the
 /// `cmt · g^t` disguise is refused; only the domain's owner registers, only its bound
 /// requester gets keys; refusals are audited.
 #[test]
@@ -192,7 +192,7 @@ fn febo_keys_only_for_registered_commitments_of_the_bound_requester() {
     assert_eq!(outcomes.iter().filter(|&&issued| !issued).count(), 3);
 }
 
-/// Issue 14, hole 1: a token holder that is not the shard's trainer asked for 784 one-hot keys
+/// Least-privilege review, hole 1: a token holder that is not the shard's trainer asked for 784 one-hot keys
 /// of a shard domain and decrypted every pixel. The shard domains are now bound to their
 /// trainer: the other requester gets a typed refusal and no key.
 #[test]
@@ -234,7 +234,7 @@ fn another_server_gets_no_key_of_a_shard_domain() {
     assert_eq!(server.feip_keys(&one_hot).unwrap().keys.len(), n);
 }
 
-/// Issue 14, hole 2: under `PolicyConfig::rotating()` a server used 8 keys of 4 non-zeros in a
+/// Least-privilege review, hole 2: under `PolicyConfig::rotating()` a server used 8 keys of 4 non-zeros in a
 /// domain, got it rotated, had the client re-encrypt the same 16-vector under the successor
 /// and used 8 more keys there: 16 independent equations, all 16 coordinates. Rank accounting
 /// now follows the data: the successor inherits the issued span and refuses at the cap, so
@@ -298,7 +298,7 @@ fn rotation_does_not_reset_the_rank_cap_16_of_16_attack_fails() {
     assert_eq!(a.issued_rank(successor).unwrap(), Some(8));
 }
 
-/// Issue 16, item 2: π is drawn from the OS RNG (two data owners with the same run seed get
+/// Cryptography review, item 2: π is drawn from the OS RNG (two data owners with the same run seed get
 /// different permutations) and kept in a 0600 file; a group-readable file is refused.
 #[test]
 fn label_permutation_is_random_private_and_not_from_the_seed() {
@@ -350,7 +350,7 @@ fn shows(debug: &str, bytes: &[u8]) -> bool {
     debug.contains(&hex) || debug.contains(&hex.to_uppercase()) || debug.contains(inner)
 }
 
-/// Issue 16, item 5: `Debug` of every secret type is redacted.
+/// Cryptography review, item 5: `Debug` of every secret type is redacted.
 #[test]
 fn debug_of_secret_types_shows_no_key_bytes() {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
@@ -497,7 +497,7 @@ mod net {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Issue 14, hole 1 over gRPC: domains created by a client are bound to the requester it
+    /// Least-privilege review, hole 1 over gRPC: domains created by a client are bound to the requester it
     /// names; another server token gets PERMISSION_DENIED, the operator gets no function keys,
     /// and FEBO keys need the owner's registration.
     #[test]
@@ -587,7 +587,7 @@ mod net {
         drop(state);
         let mut again =
             PersistentAuthority::open(G, &dir.join("state"), StateOptions::default()).unwrap();
-        // The state directory is 0700 and every file in it 0600 (issue 14: secrets apart).
+        // The state directory is 0700 and every file in it 0600 (least-privilege review: secrets apart).
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -155,7 +155,7 @@ mod tests {
         }
     }
 
-    /// Issue 12, reproduction 8: a subnormal scale was accepted, then `encode(0.5) = 0` and
+    /// The hostile-client review, reproduction 8: a subnormal scale was accepted, then `encode(0.5) = 0` and
     /// `decode(1) = inf`.
     #[test]
     fn rejects_subnormal_and_absurd_scales() {
