@@ -1,4 +1,4 @@
-//! Honest files and figures from the `cryptonn` binary (the hostile-client review, reproductions 7–9):
+//! Honest files and figures from the `cryptonn` binary (hardening review, reproductions 7–9):
 //! `inspect` verifies what it describes and exits non-zero on a truncated or tampered file,
 //! `--epochs 0` and `--test-size 0` are refused, and a garbage CA file is named as such.
 #![cfg(feature = "net")]

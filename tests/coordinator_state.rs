@@ -1,4 +1,4 @@
-//! The authority's state under damage and hostile requests (the hostile-client review, reproductions 1, 4 and 5):
+//! The authority's state under damage and hostile requests (hardening review, reproductions 1, 4 and 5):
 //! refused requests never reach the journal, the journal and the audit file are hash-chained
 //! against a head kept beside the seed, torn tails are repaired and reported, everything else
 //! fails naming the file and the offset, and domain ids are never handed out twice.
@@ -105,7 +105,7 @@ fn small_state(dir: &Path) -> Snapshot {
     }
     let g = Ristretto255;
     let cmt = g.element_to_bytes(&g.exp_generator(&g.scalar_from_i64(7)));
-    // FEBO keys are issued only for registered commitments (cryptography review); the registration is
+    // FEBO keys are issued only for registered commitments (crypto review); the registration is
     // journaled too.
     a.register_febo_commitments(
         &who,

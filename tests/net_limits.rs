@@ -1,4 +1,4 @@
-//! Bounded resources of the key service (the hostile-client review, reproductions 2 and 3): callers are
+//! Bounded resources of the key service (hardening review, reproductions 2 and 3): callers are
 //! authenticated before their message is read, every method has a size limit, domain creation
 //! is bounded and runs beside the other callers instead of in front of them, and a garbage
 //! `--tls-cert` fails before "listening on".
