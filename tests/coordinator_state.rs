@@ -1,4 +1,4 @@
-//! The authority's state under damage and hostile requests (hardening review, reproductions 1, 4 and 5):
+//! The authority's state under damage and hostile requests (hardening review, 1, 4 and 5):
 //! refused requests never reach the journal, the journal and the audit file are hash-chained
 //! against a head kept beside the seed, torn tails are repaired and reported, everything else
 //! fails naming the file and the offset, and domain ids are never handed out twice.
