@@ -85,11 +85,7 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
     let split = load_named(&a.dataset, &a.data)?;
     let train_size = a.encoding.train_size.unwrap_or(2048).min(split.train.len());
     let train = split.train.take(train_size, "training")?;
-    let spec = if Path::new(&a.model).is_file() {
-        ModelSpec::from_file(Path::new(&a.model))?
-    } else {
-        ModelSpec::builtin(&a.model, train.shape(), train.classes())?
-    };
+    let spec = ModelSpec::resolve(&a.model, train.shape(), train.classes())?;
     if spec.input != train.shape() || spec.classes != train.classes() {
         anyhow::bail!(
             "--model {} takes inputs {} with {} classes; --dataset {} has {} with {}",

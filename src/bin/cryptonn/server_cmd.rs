@@ -225,10 +225,8 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     let lenet = a.model == "lenet5";
     let spec = if lenet {
         ModelSpec::lenet5(cfg.lenet)
-    } else if Path::new(&a.model).is_file() {
-        ModelSpec::from_file(Path::new(&a.model))?
     } else {
-        ModelSpec::builtin(&a.model, split.test.shape(), split.test.classes())?
+        ModelSpec::resolve(&a.model, split.test.shape(), split.test.classes())?
     };
     let (first, _) = spec.first_layer()?;
     let geometry = FirstLayerGeometry::from_spec(&first)?;

@@ -693,23 +693,24 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         };
         let key_bound = self.data.header().params.key_bound;
         check_key_bound(names.forward_keys, &outputs, key_bound)?;
-        if self.noisy {
-            return self.noisy_forward(batch, domain, &outputs, vectors, hint);
-        }
-        let refs: Vec<&LinearOutput> = outputs.iter().collect();
-        let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
-        self.prepare(batch)?;
-        // The forward outputs are the same for every image: recode their coefficients once.
-        let recoded: Vec<Vec<(usize, Wnaf)>> =
-            outputs.iter().map(|o| recode(&o.box_terms)).collect();
-        let values = self.decrypt(
-            |_| &outputs,
-            Some(&recoded),
-            |_| &keys,
-            self.quant.forward_bound,
-            names.forward,
-            hint,
-        )?;
+        let values = if self.noisy {
+            self.noisy_forward(batch, domain, &outputs, vectors, hint)?
+        } else {
+            let refs: Vec<&LinearOutput> = outputs.iter().collect();
+            let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
+            self.prepare(batch)?;
+            // The forward outputs are the same for every image: recode their coefficients once.
+            let recoded: Vec<Vec<(usize, Wnaf)>> =
+                outputs.iter().map(|o| recode(&o.box_terms)).collect();
+            self.decrypt(
+                |_| &outputs,
+                Some(&recoded),
+                |_| &keys,
+                self.quant.forward_bound,
+                names.forward,
+                hint,
+            )?
+        };
         let z: Vec<i64> = values.into_iter().flatten().collect();
         check_bound(
             names.forward_check,

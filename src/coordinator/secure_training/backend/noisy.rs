@@ -164,7 +164,8 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         Ok(results)
     }
 
-    /// [`forward_values`](Self::forward_values) over noisy domains.
+    /// The decryptions of [`forward_values`](Self::forward_values) over noisy domains, per
+    /// image (the caller flattens them and checks the forward bound).
     pub(super) fn noisy_forward(
         &mut self,
         batch: &[usize],
@@ -172,7 +173,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         outputs: &[LinearOutput],
         vectors: Vec<KeyVectorData>,
         hint: &'static str,
-    ) -> Result<Vec<i64>, SecureTrainingError> {
+    ) -> Result<Vec<Vec<i64>>, SecureTrainingError> {
         let names = names(&self.geometry);
         self.prepare(batch)?;
         let vectors: Vec<KeyVectorData> = outputs
@@ -186,22 +187,14 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         let keys = self.request_noisy_keys(domain, vectors, lists)?;
         let recoded: Vec<Vec<(usize, Wnaf)>> =
             outputs.iter().map(|o| recode(&o.box_terms)).collect();
-        let values = self.decrypt_noisy(
+        self.decrypt_noisy(
             |_| outputs,
             Some(&recoded),
             &keys,
             self.quant.forward_bound,
             names.forward,
             hint,
-        )?;
-        let z: Vec<i64> = values.into_iter().flatten().collect();
-        check_bound(
-            names.forward_check,
-            max_abs(z.iter()),
-            self.quant.forward_bound,
-            "lower --scale-w (or --scale-x), or raise the forward bound",
-        )?;
-        Ok(z)
+        )
     }
 
     /// The convolution's weight gradient over noisy domains: per image its own noisy keys.
