@@ -8,6 +8,7 @@
 //! cargo bench --bench fe -- ristretto          # one backend
 //! cargo bench --bench fe -- group/              # the group operations decryption is made of
 //! cargo bench --bench fe -- 'feip/modp2048/(encrypt|decrypt)/'   # the Z_p* floors
+//! cargo bench --bench fe -- 'shard/'            # one shard of the data owner's encryption
 //! ```
 //! Inputs follow the LeNet first layer: |x_i| <= 255 (pixels), |y_i| <= 127 (weights).
 
@@ -186,6 +187,48 @@ fn group_ops<G: PrimeOrderGroup>(c: &mut Criterion, name: &str, g: G, heavy: boo
     bg.finish();
 }
 
+/// One shard of the data owner's encryption: 16 vectors of 785 under one public key, as
+/// encoded bytes. `per_vector`: one `encrypt` (variable-base `h_i^r`) and one encoding per
+/// element, the path before the batch API; `batch`: `encrypt_batch_encoded` (short-lived comb
+/// tables of the `h_i` amortised over the 16 vectors, halves encoded in one batch per vector).
+///
+/// ```sh
+/// cargo bench --bench fe -- 'shard/'
+/// ```
+fn bench_shard(c: &mut Criterion) {
+    let mut bg = c.benchmark_group("shard/ristretto255");
+    bg.sample_size(10);
+    bg.measurement_time(Duration::from_secs(10));
+    let g = Ristretto255;
+    let (n, vectors_per_shard) = (785, 16);
+    let feip = Feip::new(g, FeipParams::new(n, X_BOUND, Y_BOUND).unwrap());
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let (_, mpk) = feip.setup(&mut rng);
+    let xs: Vec<Vec<i64>> = (0..vectors_per_shard)
+        .map(|_| vectors(&mut rng, n).0)
+        .collect();
+    bg.bench_function(BenchmarkId::new("per_vector", vectors_per_shard), |b| {
+        b.iter(|| {
+            let out: Vec<Vec<u8>> = xs
+                .iter()
+                .map(|x| {
+                    let ct = feip.encrypt(&mpk, x, &mut rng).unwrap();
+                    let mut bytes = g.element_to_bytes(ct.ct0());
+                    for e in ct.components() {
+                        bytes.extend_from_slice(&g.element_to_bytes(e));
+                    }
+                    bytes
+                })
+                .collect();
+            black_box(out)
+        })
+    });
+    bg.bench_function(BenchmarkId::new("batch", vectors_per_shard), |b| {
+        b.iter(|| black_box(feip.encrypt_batch_encoded(&mpk, &xs, &mut rng).unwrap()))
+    });
+    bg.finish();
+}
+
 fn bench_group_ops(c: &mut Criterion) {
     group_ops(c, "ristretto255", Ristretto255, false);
     group_ops(c, "modp2048", ModpGroup::rfc3526_2048(), true);
@@ -245,6 +288,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_ristretto, bench_group_ops, bench_dlog, bench_modp2048
+    targets = bench_ristretto, bench_shard, bench_group_ops, bench_dlog, bench_modp2048
 }
 criterion_main!(benches);

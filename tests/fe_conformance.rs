@@ -485,6 +485,111 @@ fn feip_aggregation<G: PrimeOrderGroup>(g: &G) {
 }
 
 /// Random 64-bit seed helper so each backend's proptest stream differs.
+/// The batch of encoded fixed-base exponentiations against one `exp`, `exp_generator_i64` and
+/// encoding per entry (zero, one, minus one, random exponents; offsets at, inside and beyond
+/// the bound, missing offsets as zero; the identity among the results), and batch encryption
+/// that decrypts like plain encryption, with its bound checks.
+fn batch_encryption<G: PrimeOrderGroup>(g: &G) {
+    let mut r = rng(21);
+    let bound = 300u64;
+    // Z_p* exponentiations are slow: fewer of them there.
+    let big = g.element_len() > 64;
+    let (n_bases, n_exps, n_vectors) = if big { (4, 3, 4) } else { (12, 17, 16) };
+    let mut bases: Vec<G::Element> = (0..n_bases)
+        .map(|_| g.exp_generator(&g.random_scalar(&mut r)))
+        .collect();
+    bases.insert(0, g.generator());
+    bases.push(g.identity());
+    let mut exps = vec![
+        g.scalar_from_i64(0),
+        g.scalar_from_i64(1),
+        g.scalar_from_i64(-1),
+    ];
+    exps.extend((0..n_exps).map(|_| g.random_scalar(&mut r)));
+    let offsets: Vec<Vec<i64>> = (0..exps.len() - 1)
+        .map(|j| {
+            (0..bases.len() - j % 3)
+                .map(|i| [0, 1, -1, 300, -300, 77, -5000][(i + j) % 7])
+                .collect()
+        })
+        .collect();
+    let got = g.exp_batch_encoded(&bases, &exps, &offsets, bound);
+    assert_eq!(got.len(), exps.len());
+    for (j, e) in exps.iter().enumerate() {
+        let mut want = Vec::new();
+        for (i, b) in bases.iter().enumerate() {
+            let x = offsets.get(j).and_then(|o| o.get(i)).copied().unwrap_or(0);
+            let v = g.op(&g.exp(b, e), &g.exp_generator(&g.scalar_from_i64(x)));
+            want.extend_from_slice(&g.element_to_bytes(&v));
+        }
+        assert_eq!(got[j], want, "exponent {j}");
+    }
+    assert!(g.exp_batch_encoded(&bases, &[], &[], bound).is_empty());
+
+    let (x_b, y_b) = (255u64, 127u64);
+    let n = 20;
+    let feip = Feip::new(g.clone(), FeipParams::new(n, x_b, y_b).unwrap());
+    let (msk, mpk) = feip.setup(&mut r);
+    let table = Arc::new(BabyStepTable::new(g.clone(), 1 << 12).unwrap());
+    let dlog = DlogSolver::new(table.clone(), feip.params().inner_product_bound()).unwrap();
+    let xs: Vec<Vec<i64>> = (0..n_vectors)
+        .map(|j| {
+            (0..n)
+                .map(|i| ((i * 37 + j * 11) % 511) as i64 - 255)
+                .collect()
+        })
+        .collect();
+    let y: Vec<i64> = (0..n).map(|i| (i as i64 * 13) % 255 - 127).collect();
+    let key = feip.derive_key(&msk, &y).unwrap();
+    let encoded = feip.encrypt_batch_encoded(&mpk, &xs, &mut r).unwrap();
+    let el = g.element_len();
+    for (x, bytes) in xs.iter().zip(&encoded) {
+        assert_eq!(bytes.len(), (1 + n) * el);
+        let mut e = bytes
+            .chunks_exact(el)
+            .map(|c| g.element_from_bytes(c).unwrap());
+        let ct0 = e.next().unwrap();
+        let ct = cryptonn::fe::feip::Ciphertext::from_parts(ct0, e.collect());
+        let want: i64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+        assert_eq!(feip.vartime_decrypt(&ct, &key, &y, &dlog).unwrap(), want);
+    }
+    // Fresh randomness per vector: equal plaintexts, different ciphertexts.
+    let twice = feip
+        .encrypt_batch_encoded(&mpk, &[xs[0].clone(), xs[0].clone()], &mut r)
+        .unwrap();
+    assert_ne!(twice[0], twice[1]);
+    let mut bad = xs.clone();
+    bad[3][7] = 256;
+    assert!(matches!(
+        feip.encrypt_batch_encoded(&mpk, &bad, &mut r),
+        Err(FeError::PlaintextOutOfBound { value: 256, .. })
+    ));
+    bad[3].pop();
+    assert!(matches!(
+        feip.encrypt_batch_encoded(&mpk, &bad, &mut r),
+        Err(FeError::DimensionMismatch { .. })
+    ));
+
+    let febo = Febo::new(g.clone(), FeboParams::new(100, 100).unwrap());
+    let (fmsk, fpk) = febo.setup(&mut r);
+    let fdlog = DlogSolver::new(table, febo.params().result_bound()).unwrap();
+    let values = [0i64, 100, -100, 7];
+    for (&x, bytes) in values
+        .iter()
+        .zip(febo.encrypt_batch_encoded(&fpk, &values, &mut r).unwrap())
+    {
+        let cmt = g.element_from_bytes(&bytes[..el]).unwrap();
+        let body = g.element_from_bytes(&bytes[el..]).unwrap();
+        let ct = cryptonn::fe::febo::FeboCiphertext::from_parts(cmt.clone(), body);
+        let k = febo.derive_key(&fmsk, &cmt, FeboOp::Add, 3).unwrap();
+        assert_eq!(febo.vartime_decrypt(&ct, &k, &fdlog).unwrap(), x + 3);
+    }
+    assert!(matches!(
+        febo.encrypt_batch_encoded(&fpk, &[1, 101], &mut r),
+        Err(FeError::PlaintextOutOfBound { index: 1, .. })
+    ));
+}
+
 fn seed_of(name: &str) -> u64 {
     let mut r = rng(name.len() as u64);
     r.next_u64() ^ name.bytes().map(u64::from).sum::<u64>()
@@ -526,6 +631,10 @@ macro_rules! conformance_suite {
             #[test]
             fn febo_ops() {
                 super::febo_ops(&$group);
+            }
+            #[test]
+            fn batch_encryption() {
+                super::batch_encryption(&$group);
             }
             #[test]
             fn feip_roundtrip_short() {

@@ -297,6 +297,42 @@ impl<G: PrimeOrderGroup> Febo<G> {
         Ok(FeboCiphertext { cmt, ct })
     }
 
+    /// Encrypts every value of `xs` under `mpk`, each with its own fresh `r`, and returns the
+    /// ciphertexts in their canonical encoding `cmt ‖ ct` (`2 · element_len` bytes each, in
+    /// order): one batch of fixed-base exponentiations of `(g, h)`
+    /// ([`PrimeOrderGroup::exp_batch_encoded`]). Constant time in `r` and `x`.
+    ///
+    /// # Errors
+    /// [`FeError::PlaintextOutOfBound`] if some `|x| > X` (nothing is encrypted then).
+    pub fn encrypt_batch_encoded<R: CryptoRngCore + ?Sized>(
+        &self,
+        mpk: &FeboPublicKey<G>,
+        xs: &[i64],
+        rng: &mut R,
+    ) -> Result<Vec<Vec<u8>>, FeError> {
+        let bound = self.params.x_bound;
+        if let Some((index, &value)) = xs
+            .iter()
+            .enumerate()
+            .find(|(_, x)| x.unsigned_abs() > bound)
+        {
+            return Err(FeError::PlaintextOutOfBound {
+                index,
+                value,
+                bound,
+            });
+        }
+        let offsets: Zeroizing<Vec<Vec<i64>>> =
+            Zeroizing::new(xs.iter().map(|&x| vec![0, x]).collect());
+        let r: Zeroizing<Vec<G::Scalar>> = Zeroizing::new(
+            (0..xs.len())
+                .map(|_| self.group.random_scalar(rng))
+                .collect(),
+        );
+        let bases = [self.group.generator(), mpk.h.clone()];
+        Ok(self.group.exp_batch_encoded(&bases, &r, &offsets, bound))
+    }
+
     /// KeyDer for operation `op` with operand `y`, bound to the commitment `cmt`.
     ///
     /// # Errors

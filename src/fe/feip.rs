@@ -464,6 +464,48 @@ impl<G: PrimeOrderGroup> Feip<G> {
         self.encrypt_with(x, rng, |i, r| self.group.exp_precomputed(&mpk.tables[i], r))
     }
 
+    /// Encrypts every vector of `xs` under `mpk`, each with its own fresh `r`, and returns the
+    /// ciphertexts in their canonical encoding `ct0 ‖ ct_0 ‖ … ‖ ct_{n−1}` (`(1 + n) ·
+    /// element_len` bytes each, in the order of `xs`).
+    ///
+    /// The same ciphertexts as [`encrypt`](Self::encrypt) (in distribution), computed as one
+    /// batch of fixed-base exponentiations of the public bases `(g, h_0, …, h_{n−1})` to the
+    /// secret `r_j` ([`PrimeOrderGroup::exp_batch_encoded`]): a backend amortises short-lived
+    /// tables of the bases over the batch, which pays from about ten vectors on (the data
+    /// owner's shard of samples under the shard's own key). Constant time in `r` and `x`.
+    ///
+    /// # Errors
+    /// [`FeError::DimensionMismatch`] if `mpk` or some vector does not have length `n`;
+    /// [`FeError::PlaintextOutOfBound`] if some `|x_i| > X` (nothing is encrypted then).
+    pub fn encrypt_batch_encoded<R: CryptoRngCore + ?Sized>(
+        &self,
+        mpk: &MasterPublicKey<G>,
+        xs: &[Vec<i64>],
+        rng: &mut R,
+    ) -> Result<Vec<Vec<u8>>, FeError> {
+        self.check_len(mpk.len())?;
+        let mut offsets = Zeroizing::new(Vec::with_capacity(xs.len()));
+        for x in xs {
+            self.check_len(x.len())?;
+            check_bound(x, self.params.x_bound, true)?;
+            let mut row = Vec::with_capacity(1 + x.len());
+            row.push(0);
+            row.extend_from_slice(x);
+            offsets.push(row);
+        }
+        let mut bases = Vec::with_capacity(1 + mpk.len());
+        bases.push(self.group.generator());
+        bases.extend_from_slice(&mpk.h);
+        let r: Zeroizing<Vec<G::Scalar>> = Zeroizing::new(
+            (0..xs.len())
+                .map(|_| self.group.random_scalar(rng))
+                .collect(),
+        );
+        Ok(self
+            .group
+            .exp_batch_encoded(&bases, &r, &offsets, self.params.x_bound))
+    }
+
     /// KeyDer: `sk_y = <y, s> mod q`.
     ///
     /// # Errors

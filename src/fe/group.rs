@@ -254,6 +254,43 @@ pub trait PrimeOrderGroup:
     /// [`GroupError::InvalidLength`] or [`GroupError::NonCanonicalScalar`].
     fn scalar_from_bytes(&self, bytes: &[u8]) -> Result<Self::Scalar, GroupError>;
 
+    /// A batch of fixed-base exponentiations, encoded: for public bases `b_0 … b_{n−1}`,
+    /// secret exponents `e_0 … e_{m−1}` and small secret offsets `x_{j,i}` with
+    /// `|x_{j,i}| <= bound`, returns for every exponent `e_j` the canonical encodings of
+    /// `b_0^{e_j} · g^{x_{j,0}}, …, b_{n−1}^{e_j} · g^{x_{j,n−1}}` concatenated
+    /// (`n · element_len` bytes). A missing offset (a row of `offsets` shorter than `n`, or
+    /// fewer rows than exponents) counts as 0; extra ones are ignored.
+    ///
+    /// Its time depends on `n`, `m` and `bound`, never on the exponents or the offsets. It
+    /// serves encryption under one public key of a batch of vectors (FEIP with `b = (g, h_i)`,
+    /// FEBO with `b = (g, h)`): a backend may build short-lived fixed-base tables of the bases,
+    /// amortised over the batch, and encode all results together. The default is one
+    /// [`exp`](Self::exp), one [`exp_generator_i64`](Self::exp_generator_i64) and one
+    /// [`element_to_bytes`](Self::element_to_bytes) per entry, the exponents in parallel.
+    #[must_use]
+    fn exp_batch_encoded(
+        &self,
+        bases: &[Self::Element],
+        exps: &[Self::Scalar],
+        offsets: &[Vec<i64>],
+        bound: u64,
+    ) -> Vec<Vec<u8>> {
+        use rayon::prelude::*;
+        exps.par_iter()
+            .enumerate()
+            .map(|(j, e)| {
+                let row = offsets.get(j).map_or(&[][..], Vec::as_slice);
+                let mut out = Vec::with_capacity(bases.len() * self.element_len());
+                for (i, b) in bases.iter().enumerate() {
+                    let x = row.get(i).copied().unwrap_or(0);
+                    let v = self.op(&self.exp(b, e), &self.exp_generator_i64(x, bound));
+                    out.extend_from_slice(&self.element_to_bytes(&v));
+                }
+                out
+            })
+            .collect()
+    }
+
     /// 64-bit fingerprints of many elements at once, for the discrete-log lookup.
     ///
     /// The fingerprint is a function of the element only (not of its internal representation),

@@ -27,6 +27,8 @@ use crate::fe::group::multiexp::{
 };
 use crate::fe::group::{GroupId, GroupTypes, PrimeOrderGroup, StaticGroup};
 
+mod comb;
+
 /// The Ristretto255 group (a unit type: it has no parameters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ristretto255;
@@ -58,20 +60,58 @@ pub struct VartimeFixedBase {
 /// `i = 0..=16` (16 digits cover every `u64`, the 17th row takes the final carry).
 const SMALL_ROWS: usize = 17;
 
-fn small_generator_table() -> &'static [[RistrettoPoint; 9]; SMALL_ROWS] {
-    static TABLE: OnceLock<[[RistrettoPoint; 9]; SMALL_ROWS]> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut rows = [[RistrettoPoint::identity(); 9]; SMALL_ROWS];
-        let mut base = RISTRETTO_BASEPOINT_POINT;
-        for row in rows.iter_mut() {
-            for d in 1..9 {
-                row[d] = row[d - 1] + base;
-            }
-            // base <- 16 · base
-            base = row[8] + row[8];
+/// The small-exponent table of one base: `d · 16^i · base` for `d = 0..=8`, `i < SMALL_ROWS`.
+type SmallTable = [[RistrettoPoint; 9]; SMALL_ROWS];
+
+fn small_table(mut base: RistrettoPoint) -> SmallTable {
+    let mut rows = [[RistrettoPoint::identity(); 9]; SMALL_ROWS];
+    for row in rows.iter_mut() {
+        for d in 1..9 {
+            row[d] = row[d - 1] + base;
         }
-        rows
-    })
+        // base <- 16 · base
+        base = row[8] + row[8];
+    }
+    rows
+}
+
+fn small_generator_table() -> &'static SmallTable {
+    static TABLE: OnceLock<SmallTable> = OnceLock::new();
+    TABLE.get_or_init(|| small_table(RISTRETTO_BASEPOINT_POINT))
+}
+
+/// `2^{-1} mod ℓ`.
+fn half() -> &'static Scalar {
+    static HALF: OnceLock<Scalar> = OnceLock::new();
+    HALF.get_or_init(|| Scalar::from(2u8).invert())
+}
+
+/// The small-exponent table of `g/2 = 2^{-1} · g`.
+fn small_half_generator_table() -> &'static SmallTable {
+    static TABLE: OnceLock<SmallTable> = OnceLock::new();
+    TABLE.get_or_init(|| small_table(RISTRETTO_BASEPOINT_POINT * half()))
+}
+
+/// `x · base` for a small signed `x`, from `base`'s [`SmallTable`], in time that depends only
+/// on the public `bound` (see [`PrimeOrderGroup::exp_generator_i64`]).
+fn small_exp(table: &SmallTable, x: i64, bound: u64) -> RistrettoPoint {
+    let magnitude = x.unsigned_abs();
+    let needed = 64 - bound.max(magnitude).leading_zeros() as usize;
+    // One extra digit absorbs the final carry of the signed recoding.
+    let digits = needed.div_ceil(4).clamp(1, SMALL_ROWS - 1);
+    let recoded = signed_radix16(magnitude, digits);
+    let mut acc = RistrettoPoint::identity();
+    for (i, &d) in recoded.iter().enumerate().take(digits + 1) {
+        let abs = d.unsigned_abs();
+        let mut sel = RistrettoPoint::identity();
+        for (k, entry) in table[i].iter().enumerate() {
+            sel.conditional_assign(entry, (k as u8).ct_eq(&abs));
+        }
+        sel.conditional_negate(((d as u8) >> 7).into());
+        acc += sel;
+    }
+    acc.conditional_negate(((x < 0) as u8).into());
+    acc
 }
 
 /// Signed radix-16 digits of `a`: `a = Σ d_i 16^i`, `d_i ∈ [-8, 8)` except the last, which may
@@ -251,24 +291,7 @@ impl PrimeOrderGroup for Ristretto255 {
         RISTRETTO_BASEPOINT_TABLE * e
     }
     fn exp_generator_i64(&self, x: i64, bound: u64) -> RistrettoPoint {
-        let magnitude = x.unsigned_abs();
-        let needed = 64 - bound.max(magnitude).leading_zeros() as usize;
-        // One extra digit absorbs the final carry of the signed recoding.
-        let digits = needed.div_ceil(4).clamp(1, SMALL_ROWS - 1);
-        let table = small_generator_table();
-        let recoded = signed_radix16(magnitude, digits);
-        let mut acc = RistrettoPoint::identity();
-        for (i, &d) in recoded.iter().enumerate().take(digits + 1) {
-            let abs = d.unsigned_abs();
-            let mut sel = RistrettoPoint::identity();
-            for (k, entry) in table[i].iter().enumerate() {
-                sel.conditional_assign(entry, (k as u8).ct_eq(&abs));
-            }
-            sel.conditional_negate(((d as u8) >> 7).into());
-            acc += sel;
-        }
-        acc.conditional_negate(((x < 0) as u8).into());
-        acc
+        small_exp(small_generator_table(), x, bound)
     }
     fn precompute_base(&self, base: &RistrettoPoint) -> RistrettoBasepointTable {
         RistrettoBasepointTable::create(base)
@@ -418,6 +441,18 @@ impl PrimeOrderGroup for Ristretto255 {
             got: bytes.len(),
         })?;
         Option::from(Scalar::from_canonical_bytes(arr)).ok_or(GroupError::NonCanonicalScalar)
+    }
+
+    /// Short-lived signed-digit comb tables of the bases, amortised over the exponents, and
+    /// the results encoded in one batch per exponent (see the `comb` module).
+    fn exp_batch_encoded(
+        &self,
+        bases: &[RistrettoPoint],
+        exps: &[Scalar],
+        offsets: &[Vec<i64>],
+        bound: u64,
+    ) -> Vec<Vec<u8>> {
+        comb::exp_batch_encoded(bases, exps, offsets, bound)
     }
 
     fn vartime_fingerprints(&self, elements: &[RistrettoPoint]) -> Vec<u64> {
