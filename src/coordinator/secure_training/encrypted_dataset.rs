@@ -41,12 +41,9 @@
 
 use std::collections::VecDeque;
 use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rand_core::OsRng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -55,13 +52,17 @@ use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainAccess, DomainId, DomainPublicKey};
 use crate::coordinator::policy::PolicyConfig;
 use crate::coordinator::secure_training::error::SecureTrainingError;
-use crate::fe::febo::{Febo, FeboCiphertext, FeboParams};
-use crate::fe::feip::{Ciphertext, Feip, FeipParams};
+use crate::fe::febo::{FeboCiphertext, FeboParams};
+use crate::fe::feip::{Ciphertext, FeipParams};
 use crate::fe::group::PrimeOrderGroup;
 use crate::nn::data::{
     Dataset, InputEncoding, LabelPermutation, PixelNormalization, CLASSES, IMAGE_PIXELS, IMAGE_SIDE,
 };
 use crate::nn::first_layer::{PixelEncoding, QuantConfig};
+
+mod write;
+
+pub use write::{encrypt_samples_to_file, encrypt_to_file, SHARDS_IN_FLIGHT};
 
 /// Magic bytes of an encrypted dataset file.
 pub const MAGIC: &[u8; 8] = b"CNNENCDS";
@@ -688,229 +689,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SecureTrainingError + '
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// A writer that hashes everything it writes.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.hash.update(bytes);
-        self.inner.write_all(bytes)
-    }
-}
-
-fn push_ciphertext<G: PrimeOrderGroup>(group: &G, ct: &Ciphertext<G>, out: &mut Vec<u8>) {
-    out.extend_from_slice(&group.element_to_bytes(ct.ct0()));
-    for e in ct.components() {
-        out.extend_from_slice(&group.element_to_bytes(e));
-    }
-}
-
-/// Encodes one sample record: FEIP ciphertext of `xq`, FEBO ciphertexts of the one-hot label.
-fn encrypt_record<G: PrimeOrderGroup>(
-    feip: &Feip<G>,
-    febo: &Febo<G>,
-    pk: &DomainPublicKey<G>,
-    xq: &[i64],
-    class: usize,
-    classes: usize,
-    one: i64,
-) -> Result<Vec<u8>, SecureTrainingError> {
-    let group = feip.group();
-    // Plain (not prepared) encryption: every shard has its own public key, and building one
-    // fixed-base table per feature (~1 ms each) costs more than it saves for shards of tens
-    // of samples.
-    let ct = feip.encrypt(&pk.feip, xq, &mut OsRng)?;
-    let febo_pk = pk
-        .febo
-        .as_ref()
-        .map(|(_, k)| k)
-        .ok_or_else(|| SecureTrainingError::Parameters("shard domain without FEBO".into()))?;
-    let mut out = Vec::with_capacity((1 + xq.len() + 2 * classes) * group.element_len());
-    push_ciphertext(group, &ct, &mut out);
-    for k in 0..classes {
-        let y = if k == class { one } else { 0 };
-        let c = febo.encrypt(febo_pk, y, &mut OsRng)?;
-        out.extend_from_slice(&group.element_to_bytes(c.commitment()));
-        out.extend_from_slice(&group.element_to_bytes(c.body()));
-    }
-    Ok(out)
-}
-
-fn check_public_keys<G: PrimeOrderGroup>(
-    pks: &[DomainPublicKey<G>],
-    feip: FeipParams,
-    febo: Option<FeboParams>,
-) -> Result<(), SecureTrainingError> {
-    for pk in pks {
-        if pk.feip_params != feip || pk.febo.as_ref().map(|f| f.0) != febo {
-            return Err(SecureTrainingError::Parameters(format!(
-                "the public key of {} has other parameters than the encryption's",
-                pk.domain
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Encrypts MNIST `data` (labels through `labels`) under the shard domains' public keys `pks`
-/// and writes `path` ([`encrypt_samples_to_file`] without feature-major blocks).
-///
-/// # Errors
-/// As [`encrypt_samples_to_file`].
-pub fn encrypt_to_file<G: PrimeOrderGroup>(
-    group: &G,
-    data: &Dataset,
-    labels: &LabelPermutation,
-    pks: &[DomainPublicKey<G>],
-    params: &EncryptionParams,
-    path: &Path,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<EncryptedDatasetHeader, SecureTrainingError> {
-    let source = MnistSamples::new(data, labels, params)?;
-    encrypt_samples_to_file(group, &source, pks, &[], params, path, progress)
-}
-
-/// Encrypts `source` shard by shard under the shard domains' public keys `pks` (and, for a
-/// feature-major layout, each shard's features under `feature_pks`) and writes the file `path`
-/// atomically (temporary file `….tmp-PID`, then rename). Calls `progress(samples_done)` after
-/// each shard. Returns the header.
-///
-/// # Errors
-/// [`SecureTrainingError::Parameters`] if the number of keys does not match the shards, a key's
-/// parameters differ from `params`, or a sample has the wrong length or class; encryption
-/// errors (a feature above the bound); I/O errors.
-pub fn encrypt_samples_to_file<G: PrimeOrderGroup>(
-    group: &G,
-    source: &dyn EncodedSamples,
-    pks: &[DomainPublicKey<G>],
-    feature_pks: &[DomainPublicKey<G>],
-    params: &EncryptionParams,
-    path: &Path,
-    progress: &(dyn Fn(usize) + Sync),
-) -> Result<EncryptedDatasetHeader, SecureTrainingError> {
-    params.check()?;
-    let layout = params.data_layout()?;
-    let n = source.len();
-    let shards = params.shards(n);
-    let feature_shards = if layout.feature_major { shards } else { 0 };
-    if n == 0 || pks.len() != shards || feature_pks.len() != feature_shards {
-        return Err(SecureTrainingError::Parameters(format!(
-            "{n} samples in shards of {} need {shards} shard keys and {feature_shards} \
-             feature-major keys, got {} and {}",
-            params.shard_size,
-            pks.len(),
-            feature_pks.len()
-        )));
-    }
-    let feip_params = params.feip_params()?;
-    let febo_params = params.febo_params()?;
-    check_public_keys(pks, feip_params, Some(febo_params))?;
-    let feature_params = params.feature_feip_params()?;
-    check_public_keys(feature_pks, feature_params, None)?;
-    let header = EncryptedDatasetHeader {
-        group: group.id().to_byte(),
-        element_len: group.element_len(),
-        images: n,
-        params: *params,
-        layout,
-        pixel_bound: layout.x_bound,
-        padding_value: layout.padding_value,
-        domains: pks.iter().map(|p| p.domain).collect(),
-        public_key_sha256: pks.iter().map(|p| public_key_digest(group, p)).collect(),
-        feature_domains: feature_pks.iter().map(|p| p.domain).collect(),
-        feature_public_key_sha256: feature_pks
-            .iter()
-            .map(|p| public_key_digest(group, p))
-            .collect(),
-        source_digest: samples_digest(group.id().to_byte(), source, params),
-    };
-    let header_json = serde_json::to_vec(&header)
-        .map_err(|e| SecureTrainingError::Parameters(format!("header: {e}")))?;
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let result = (|| {
-        let file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut w = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hash: Sha256::new(),
-        };
-        let mut prefix = Vec::with_capacity(PREFIX_LEN);
-        prefix.extend_from_slice(MAGIC);
-        prefix.extend_from_slice(&VERSION.to_le_bytes());
-        prefix.extend_from_slice(&(header_json.len() as u32).to_le_bytes());
-        w.put(&prefix).map_err(io_err(&tmp))?;
-        w.put(&header_json).map_err(io_err(&tmp))?;
-        let feip = Feip::new(group.clone(), feip_params);
-        let febo = Febo::new(group.clone(), febo_params);
-        let feature_feip = Feip::new(group.clone(), feature_params);
-        let one = params.scale_p as i64;
-        let mut done = 0;
-        for (s, pk) in pks.iter().enumerate() {
-            let first = s * params.shard_size;
-            let last = (first + params.shard_size).min(n);
-            let encoded = (first..last)
-                .into_par_iter()
-                .map(|i| {
-                    let xq = source.encode(i)?;
-                    let class = source.class(i);
-                    if xq.len() != layout.input_len || class >= layout.classes {
-                        return Err(SecureTrainingError::Parameters(format!(
-                            "sample {i}: {} features and class {class}, the layout has {} \
-                             features and {} classes",
-                            xq.len(),
-                            layout.input_len,
-                            layout.classes
-                        )));
-                    }
-                    let record = encrypt_record(&feip, &febo, pk, &xq, class, layout.classes, one)?;
-                    Ok((xq, record))
-                })
-                .collect::<Result<Vec<_>, SecureTrainingError>>()?;
-            for (_, r) in &encoded {
-                w.put(r).map_err(io_err(&tmp))?;
-            }
-            if let Some(fpk) = feature_pks.get(s) {
-                // Feature q over the shard's samples, zero in the slots of a short shard.
-                let block = (0..layout.input_len)
-                    .into_par_iter()
-                    .map(|q| {
-                        let mut v = vec![0i64; params.shard_size];
-                        for (slot, (xq, _)) in v.iter_mut().zip(&encoded) {
-                            *slot = xq[q];
-                        }
-                        let ct = feature_feip.encrypt(&fpk.feip, &v, &mut OsRng)?;
-                        let mut out = Vec::with_capacity((1 + v.len()) * group.element_len());
-                        push_ciphertext(group, &ct, &mut out);
-                        Ok(out)
-                    })
-                    .collect::<Result<Vec<_>, SecureTrainingError>>()?;
-                for b in &block {
-                    w.put(b).map_err(io_err(&tmp))?;
-                }
-            }
-            done += encoded.len();
-            progress(done);
-        }
-        let digest = w.hash.finalize();
-        let mut inner = w.inner;
-        inner.write_all(&digest).map_err(io_err(&tmp))?;
-        let file = inner
-            .into_inner()
-            .map_err(|e| io_err(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        fs::rename(&tmp, path).map_err(io_err(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map(|()| header)
 }
 
 fn read_prefix(
