@@ -292,8 +292,9 @@ impl SecureRun<'_> {
                 FirstLayerGeometry::from_spec(&first)?,
             )?
             .with_noisy_keys(noise.is_some())?;
-        let (_, report) =
+        let (_, mut report) =
             train_with_backend_from(&cfg, start, &mut backend, self.test, &labels, observer)?;
+        report.encrypt_images_per_second = input.images_per_second(backend.dataset().len());
         let s = *backend.stats();
         let audit_records = local
             .authority

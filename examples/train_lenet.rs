@@ -418,8 +418,9 @@ impl SecureRun<'_> {
             },
             t_load.elapsed().as_secs_f64()
         );
-        let (model, report) =
+        let (model, mut report) =
             train_with_backend_from(cfg, start, &mut backend, self.test, labels, observer)?;
+        report.encrypt_images_per_second = input.images_per_second(backend.dataset().len());
         let s = *backend.stats();
         let audit_records = authority
             .lock()

@@ -396,6 +396,10 @@ pub struct TrainReport {
     pub epoch_seconds: Vec<f64>,
     /// Training images per second over the whole run (training time only).
     pub images_per_second: f64,
+    /// The data owner's encryption speed, images per second, when this run encrypted its
+    /// training set (secure mode); `None` (JSON `null`) when it reused a cached encryption or
+    /// did not encrypt.
+    pub encrypt_images_per_second: Option<f64>,
     /// Wall seconds of the whole run, evaluation included.
     pub total_seconds: f64,
     /// SHA-256 of the final parameters ([`Model::weights_sha256`]).
@@ -633,6 +637,7 @@ where
         train_accuracy: vec![],
         epoch_seconds: vec![],
         images_per_second: 0.0,
+        encrypt_images_per_second: None,
         total_seconds: 0.0,
         weights_sha256: String::new(),
         peak_rss_mb: None,

@@ -113,7 +113,8 @@ pub fn train_secure_in_process<G: PrimeOrderGroup>(
     )?;
     let ciphertext_bytes = backend.dataset().ciphertext_bytes();
     let model = Model::new(spec, cfg.seed)?;
-    let (model, report) = train_with_backend(cfg, model, &mut backend, test, labels, observer)?;
+    let (model, mut report) = train_with_backend(cfg, model, &mut backend, test, labels, observer)?;
+    report.encrypt_images_per_second = input.images_per_second(train.len());
     let audit_records = authority
         .lock()
         .map_err(|_| {

@@ -94,6 +94,15 @@ pub struct EncryptedInput {
     pub stale_temp_files: Vec<StaleTempFile>,
 }
 
+impl EncryptedInput {
+    /// Images per second of the encryption of `images` samples; `None` if the file was reused
+    /// (or the time is not measurable).
+    #[must_use]
+    pub fn images_per_second(&self, images: usize) -> Option<f64> {
+        (!self.reused && self.encrypt_seconds > 0.0).then(|| images as f64 / self.encrypt_seconds)
+    }
+}
+
 /// What secure mode adds to a run's JSON summary (the keys of `train_lenet --mode secure`).
 #[derive(Debug, Clone)]
 pub struct SecureSummary {
