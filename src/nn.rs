@@ -68,6 +68,7 @@ pub mod datasets;
 pub mod error;
 pub mod first_layer;
 pub mod flatten;
+pub mod gemm;
 pub mod init;
 pub mod lenet;
 pub mod linear;

@@ -725,11 +725,24 @@ impl<G: PrimeOrderGroup> Authority<G> {
         }
         request.check_expansion()?;
         let params = d.config.feip;
-        Ok(request
-            .vectors
-            .iter()
-            .map(|v| SparseKeyVector::from_data(v, params.n(), params.y_bound()))
-            .collect::<Result<Vec<_>, _>>()?)
+        let check = |v| SparseKeyVector::from_data(v, params.n(), params.y_bound());
+        // Expanding placements is independent per vector; the first error in request order is
+        // reported either way.
+        Ok(if request.vectors.len() >= PARALLEL_DERIVE_MIN {
+            request
+                .vectors
+                .par_iter()
+                .map(check)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            request
+                .vectors
+                .iter()
+                .map(check)
+                .collect::<Result<Vec<_>, _>>()?
+        })
     }
 
     /// Replays a batch's policy review without deriving or auditing anything: restores the
@@ -817,17 +830,27 @@ impl<G: PrimeOrderGroup> Authority<G> {
             .secrets
             .as_ref()
             .ok_or(CoordinatorError::DomainClosed(id))?;
-        let derive = |v: &SparseKeyVector| d.feip.derive_key_sparse(&secrets.feip, v.terms());
-        let keys = if vectors.len() >= PARALLEL_DERIVE_MIN {
+        // Each key and its audit record's key part (the vector's SHA-256) are independent of
+        // the others: both are computed in parallel; only the appends (the hash chain) are
+        // serial, and they are committed before any key is returned.
+        let audit = &self.audit;
+        let derive = |v: &SparseKeyVector| {
+            d.feip
+                .derive_key_sparse(&secrets.feip, v.terms())
+                .map(|k| (k, audit.feip_key(v)))
+        };
+        let derived = if vectors.len() >= PARALLEL_DERIVE_MIN {
             vectors
                 .par_iter()
                 .map(derive)
+                .collect::<Vec<_>>()
+                .into_iter()
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             vectors.iter().map(derive).collect::<Result<Vec<_>, _>>()?
         };
-        for v in vectors {
-            let key = self.audit.feip_key(v);
+        let (keys, audited): (Vec<_>, Vec<_>) = derived.into_iter().unzip();
+        for key in audited {
             self.audit
                 .append(now, id, requester, key, AuditOutcome::Issued)?;
         }

@@ -36,6 +36,7 @@
 
 use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView4, Axis, Ix2};
 
+use crate::nn::gemm::par_dot;
 use crate::nn::init::Init;
 use crate::nn::pool;
 
@@ -151,11 +152,11 @@ impl Conv2d {
         let c = &self.config;
         let dy_mat = nchw_to_mat(dy);
         let grads = ConvGrads {
-            weight: dy_mat.dot(&cols.t()),
+            weight: par_dot(dy_mat.view(), cols.t()),
             bias: dy_mat.sum_axis(Axis(1)),
         };
         let dx = need_input_grad.then(|| {
-            let dcols = self.weight.t().dot(&dy_mat);
+            let dcols = par_dot(self.weight.t(), dy_mat.view());
             col2im(dcols.view(), input_shape, c.kernel, c.stride, c.padding)
         });
         (grads, dx)
@@ -212,7 +213,7 @@ fn gemm_to_nchw(
 ) -> Array4<f32> {
     let f = w.nrows();
     let l = oh * ow;
-    let y_mat = w.dot(cols);
+    let y_mat = par_dot(w.view(), cols.view());
     let mut y = Array4::<f32>::zeros((n, f, oh, ow));
     let yv = y.as_slice_mut().expect("fresh array is contiguous");
     let ym = y_mat.as_slice().expect("GEMM output is contiguous");

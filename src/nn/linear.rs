@@ -11,6 +11,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, Ix2};
 
+use crate::nn::gemm::par_dot;
 use crate::nn::init::Init;
 
 /// Hyper-parameters of a [`Linear`] layer.
@@ -72,7 +73,7 @@ impl Linear {
     /// If `x` has the wrong number of columns.
     #[must_use]
     pub fn forward(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        let mut y = x.dot(&self.weight.t());
+        let mut y = par_dot(x, self.weight.t());
         y += &self.bias;
         y
     }
@@ -86,9 +87,12 @@ impl Linear {
         need_input_grad: bool,
     ) -> (LinearGrads, Option<Array2<f32>>) {
         let grads = LinearGrads {
-            weight: dy.t().dot(&x),
+            weight: par_dot(dy.t(), x),
             bias: dy.sum_axis(Axis(0)),
         };
-        (grads, need_input_grad.then(|| dy.dot(&self.weight)))
+        (
+            grads,
+            need_input_grad.then(|| par_dot(dy, self.weight.view())),
+        )
     }
 }

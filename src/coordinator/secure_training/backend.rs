@@ -16,7 +16,11 @@
 //!    products over `Bct`, batched discrete logs; the per-image `G_n` are summed exactly.
 //!
 //! The per-image precomputation (decoded ciphertext, box products, fixed-base table of `ct0`)
-//! is built once per step and shared by the forward and gradient products.
+//! is built once per step and shared by the forward and gradient products. It does not depend
+//! on the keys, so it runs while the key service derives and audits the step's forward keys
+//! (`rayon::join`). The public padding term of an output shared by all images (the forward
+//! pass) is raised to `g^{padding}` once per step, then applied with one group operation per
+//! image.
 //!
 //! # What the server holds
 //! An [`EncryptedDataset`] (ciphertexts and public metadata), a [`KeyService`] handle, a
@@ -74,7 +78,9 @@ pub struct SecureStats {
     /// Wall seconds in group operations (decoding, box products, multi-exponentiations,
     /// `ct0` exponentiations), excluding discrete logs.
     pub fe_seconds: f64,
-    /// Wall seconds waiting for the key service (key derivation, policy, audit).
+    /// Wall seconds waiting for the key service (key derivation, policy, audit), beyond the
+    /// work that overlaps it (a batch's precomputation runs while its forward keys are
+    /// derived; that time is counted in `fe_seconds` only).
     pub key_seconds: f64,
 }
 
@@ -202,20 +208,54 @@ impl<G: PrimeOrderGroup> PaddingPowers<G> {
         }
     }
 
+    /// `g^{|v|}` (`None` for `v = 0`).
+    fn power_of_magnitude(&self, group: &G, v: i64) -> Option<G::Element> {
+        (v != 0).then(|| {
+            self.table.exp(
+                group,
+                &group.scalar_from_i64(i64::try_from(v.unsigned_abs()).unwrap_or(i64::MAX)),
+            )
+        })
+    }
+
     /// `elem ← elem · g^v`.
     fn shift(&self, group: &G, elem: &mut G::Element, v: i64) {
-        if v == 0 {
-            return;
+        if let Some(p) = self.power_of_magnitude(group, v) {
+            apply_shift(group, elem, &p, v > 0);
         }
-        let p = self.table.exp(
-            group,
-            &group.scalar_from_i64(i64::try_from(v.unsigned_abs()).unwrap_or(i64::MAX)),
-        );
-        if v > 0 {
-            group.op_assign(elem, &p);
-        } else {
-            group.div_assign(elem, &p);
-        }
+    }
+
+    /// `g^v` of every output with a key, for outputs shared by all images of a batch (built
+    /// once per step, then one group operation per image and output instead of a fixed-base
+    /// exponentiation).
+    fn shared_shifts<T: Sync>(
+        &self,
+        group: &G,
+        outs: &[LinearOutput],
+        keys: &[Option<T>],
+    ) -> Vec<Option<(G::Element, bool)>> {
+        outs.par_iter()
+            .zip(keys)
+            .map(|(o, k)| {
+                k.as_ref()
+                    .and_then(|_| self.power_of_magnitude(group, o.padding))
+                    .map(|p| (p, o.padding > 0))
+            })
+            .collect()
+    }
+}
+
+/// `elem ← elem · p` (`positive`) or `elem ← elem / p`.
+fn apply_shift<G: PrimeOrderGroup>(
+    group: &G,
+    elem: &mut G::Element,
+    p: &G::Element,
+    positive: bool,
+) {
+    if positive {
+        group.op_assign(elem, p);
+    } else {
+        group.div_assign(elem, p);
     }
 }
 
@@ -246,12 +286,28 @@ pub(crate) fn solve_outputs<G: PrimeOrderGroup, T>(
             powers.shift(group, e, o.padding);
         }
     }
+    solve_shifted(table, &elems, outs, keys, bound, layer, hint)
+}
+
+/// [`solve_outputs`] for elements already shifted by their padding terms.
+///
+/// # Errors
+/// As [`solve_outputs`].
+fn solve_shifted<G: PrimeOrderGroup, T>(
+    table: &Arc<BabyStepTable<G>>,
+    elems: &[G::Element],
+    outs: &[LinearOutput],
+    keys: &[Option<T>],
+    bound: u64,
+    layer: &'static str,
+    hint: &'static str,
+) -> Result<Vec<i64>, SecureTrainingError> {
     let solver = DlogSolver::new(Arc::clone(table), bound).map_err(|e| {
         SecureTrainingError::Parameters(format!(
             "{layer}: the discrete-log table cannot serve bound {bound}: {e}"
         ))
     })?;
-    let mut solved = solver.vartime_solve_batch(&elems).into_iter();
+    let mut solved = solver.vartime_solve_batch(elems).into_iter();
     outs.iter()
         .zip(keys)
         .map(|(o, k)| match k {
@@ -555,6 +611,17 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         if matches!(&self.prepared, Some((b, _)) if b == batch) {
             return Ok(());
         }
+        let (images, seconds) = self.prepare_images(batch)?;
+        self.prepared = Some((batch.to_vec(), images));
+        self.stats.fe_seconds += seconds;
+        Ok(())
+    }
+
+    /// The prepared images of `batch` and the wall seconds they took.
+    fn prepare_images(
+        &self,
+        batch: &[usize],
+    ) -> Result<(Vec<PreparedImage<G>>, f64), SecureTrainingError> {
         let t = Instant::now();
         let group = self.data.group();
         let data = &self.data;
@@ -568,10 +635,43 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
                     members,
                 ))
             })
+            .collect::<Vec<_>>()
+            .into_iter()
             .collect::<Result<Vec<_>, SecureTrainingError>>()?;
+        Ok((images, t.elapsed().as_secs_f64()))
+    }
+
+    /// [`request_output_keys`] for `outputs` while the batch is [prepared](Self::prepare) on
+    /// the other threads: the precomputation does not depend on the keys, so the key service's
+    /// serial part (policy, audit chain) no longer idles the cores.
+    fn keys_while_preparing(
+        &mut self,
+        batch: &[usize],
+        domain: DomainId,
+        outputs: &[&LinearOutput],
+        vectors: Vec<KeyVectorData>,
+    ) -> Result<Vec<Option<FunctionKey<G>>>, SecureTrainingError> {
+        if matches!(&self.prepared, Some((b, _)) if b == batch) {
+            return request_output_keys(&self.keys, domain, outputs, vectors, &mut self.stats);
+        }
+        let mut stats = SecureStats::default();
+        let keys = &self.keys;
+        let t = Instant::now();
+        let (issued, prepared) = rayon::join(
+            || request_output_keys(keys, domain, outputs, vectors, &mut stats),
+            || self.prepare_images(batch),
+        );
+        let both = t.elapsed().as_secs_f64();
+        let (images, seconds) = prepared?;
         self.prepared = Some((batch.to_vec(), images));
-        self.stats.fe_seconds += t.elapsed().as_secs_f64();
-        Ok(())
+        // The overlap counts once: as group work; the key service only for the time the server
+        // waited beyond it.
+        self.stats.fe_seconds += seconds;
+        self.stats.key_seconds += (both - seconds).max(0.0);
+        let issued = issued?;
+        self.stats.key_requests += stats.key_requests;
+        self.stats.feip_keys += stats.feip_keys;
+        Ok(issued)
     }
 
     /// Decrypts, for each image `n` of the prepared batch, the outputs `outputs(n)` with keys
@@ -595,6 +695,11 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         })?;
         let group = self.data.group();
         let t = Instant::now();
+        let powers = &self.powers;
+        // Shared outputs (the forward pass): their padding powers once for all images.
+        let shifts = shared.map(|_| powers.shared_shifts(group, outputs(0), keys(0)));
+        // Each element is shifted by its public padding term, `g^{<xq, y>}`, so that the
+        // discrete-log search covers exactly the bound (see `solve_outputs`).
         let elements: Vec<Vec<G::Element>> = images
             .par_iter()
             .enumerate()
@@ -613,31 +718,29 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
                                 &local
                             }
                         };
-                        img.output_element(group, terms, k)
+                        let mut e = img.output_element(group, terms, k);
+                        match &shifts {
+                            Some(s) => {
+                                if let Some((p, positive)) = &s[m] {
+                                    apply_shift(group, &mut e, p, *positive);
+                                }
+                            }
+                            None => powers.shift(group, &mut e, o.padding),
+                        }
+                        e
                     })
                     .collect()
             })
             .collect();
         self.stats.fe_seconds += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (table, powers) = (&self.table, &self.powers);
+        let table = &self.table;
         let count = elements.iter().map(|e| e.len() as u64).sum::<u64>();
         // Stops at the first image with a value out of range (rayon short-circuits).
         let results = elements
-            .into_par_iter()
+            .par_iter()
             .enumerate()
-            .map(|(n, elems)| {
-                solve_outputs(
-                    table,
-                    powers,
-                    elems,
-                    outputs(n),
-                    keys(n),
-                    bound,
-                    layer,
-                    hint,
-                )
-            })
+            .map(|(n, elems)| solve_shifted(table, elems, outputs(n), keys(n), bound, layer, hint))
             .collect::<Result<Vec<_>, _>>()?;
         self.stats.dlog_seconds += t.elapsed().as_secs_f64();
         self.stats.decryptions += count;
@@ -697,8 +800,9 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
             self.noisy_forward(batch, domain, &outputs, vectors, hint)?
         } else {
             let refs: Vec<&LinearOutput> = outputs.iter().collect();
-            let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
-            self.prepare(batch)?;
+            // The key service's work (derivation, audit) overlaps the batch's precomputation
+            // and the recoding, which do not depend on the keys.
+            let keys = self.keys_while_preparing(batch, domain, &refs, vectors)?;
             // The forward outputs are the same for every image: recode their coefficients once.
             let recoded: Vec<Vec<(usize, Wnaf)>> =
                 outputs.iter().map(|o| recode(&o.box_terms)).collect();
@@ -880,8 +984,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         if self.noisy {
             return self.noisy_conv_gradient(batch, domain, &per_sample, vectors, hint);
         }
-        let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
-        self.prepare(batch)?;
+        let keys = self.keys_while_preparing(batch, domain, &refs, vectors)?;
         let m = g.gradient_outputs_len();
         let values = self.decrypt(
             |s| &per_sample[s],
