@@ -61,6 +61,17 @@ pub struct FeResults {
     /// Median ms of one encryption at n = 785 with the public key prepared once, as a client
     /// encrypts (`encrypt_prepared`); `details.encrypt_unprepared_len785_ms` has the cold path.
     pub encrypt_len785_ms: Option<f64>,
+    /// Median ms of one encryption at n = 784 on all threads, public key not prepared
+    /// (`Feip::encrypt`, what the authors' prototype does: 2.40 s on modp2048).
+    pub encrypt_len784_all_threads_ms: Option<f64>,
+    /// Median ms of one encryption at n = 784 on all threads with the public key prepared
+    /// once (`Feip::encrypt_prepared`, the client's path).
+    pub encrypt_prepared_len784_all_threads_ms: Option<f64>,
+    /// Median ms to prepare the public key at n = 784 on all threads (once per key).
+    pub prepare_public_key_len784_all_threads_ms: Option<f64>,
+    /// Median µs of one decryption at n = 25 called from outside rayon's pool, so that a
+    /// backend may use a second thread (the authors' prototype: 3.7 ms on modp2048).
+    pub decrypt_len25_all_threads_us: Option<f64>,
     /// Median seconds to build the baby-step table of `dlog_table_half_width`.
     pub dlog_table_build_s: Option<f64>,
     /// Median seconds to load that table from its cache file.
@@ -112,7 +123,8 @@ pub fn run<G: PrimeOrderGroup>(
     let mut details = std::collections::BTreeMap::new();
     let mut rng = ChaCha20Rng::seed_from_u64(6);
     // Table build + load; n = 25: 6 timed operations; n = 785: 3 slow + 3 fast; the product.
-    let steps = 2 * plan.reps_table + 9 * plan.reps_small + 3 * plan.reps_large + plan.reps_product;
+    let steps =
+        2 * plan.reps_table + 10 * plan.reps_small + 6 * plan.reps_large + plan.reps_product;
     let pb = bar(name, steps as u64);
 
     // Discrete-log table: fresh builds, then loads of the file the last build wrote.
@@ -220,6 +232,11 @@ pub fn run<G: PrimeOrderGroup>(
         details.insert(format!("decrypt_len{n}_amortized_us"), six);
     }
 
+    // Issue 17's floors at the sizes the authors' prototype was measured at, on all threads
+    // (called from this thread, outside rayon's pool).
+    let floors = all_thread_floors(&group, plan, &dlog, &mut rng, &pb)?;
+    details.extend(floors);
+
     pb.set_message(format!(
         "paper product, {} x 10 · 10 x 100",
         plan.product_samples
@@ -234,6 +251,10 @@ pub fn run<G: PrimeOrderGroup>(
         decrypt_len25_us: med("decrypt_len25_us"),
         decrypt_len25_amortized_us: med("decrypt_len25_amortized_us"),
         encrypt_len785_ms: med("encrypt_len785_ms"),
+        encrypt_len784_all_threads_ms: med("encrypt_len784_all_threads_ms"),
+        encrypt_prepared_len784_all_threads_ms: med("encrypt_prepared_len784_all_threads_ms"),
+        prepare_public_key_len784_all_threads_ms: med("prepare_public_key_len784_all_threads_ms"),
+        decrypt_len25_all_threads_us: med("decrypt_len25_all_threads_us"),
         dlog_table_build_s: med("dlog_table_build_s"),
         dlog_table_load_s: med("dlog_table_load_s"),
         paper_product_s: (product.samples == 100).then_some(product.total_s),
@@ -246,8 +267,67 @@ pub fn run<G: PrimeOrderGroup>(
     Ok(res)
 }
 
+/// Encrypt at n = 784 (cold and prepared key, plus the preparation) and decrypt at n = 25,
+/// on all threads.
+fn all_thread_floors<G: PrimeOrderGroup>(
+    group: &G,
+    plan: &FePlan,
+    dlog: &DlogSolver<G>,
+    rng: &mut ChaCha20Rng,
+    pb: &indicatif::ProgressBar,
+) -> Result<Vec<(String, Sample)>> {
+    let mut out = Vec::new();
+    let n = 784;
+    let feip = Feip::new(group.clone(), FeipParams::new(n, X_BOUND, Y_BOUND)?);
+    let (_, mpk) = feip.setup(rng);
+    let x = vector(rng, n, X_BOUND);
+    pb.set_message("encrypt n=784, all threads");
+    let (enc, _) = time_fast(
+        plan.reps_large,
+        1e3,
+        pb,
+        || Ok(feip.encrypt(&mpk, &x, rng)?),
+    )?;
+    out.push(("encrypt_len784_all_threads_ms".into(), enc));
+    pb.set_message("prepare public key n=784, all threads");
+    let (prep, prepared) = time_fast(plan.reps_large, 1e3, pb, || {
+        Ok(feip.prepare_public_key(&mpk)?)
+    })?;
+    out.push(("prepare_public_key_len784_all_threads_ms".into(), prep));
+    pb.set_message("encrypt (prepared) n=784, all threads");
+    let (encp, _) = time_fast(plan.reps_large, 1e3, pb, || {
+        Ok(feip.encrypt_prepared(&prepared, &x, rng)?)
+    })?;
+    out.push(("encrypt_prepared_len784_all_threads_ms".into(), encp));
+
+    let n = 25;
+    let feip = Feip::new(group.clone(), FeipParams::new(n, X_BOUND, Y_BOUND)?);
+    let (msk, mpk) = feip.setup(rng);
+    let x = vector(rng, n, X_BOUND);
+    let y = vector(rng, n, Y_BOUND);
+    let want: i64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+    let ct = feip.encrypt(&mpk, &x, rng)?;
+    let key = feip.derive_key(&msk, &y)?;
+    pb.set_message("decrypt n=25, all threads");
+    let (dec, got) = time_fast(plan.reps_small, 1e6, pb, || {
+        Ok(feip.vartime_decrypt(&ct, &key, &y, dlog)?)
+    })?;
+    ensure!(got == want, "decryption gave {got}, expected {want}");
+    out.push(("decrypt_len25_all_threads_us".into(), dec));
+    Ok(out)
+}
+
 fn print_summary(r: &FeResults) {
     let f = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.3}"));
+    println!(
+        "{}: all threads: encrypt n=784 {} ms (prepared key {} ms, preparing it {} ms), \
+         decrypt n=25 {} µs",
+        r.group,
+        f(r.encrypt_len784_all_threads_ms),
+        f(r.encrypt_prepared_len784_all_threads_ms),
+        f(r.prepare_public_key_len784_all_threads_ms),
+        f(r.decrypt_len25_all_threads_us),
+    );
     println!(
         "{}: decrypt n=25 {} µs | amortised (6 keys) {} µs/product | encrypt n=785 {} ms | \
          table m={} build {} s, load {} s | product ({} x 10 · 10 x 100) {:.3} s \

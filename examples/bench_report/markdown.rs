@@ -486,6 +486,31 @@ fn fe_section(s: &mut String, r: &Report) {
             1,
         );
     }
+    // Issue 17's floors, at the authors' prototype's sizes, on all threads.
+    for (label, key, digits) in [
+        (
+            "Encrypt, n = 784, all threads, unprepared (ms)",
+            "encrypt_len784_all_threads_ms",
+            1,
+        ),
+        (
+            "Encrypt, n = 784, all threads, prepared key (ms)",
+            "encrypt_prepared_len784_all_threads_ms",
+            1,
+        ),
+        (
+            "Prepare public key, n = 784, all threads (ms)",
+            "prepare_public_key_len784_all_threads_ms",
+            1,
+        ),
+        (
+            "Decrypt incl. dlog, n = 25, all threads (µs)",
+            "decrypt_len25_all_threads_us",
+            1,
+        ),
+    ] {
+        row(s, label, key, digits);
+    }
     let _ = writeln!(
         s,
         "| dlog table build (s) | {} at m = 2^{} | {} at m = 2^{} |",

@@ -30,8 +30,12 @@
 //!     windows as the public bound has, and scans a `g^{-1}` row beside each `g` row, so the
 //!     sign of `x` is a masked select.
 //!   - [`invert`](PrimeOrderGroup::invert) is crypto-bigint's constant-time safegcd inversion.
-//! - **`gmp` feature.** GMP through rug: secret exponents use `mpz_powm_sec`, other products
-//!   are GMP's (not documented as constant time), inversion is `mpz_invert` (variable time).
+//! - **`gmp` feature.** GMP through rug: secret exponents use `mpz_powm_sec` (with `e + q`, so
+//!   the limb count is fixed), other products are GMP's (not documented as constant time),
+//!   inversion is `mpz_invert` (variable time). The dudect test (tests/modp_timing.rs) finds no
+//!   difference for `exp` and `exp_generator` in this build, but does for `exp_generator_i64`
+//!   (`|t| ≈ 22` for `x = 0` against random `|x| <= 255`): use the default build where the
+//!   plaintexts must not leak through timing.
 //! - **Both.** The `vartime_` functions (sliding windows, Straus, the radix-16 bucket table)
 //!   leak their exponents and only ever see public values.
 

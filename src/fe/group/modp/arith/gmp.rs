@@ -16,7 +16,7 @@ pub struct Field {
     p_len: usize,
 }
 
-/// The generator's precomputation: `g` and the public correction `g^{-2^64}` of the shifted
+/// The generator's precomputation: `g` and the public correction `g^{-2^65}` of the shifted
 /// small exponents.
 pub struct FixedBase {
     g: Integer,
@@ -121,7 +121,7 @@ impl Field {
     pub fn fixed_base(&self, g: &Elem, _exp_len: usize) -> FixedBase {
         let g_inv = self.invert_vartime(g);
         FixedBase {
-            g_shift_inv: self.pow_vartime(&g_inv, &(1u128 << 64).to_be_bytes()),
+            g_shift_inv: self.pow_vartime(&g_inv, &(1u128 << 65).to_be_bytes()),
             g: g.clone(),
         }
     }
@@ -131,10 +131,11 @@ impl Field {
         self.pow_ct(&table.g, e)
     }
 
-    /// `g^x` for a signed `x`: `g^{x + 2^64}` by `mpz_powm_sec` (the exponent is positive and
-    /// has two limbs for every `x`), times the public `g^{-2^64}`. `bound` is not needed.
+    /// `g^x` for a signed `x`: `g^{x + 2^65}` by `mpz_powm_sec` (the exponent lies in
+    /// `(2^64, 2^66)`, two limbs for every `x`: a shift of `2^64` would leave negative `x` one
+    /// limb, which the dudect test saw), times the public `g^{-2^65}`. `bound` is not needed.
     pub fn pow_fixed_i64(&self, table: &FixedBase, x: i64, _bound: u64) -> Elem {
-        let e = Integer::from(i128::from(x) + (1i128 << 64));
+        let e = Integer::from(i128::from(x) + (1i128 << 65));
         self.mul(&self.powm_sec(&table.g, &e), &table.g_shift_inv)
     }
 }
