@@ -64,6 +64,24 @@ pub fn required_keys() -> Vec<(String, Kind)> {
     keys.push(("leakage.policy.relative_error".into(), Kind::Number));
     keys.extend(architecture_keys());
     keys.extend(model_leakage_keys());
+    keys.extend(scaling_keys());
+    keys
+}
+
+/// `scaling.*`: images/s at 1, 2, 4, … threads up to the core count (the runs themselves are
+/// in `scaling.runs`), the speed-ups from 1 thread to the most, and whether the weights were
+/// identical at every thread count.
+pub fn scaling_keys() -> Vec<(String, Kind)> {
+    let mut keys: Vec<(String, Kind)> = [
+        "train_size",
+        "max_threads",
+        "secure_speedup",
+        "plain_speedup",
+    ]
+    .into_iter()
+    .map(|k| (format!("scaling.{k}"), Kind::Number))
+    .collect();
+    keys.push(("scaling.weights_identical".into(), Kind::Bool));
     keys
 }
 

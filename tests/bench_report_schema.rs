@@ -58,8 +58,9 @@ fn complete_report_passes_and_covers_the_issue_keys() {
     assert_eq!(problems(&synthetic()), Vec::<String>::new());
     let keys: Vec<String> = schema::required_keys().into_iter().map(|k| k.0).collect();
     // 3 modes x 2 + 3 training keys + 2 groups x 6 FE keys + 2 leakage keys, then for each
-    // of the 5 built-in (model, dataset) pairs 10 architecture keys and 3 leakage views x 4.
-    assert_eq!(keys.len(), 6 + 3 + 12 + 2 + 5 * 10 + 5 * 3 * 4);
+    // of the 5 built-in (model, dataset) pairs 10 architecture keys and 3 leakage views x 4,
+    // then 5 scaling keys.
+    assert_eq!(keys.len(), 6 + 3 + 12 + 2 + 5 * 10 + 5 * 3 * 4 + 5);
     for k in [
         "training.secure.images_per_second",
         "training.weights_identical",
@@ -73,6 +74,8 @@ fn complete_report_passes_and_covers_the_issue_keys() {
         "architectures.cnn-small.digits.plain_accuracy",
         "leakage.models.mlp.mnist.gradient_one_step.exact_fraction",
         "leakage.models.cnn-small.digits.whole_run.rank",
+        "scaling.weights_identical",
+        "scaling.secure_speedup",
     ] {
         assert!(keys.iter().any(|x| x == k), "{k} not in the contract");
     }

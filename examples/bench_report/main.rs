@@ -18,7 +18,7 @@
 //!
 //! Sections: FE microbenchmarks (`fe_bench`), training (`training`), leakage (`leakage`), the
 //! networked key service (`network`, with the library's `coordinator::net::load`, as
-//! `examples/key_service_load`); the
+//! `examples/key_service_load`), images/s per thread count (`scaling`); the
 //! paper's figures are in `paper`, the report's shape in `report`, rendering in `markdown` and
 //! `plots`, machine facts in `machine`, medians and progress bars in `stats`.
 
@@ -34,6 +34,7 @@ mod plots;
 mod privacy;
 mod profile;
 mod report;
+mod scaling;
 mod secure;
 mod stats;
 mod training;
@@ -374,6 +375,36 @@ fn run() -> Result<ExitCode> {
         &secure_opts.work_dir,
     )?;
 
+    // Scaling: images/s per thread count, the same weights at each.
+    let threads = scaling::thread_counts(machine.cores);
+    let scaling_set = mnist.train.take(p.scaling_train_size, "training")?;
+    let scaling_test = mnist.test.take(p.test_size.min(1_000), "test")?;
+    stats::section(
+        "Scaling",
+        &format!(
+            "LeNet-5 on {} images, 1 epoch, secure and plain, in rayon pools of {threads:?} \
+             threads; the weights must be identical at each.",
+            scaling_set.len()
+        ),
+    );
+    let scaling_cfg = TrainConfig { epochs: 1, ..cfg };
+    let scaling = scaling::run(
+        &scaling_cfg,
+        &lenet_spec,
+        &scaling_set,
+        &scaling_test,
+        &secure_opts,
+        &threads,
+    )?;
+    for key in ["scaling.secure_speedup", "scaling.plain_speedup"] {
+        if scaling.secure_speedup.is_none() {
+            missing.insert(
+                key.into(),
+                "one thread count only (the machine reports a single core)".into(),
+            );
+        }
+    }
+
     machine.load_average_end = machine::load_average();
     let fe = Fe {
         ristretto,
@@ -394,6 +425,7 @@ fn run() -> Result<ExitCode> {
         leakage,
         network,
         privacy,
+        scaling,
         paper: paper::figures(),
         paper_setup: paper::PAPER_SETUP,
         comparison,

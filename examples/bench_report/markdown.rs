@@ -167,6 +167,7 @@ pub fn render(r: &Report) -> String {
     model_leakage_section(&mut s, r);
     network_section(&mut s, r);
     s.push_str(&crate::privacy::markdown(&r.privacy));
+    scaling_section(&mut s, r);
     notes_section(&mut s, r);
     s
 }
@@ -631,6 +632,41 @@ fn leakage_reading(l: &crate::leakage::LeakageResults) -> String {
         ),
     }
     text
+}
+
+/// Images/s per thread count (`scaling`).
+fn scaling_section(s: &mut String, r: &Report) {
+    let sc = &r.scaling;
+    let _ = writeln!(
+        s,
+        "## Scaling with threads\n\nLeNet-5 on {} images, {} epoch(s), each thread count in its \
+         own rayon pool on this {}-core machine; the encryption is shared and not counted. \
+         Weights identical at every thread count: **{}**. Speed-up from 1 to {} threads: \
+         secure {}, plain {}.\n",
+        sc.train_size,
+        sc.epochs,
+        sc.cores,
+        if sc.weights_identical { "yes" } else { "NO" },
+        sc.max_threads,
+        factor(sc.secure_speedup),
+        factor(sc.plain_speedup)
+    );
+    let _ = writeln!(
+        s,
+        "| threads | secure images/s | key wait | plain images/s | secure weights |\n|---|---|---|---|---|"
+    );
+    for run in &sc.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.1} % | {:.0} | `{}` |",
+            run.threads,
+            run.secure_images_per_second,
+            100.0 * run.secure_key_share,
+            run.plain_images_per_second,
+            run.secure_weights_sha256.get(..12).unwrap_or("")
+        );
+    }
+    let _ = writeln!(s);
 }
 
 fn notes_section(s: &mut String, r: &Report) {

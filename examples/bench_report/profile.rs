@@ -26,6 +26,8 @@ pub struct Profile {
     pub modp2048: FePlan,
     /// The networked key service on loopback.
     pub network: NetworkPlan,
+    /// Training images of the scaling section (1 epoch at each thread count).
+    pub scaling_train_size: usize,
 }
 
 /// 32 concurrent requesters, batches of 128 length-36 key vectors, fsync'd state.
@@ -71,6 +73,7 @@ pub fn profile(full: bool) -> Profile {
                 rounds: 3,
                 load: load(30),
             },
+            scaling_train_size: 4_096,
         }
     } else {
         Profile {
@@ -102,6 +105,7 @@ pub fn profile(full: bool) -> Profile {
                 rounds: 2,
                 load: load(5),
             },
+            scaling_train_size: 64,
         }
     }
 }

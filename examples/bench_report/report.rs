@@ -96,6 +96,8 @@ pub struct Report {
     pub network: NetworkResults,
     /// Noisy first-layer values: the accuracy / reconstruction / epsilon curve.
     pub privacy: crate::privacy::PrivacyResults,
+    /// Images/s per thread count, with the weights compared.
+    pub scaling: crate::scaling::Scaling,
     /// The paper's published figures (not measured here).
     pub paper: Vec<PaperFigure>,
     /// Where the paper's figures come from.
