@@ -39,10 +39,11 @@ pub const FE_KEYS: [&str; 6] = [
 ];
 
 /// The SVG plots every report contains.
-pub const PLOTS: [&str; 3] = [
+pub const PLOTS: [&str; 4] = [
     "accuracy_per_epoch.svg",
     "epoch_seconds.svg",
     "secure_breakdown.svg",
+    "privacy.svg",
 ];
 
 /// Every contract key with its kind.
@@ -146,6 +147,69 @@ pub fn model_leakage_keys() -> Vec<(String, Kind)> {
     keys
 }
 
+/// The keys of each point of `privacy.curve[]` (`epsilon_*` may be `null` for `sigma = 0`:
+/// infinite).
+pub const PRIVACY_CURVE_KEYS: [&str; 5] = [
+    "sigma",
+    "test_accuracy",
+    "attack_relative_error",
+    "epsilon_pixel",
+    "epsilon_image",
+];
+
+/// The fewest points of `privacy.curve[]` (sigma 0 among them).
+pub const PRIVACY_CURVE_MIN_POINTS: usize = 5;
+
+/// Checks `privacy.curve[]`: an array of at least [`PRIVACY_CURVE_MIN_POINTS`] objects, one of
+/// them at `sigma = 0`, each with the keys of [`PRIVACY_CURVE_KEYS`]: non-negative numbers, the
+/// accuracy a fraction, `epsilon_*` a number or (at `sigma = 0` only) `null`.
+///
+/// # Errors
+/// Every problem found, naming the point and key.
+pub fn check_privacy(report: &Value) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let Some(curve) = lookup(report, "privacy.curve") else {
+        return Err(vec!["privacy.curve: absent".into()]);
+    };
+    let Some(points) = curve.as_array() else {
+        return Err(vec![format!("privacy.curve: not an array: {curve}")]);
+    };
+    if points.len() < PRIVACY_CURVE_MIN_POINTS {
+        problems.push(format!(
+            "privacy.curve: {} points, at least {PRIVACY_CURVE_MIN_POINTS} are required",
+            points.len()
+        ));
+    }
+    let mut has_zero = false;
+    for (i, p) in points.iter().enumerate() {
+        let sigma = p.get("sigma").and_then(Value::as_f64);
+        has_zero |= sigma == Some(0.0);
+        for key in PRIVACY_CURVE_KEYS {
+            let name = format!("privacy.curve[{i}].{key}");
+            match p.get(key) {
+                None => problems.push(format!("{name}: absent")),
+                Some(Value::Null) if key.starts_with("epsilon") && sigma == Some(0.0) => {}
+                Some(v) => match v.as_f64() {
+                    None => problems.push(format!("{name}: not a number: {v}")),
+                    Some(x) if is_fraction(key) && !(0.0..=1.0).contains(&x) => {
+                        problems.push(format!("{name}: accuracy {x} is not a fraction"))
+                    }
+                    Some(x) if x < 0.0 => problems.push(format!("{name}: negative ({x})")),
+                    Some(_) => {}
+                },
+            }
+        }
+    }
+    if !has_zero {
+        problems.push("privacy.curve: no point at sigma = 0".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 /// Whether `key` holds a fraction in `[0, 1]` (an accuracy or a share).
 fn is_fraction(key: &str) -> bool {
     key.ends_with("accuracy") || key.ends_with("fraction")
@@ -162,8 +226,8 @@ pub fn lookup<'a>(root: &'a Value, dotted: &str) -> Option<&'a Value> {
 ///
 /// # Errors
 /// The list of problems: a missing key, a value of the wrong type, a `null` without a reason
-/// in `missing`, a test accuracy outside `[0, 1]`, a negative timing, or a missing
-/// `machine` / `command` / `git_commit` record.
+/// in `missing`, a test accuracy outside `[0, 1]`, a negative timing, a `privacy.curve[]`
+/// that fails [`check_privacy`], or a missing `machine` / `command` / `git_commit` record.
 pub fn check(report: &Value) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let missing = report.get("missing").and_then(Value::as_object);
@@ -189,6 +253,9 @@ pub fn check(report: &Value) -> Result<(), Vec<String>> {
                 Kind::Bool => {}
             },
         }
+    }
+    if let Err(p) = check_privacy(report) {
+        problems.extend(p);
     }
     for key in ["machine.cores", "machine.load_average_start"] {
         if lookup(report, key).is_none() {

@@ -46,6 +46,19 @@ fn synthetic() -> Value {
         };
         set(&mut r, &key, v);
     }
+    let curve: Vec<Value> = [0.0, 1e3, 4e3, 16e3, 64e3]
+        .iter()
+        .map(|&sigma| {
+            let eps = if sigma == 0.0 {
+                Value::Null
+            } else {
+                json!(1e4)
+            };
+            json!({"sigma": sigma, "test_accuracy": 0.9, "attack_relative_error": 0.1,
+                   "epsilon_pixel": eps, "epsilon_image": eps})
+        })
+        .collect();
+    set(&mut r, "privacy.curve", Value::Array(curve));
     r
 }
 
@@ -211,4 +224,49 @@ fn architecture_rows_and_model_leakage_are_checked() {
             "{key}: {what} not in {p:?}"
         );
     }
+}
+
+#[test]
+fn the_privacy_curve_is_checked_point_by_point() {
+    assert_eq!(schema::check_privacy(&synthetic()), Ok(()));
+    // Absent.
+    let mut r = synthetic();
+    r.as_object_mut().unwrap().remove("privacy");
+    assert!(problems(&r).iter().any(|p| p == "privacy.curve: absent"));
+    // Too few points.
+    let mut r = synthetic();
+    r["privacy"]["curve"].as_array_mut().unwrap().truncate(4);
+    assert!(problems(&r).iter().any(|p| p.contains("4 points")));
+    // No sigma 0.
+    let mut r = synthetic();
+    r["privacy"]["curve"][0]["sigma"] = json!(500.0);
+    let p = problems(&r);
+    assert!(
+        p.iter().any(|p| p.contains("no point at sigma = 0")),
+        "{p:?}"
+    );
+    // A null epsilon is infinite: allowed at sigma 0 only (sigma 500 above is also flagged).
+    assert!(
+        p.iter()
+            .any(|p| p.contains("privacy.curve[0].epsilon_pixel")),
+        "{p:?}"
+    );
+    // Accuracy in percent, a missing key.
+    let mut r = synthetic();
+    r["privacy"]["curve"][2]["test_accuracy"] = json!(97.0);
+    r["privacy"]["curve"][3]
+        .as_object_mut()
+        .unwrap()
+        .remove("attack_relative_error");
+    let p = problems(&r);
+    assert!(
+        p.iter()
+            .any(|p| p.contains("privacy.curve[2].test_accuracy")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p == "privacy.curve[3].attack_relative_error: absent"),
+        "{p:?}"
+    );
 }

@@ -5,6 +5,8 @@
 //! cargo run --release --example bench_report -- --quick --out report/quick/   # <= 5 min; CI runs it
 //! cargo run --release --example bench_report -- --full --out report/full/     # 60,000 images, 2 epochs
 //! cargo run --release --example bench_report -- --check report/report.json
+//! # the privacy section alone, merged into an existing report (its JSON, REPORT.md, plots):
+//! cargo run --release --example bench_report -- --full --sections privacy --out report/full/
 //! ```
 //!
 //! Everything runs in one process, so that ratios are measured side by side. Outputs:
@@ -92,6 +94,25 @@ struct Args {
     /// Directory holding the MNIST IDX files.
     #[arg(long, default_value_os_t = default_data_dir())]
     data: PathBuf,
+    /// What to run: the whole report, or the privacy section alone (with the profile's privacy
+    /// plan), merged into the report.json and REPORT.md already in --out: its curve and the
+    /// noise-on/off throughput (`privacy`), or one of the two (`privacy-curve`,
+    /// `privacy-throughput`; the other part is kept from the existing report).
+    #[arg(long, value_enum, default_value_t = Sections::All)]
+    sections: Sections,
+}
+
+/// The `--sections` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Sections {
+    /// Every section.
+    All,
+    /// The privacy section: curve and throughput.
+    Privacy,
+    /// The privacy curve (accuracy, attack, epsilon, noisy prediction) only.
+    PrivacyCurve,
+    /// The noise-on/off throughput only.
+    PrivacyThroughput,
 }
 
 fn main() -> ExitCode {
@@ -123,11 +144,14 @@ fn run() -> Result<ExitCode> {
     p.train_size = args.train_size.unwrap_or(p.train_size);
     p.test_size = args.test_size.unwrap_or(p.test_size);
     p.epochs = args.epochs.unwrap_or(p.epochs);
-    let mut machine = MachineInfo::collect(rayon::current_num_threads());
     let command = std::iter::once("cargo run --release --example bench_report --".to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
+    if args.sections != Sections::All {
+        return privacy_only(&args, command, git_commit, started_unix);
+    }
+    let mut machine = MachineInfo::collect(rayon::current_num_threads());
     println!(
         "bench_report ({} profile): {} cores, {} threads, CPU {}, load average {:?}",
         p.name,
@@ -439,6 +463,149 @@ fn run() -> Result<ExitCode> {
         start.elapsed().as_secs_f64()
     );
     Ok(check(&args.out.join("report.json")))
+}
+
+/// `--sections privacy…`: runs the privacy section alone and merges it into `--out`'s
+/// report.json (key `privacy`, a line in `notes`) and REPORT.md (its section replaced, a line
+/// under the title saying which run each section comes from), writing `privacy.svg` and the
+/// reconstruction picture when the curve ran. Every other key and section stays as it was.
+fn privacy_only(
+    args: &Args,
+    command: String,
+    git_commit: Option<String>,
+    started_unix: u64,
+) -> Result<ExitCode> {
+    let start = Instant::now();
+    let load_start = machine::load_average();
+    let json_path = args.out.join("report.json");
+    let mut report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).with_context(|| {
+            format!(
+                "--sections merges into {}: run the whole report first",
+                json_path.display()
+            )
+        })?)
+        .with_context(|| format!("parsing {}", json_path.display()))?;
+    let old: Option<privacy::PrivacyResults> = report
+        .get("privacy")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok());
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cryptonn-cache");
+    let mut plan = privacy::plan(args.full);
+    if args.sections == Sections::PrivacyThroughput {
+        plan.sigmas.clear();
+        plan.prediction_images = 0;
+    }
+    stats::section(
+        "Privacy (alone)",
+        &format!(
+            "Noisy first-layer values ({:?}): sigma in {:?}, {} images, {} epochs; attack on {} \
+             images; noisy prediction on {} test images; throughput {:?}.",
+            args.sections,
+            plan.sigmas,
+            plan.train_size,
+            plan.epochs,
+            plan.attack_images,
+            plan.prediction_images,
+            plan.throughput
+        ),
+    );
+    let mnist = Mnist::load(&args.data)?;
+    let cfg = TrainConfig {
+        schedule: BatchSchedule::FixedShards,
+        ..TrainConfig::default()
+    };
+    let table = if args.sections == Sections::PrivacyCurve {
+        None
+    } else {
+        Some(Arc::new(BabyStepTable::load_or_build(
+            Ristretto255,
+            SECURE_DLOG_HALF_WIDTH,
+            &cache,
+        )?))
+    };
+    let work = cache.join("bench_report");
+    let mut results = privacy::run(
+        &mnist.train,
+        &mnist.test,
+        &cfg,
+        &plan,
+        table.as_ref().map(|t| (t, work.as_path())),
+    )?;
+    let this_run = privacy::PrivacyRun {
+        command,
+        git_commit,
+        started_unix,
+        started_utc: machine::utc_date_time(started_unix),
+        seconds: start.elapsed().as_secs_f64(),
+        load_average: (load_start, machine::load_average()),
+    };
+    let curve_ran = !plan.sigmas.is_empty();
+    if let Some(t) = &mut results.throughput {
+        t.measured = Some(this_run.clone());
+    }
+    match (args.sections, old) {
+        (Sections::PrivacyThroughput, Some(mut old)) => {
+            old.throughput = results.throughput.take();
+            results = old;
+        }
+        (Sections::PrivacyCurve, Some(old)) => {
+            results.throughput = old.throughput;
+            results.run = Some(this_run.clone());
+        }
+        _ => results.run = Some(this_run.clone()),
+    }
+    let obj = report
+        .as_object_mut()
+        .context("report.json is not a JSON object")?;
+    obj.insert("privacy".into(), serde_json::to_value(&results)?);
+    let note = format!(
+        "privacy: measured apart from the rest of this report by `{}` (commit {}, started {} \
+         UTC, {:.0} s)",
+        this_run.command,
+        this_run.git_commit.as_deref().unwrap_or("unknown"),
+        this_run.started_utc,
+        this_run.seconds
+    );
+    if let Some(notes) = obj
+        .get_mut("notes")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        notes.push(note.into());
+    } else {
+        obj.insert("notes".into(), serde_json::json!([note]));
+    }
+    let report_started = obj
+        .get("started_unix")
+        .and_then(serde_json::Value::as_u64)
+        .map(machine::utc_date_time);
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")?;
+    if curve_ran {
+        privacy::plot(&args.out.join("privacy.svg"), &results)?;
+    }
+    let md_path = args.out.join("REPORT.md");
+    let md = std::fs::read_to_string(&md_path).unwrap_or_default();
+    let md = markdown::merge_privacy(
+        &md,
+        &privacy::markdown(&results),
+        report_started.as_deref(),
+        &results,
+    );
+    std::fs::write(&md_path, md)?;
+    println!(
+        "\nmerged the privacy section into {} and REPORT.md in {:.0} s",
+        json_path.display(),
+        start.elapsed().as_secs_f64()
+    );
+    match schema::check_privacy(&report) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(problems) => {
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn write_outputs(out: &Path, mut report: Report) -> Result<()> {

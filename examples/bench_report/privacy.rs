@@ -14,12 +14,23 @@
 //!   `b = <xq, y> + e`, solved by least squares (normal equations, Cholesky with a tiny ridge)
 //!   over all of them at once (which averages the epochs' noise optimally), projected onto the
 //!   pixel box `[xq(0), xq(255)]` and refined by projected-gradient steps. It reports the mean
-//!   relative error `‖p̂ − p‖ / ‖p‖` in pixel units and the fraction of pixels within ±16.
+//!   relative error `‖p̂ − p‖ / ‖p‖` in pixel units and the fraction of pixels within ±16;
+//! - the accuracy of **noisy secure prediction** with the trained model
+//!   (`prediction_accuracy`): each test image is a query of a noisy query domain
+//!   ([`open_noisy_query_domain`](cryptonn::coordinator::secure_prediction::open_noisy_query_domain)),
+//!   whose server decrypts `z + e`; computed by the quantised reference
+//!   ([`classify_first_layer`] of `z + e` with the same noise key and the query's sample id,
+//!   bit for bit the secure prediction: `tests/privacy_noisy_prediction.rs`).
 
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use cryptonn::coordinator::accountant::{Granularity, DEFAULT_DELTA};
+use cryptonn::coordinator::messages::noise_input;
+use cryptonn::coordinator::secure_prediction::{classify_first_layer, QUERY_SAMPLE_BASE};
+use cryptonn::coordinator::secure_training::ConvGeometry;
+use cryptonn::fe::discrete_gaussian::NoiseKey;
+use cryptonn::nn::first_layer::FirstLayerBackend;
 use std::sync::{Arc, Mutex};
 
 use cryptonn::coordinator::secure_training::encrypted_dataset::encrypt_to_file;
@@ -41,7 +52,7 @@ use cryptonn::nn::train::{
 };
 use plotters::prelude::*;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The sweep's sizes.
 #[derive(Debug, Clone)]
@@ -60,6 +71,8 @@ pub struct PrivacyPlan {
     pub attack_images: usize,
     /// Secure training throughput, noise off against on: images, sigma, alternating rounds.
     pub throughput: (usize, f64, usize),
+    /// Test images classified by noisy prediction at each sigma.
+    pub prediction_images: usize,
 }
 
 /// The `--full` plan if `full`, else `--quick`.
@@ -72,6 +85,7 @@ pub fn plan(full: bool) -> PrivacyPlan {
             sigmas: vec![0.0, 1_000.0, 4_000.0, 16_000.0, 64_000.0, 256_000.0],
             attack_images: 32,
             throughput: (256, 16_000.0, 3),
+            prediction_images: 10_000,
         }
     } else {
         PrivacyPlan {
@@ -81,12 +95,13 @@ pub fn plan(full: bool) -> PrivacyPlan {
             sigmas: vec![0.0, 1_000.0, 4_000.0, 16_000.0, 64_000.0],
             attack_images: 16,
             throughput: (64, 16_000.0, 2),
+            prediction_images: 500,
         }
     }
 }
 
 /// One point of the curve.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrivacyPoint {
     /// The noise's standard deviation.
     pub sigma: f64,
@@ -102,12 +117,34 @@ pub struct PrivacyPoint {
     pub epsilon_image: Option<f64>,
     /// Noisy values one attacked image released (forward and gradient, all epochs).
     pub values_per_image: usize,
+    /// Accuracy of secure prediction over a noisy query domain with this sigma, with the
+    /// model trained at this sigma (`null`: not measured).
+    #[serde(default)]
+    pub prediction_accuracy: Option<f64>,
     /// Wall seconds of training and attack.
     pub seconds: f64,
 }
 
+/// Where and when the privacy section was measured, when it ran apart from the rest of the
+/// report (`bench_report --sections privacy…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrivacyRun {
+    /// The exact command line.
+    pub command: String,
+    /// `git rev-parse HEAD` (+ `-dirty`).
+    pub git_commit: Option<String>,
+    /// Seconds since the Unix epoch at start.
+    pub started_unix: u64,
+    /// The start as a UTC date and time.
+    pub started_utc: String,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// The load average at the start and at the end.
+    pub load_average: (Option<[f64; 3]>, Option<[f64; 3]>),
+}
+
 /// The section's results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrivacyResults {
     /// Training images.
     pub train_size: usize,
@@ -122,14 +159,20 @@ pub struct PrivacyResults {
     /// The coordinate range `R` of the sensitivity model.
     pub coordinate_range: u64,
     /// How the figures were produced.
-    pub method: &'static str,
+    pub method: String,
     /// One point per sigma.
     pub curve: Vec<PrivacyPoint>,
     /// Secure training with noise on against off, in process.
     pub throughput: Option<NoiseThroughput>,
+    /// Test images classified by noisy prediction at each sigma.
+    #[serde(default)]
+    pub prediction_images: usize,
+    /// The separate run this section comes from (`null`: the report's own run).
+    #[serde(default)]
+    pub run: Option<PrivacyRun>,
     /// The picture's file name (`privacy_reconstructions.png`): the first attacked images (top
     /// row) and their reconstructions at each sigma (one row per sigma).
-    pub picture: &'static str,
+    pub picture: String,
     /// Pixels of the pictured images, then of their reconstructions per sigma (not in JSON).
     #[serde(skip)]
     pictures: Vec<Vec<Vec<u8>>>,
@@ -139,7 +182,7 @@ pub struct PrivacyResults {
 const PICTURED: usize = 8;
 
 /// Secure training in process (Ristretto255), one epoch, noise off and on in alternating rounds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NoiseThroughput {
     /// Training images.
     pub images: usize,
@@ -157,6 +200,9 @@ pub struct NoiseThroughput {
     pub key_service_seconds: (f64, f64),
     /// The load average before and after.
     pub load_average: (Option<[f64; 3]>, Option<[f64; 3]>),
+    /// The separate run it comes from (`null`: the section's own run).
+    #[serde(default)]
+    pub measured: Option<PrivacyRun>,
 }
 
 fn finite(v: f64) -> Option<f64> {
@@ -259,6 +305,7 @@ fn throughput(
         server_group_seconds: group,
         key_service_seconds: keys,
         load_average: (start, crate::machine::load_average()),
+        measured: None,
     })
 }
 
@@ -310,7 +357,20 @@ pub fn run(
             .record(0..attacked)
             .with_accounting(range);
         let model = LeNet5::lenet5(cfg.lenet, cfg.seed);
-        let (_, report) = train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut ())?;
+        let (model, report) =
+            train_with_backend(&cfg, model, &mut backend, &test, &labels, &mut ())?;
+        let prediction_accuracy = if plan.prediction_images > 0 {
+            Some(noisy_prediction_accuracy(
+                &model,
+                &cfg,
+                &test,
+                &labels,
+                dist,
+                plan.prediction_images,
+            )?)
+        } else {
+            None
+        };
         let accuracy = report
             .test_accuracy
             .last()
@@ -360,17 +420,19 @@ pub fn run(
             epsilon_pixel: finite(eps_pixel),
             epsilon_image: finite(eps_image),
             values_per_image: per_image.first().map_or(0, |p| p.2),
+            prediction_accuracy,
             seconds: t.elapsed().as_secs_f64(),
         };
         println!(
             "  sigma {:>9.0}: test accuracy {:.2} %, attack error {:.3}, within ±16 {:.1} %, \
-             eps pixel {:.3e}, eps image {:.3e} ({:.0} s)",
+             eps pixel {:.3e}, eps image {:.3e}, noisy prediction {:.2} % ({:.0} s)",
             point.sigma,
             100.0 * point.test_accuracy,
             point.attack_relative_error,
             100.0 * point.attack_within_16,
             eps_pixel,
             eps_image,
+            100.0 * point.prediction_accuracy.unwrap_or(f64::NAN),
             point.seconds
         );
         curve.push(point);
@@ -386,15 +448,63 @@ pub fn run(
         method: "quantised reference of noisy training (the same noise and weights as secure \
                  training, bit for bit); attack: least squares over every forward and gradient \
                  value of every epoch, projected onto the pixel box and refined by 200 \
-                 projected-gradient steps",
+                 projected-gradient steps; noisy prediction: the quantised reference of a noisy \
+                 query domain (z + e, the same noise as secure prediction, bit for bit)"
+            .into(),
         curve,
         throughput: match table {
             Some((t, dir)) => Some(throughput(train_all, &cfg, plan, t, dir)?),
             None => None,
         },
-        picture: "privacy_reconstructions.png",
+        prediction_images: plan.prediction_images.min(test.len()),
+        run: None,
+        picture: "privacy_reconstructions.png".into(),
         pictures,
     })
+}
+
+/// The accuracy of noisy secure prediction with `model` on the first `images` test images at
+/// `sigma`: each image is a query with sample id `2^63 + i`, whose 1,176 forward values get the
+/// noise `DG_σ(PRF_k(id ‖ H(y)))` of the authority's key `k` (here the run's training noise key;
+/// the distribution is what matters), then the plaintext rest of the network.
+fn noisy_prediction_accuracy(
+    model: &LeNet5,
+    cfg: &TrainConfig,
+    test: &Dataset,
+    labels: &LabelPermutation,
+    sigma: DiscreteGaussian,
+    images: usize,
+) -> Result<f64> {
+    let test = test.take(images.min(test.len()), "test")?;
+    let mut quantized =
+        QuantizedFirstLayer::new(&test, labels.clone(), cfg.quant, FirstLayerSpec::lenet5())?;
+    let wq = cfg.quant.encode_weights(model.first_weight())?;
+    let flat: Vec<i64> = wq.iter().copied().collect();
+    let outputs = ConvGeometry::lenet5().forward_outputs(&flat, 0)?;
+    let key: NoiseKey = training_noise_key(cfg.seed);
+    let mut correct = 0usize;
+    let all: Vec<usize> = (0..test.len()).collect();
+    for chunk in all.chunks(256) {
+        let z = quantized.forward(chunk, wq.view())?;
+        let rows: Vec<Vec<i64>> = z.rows().into_iter().map(|r| r.to_vec()).collect();
+        correct += rows
+            .into_par_iter()
+            .zip(chunk.par_iter())
+            .map(|(mut z, &i)| -> Result<usize> {
+                let sample = QUERY_SAMPLE_BASE + i as u64;
+                for (v, o) in z.iter_mut().zip(&outputs) {
+                    if !o.pixel_terms.is_empty() {
+                        *v += key.sample(&sigma, &noise_input(sample, &o.pixel_terms));
+                    }
+                }
+                let p = classify_first_layer(model, &cfg.quant, z)?;
+                Ok(usize::from(p.class == labels.apply(test.label(i))))
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .sum::<usize>();
+    }
+    Ok(correct as f64 / test.len().max(1) as f64)
 }
 
 /// Writes the picture of [`PrivacyResults::picture`] to `path`: 28x28 tiles at 3x, 2-pixel
@@ -557,7 +667,7 @@ fn cholesky_solve(a: &mut [f64], v: &[f64], n: usize) -> Option<Vec<f64>> {
 /// picture of reconstructions beside it.
 pub fn plot(path: &Path, results: &PrivacyResults) -> Result<()> {
     if let Some(dir) = path.parent() {
-        picture(&dir.join(results.picture), results)?;
+        picture(&dir.join(&results.picture), results)?;
     }
     let err = |e: &dyn std::fmt::Display| anyhow!("plotting: {e}");
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
@@ -613,16 +723,35 @@ pub fn markdown(r: &PrivacyResults) -> String {
         "\n## Privacy: noisy first-layer values\n\n{} training / {} test images, {} epochs; \
          attack on the first {} training images; ε at δ = {:e}, coordinate range R = {}. \
          Method: {}.\n\n\
-         | sigma | test accuracy | attack rel. error | pixels within ±16 | ε per pixel | ε per image | values per image |\n\
-         |---:|---:|---:|---:|---:|---:|---:|\n",
+         | sigma | test accuracy | noisy prediction accuracy | attack rel. error | pixels within ±16 | ε per pixel | ε per image | values per image |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
         r.train_size, r.test_size, r.epochs, r.attack_images, r.delta, r.coordinate_range, r.method
     );
+    if let Some(run) = &r.run {
+        s.insert_str(
+            s.find("\n\n| sigma").unwrap_or(s.len()),
+            &format!(
+                " Noisy prediction: the first {} test images. **This section comes from a separate \
+                 run** (`{}`, commit `{}`, started {} UTC, {:.0} s, load average {:?} → {:?}), \
+                 not from the run that produced the rest of this report.",
+                r.prediction_images,
+                run.command,
+                run.git_commit.as_deref().unwrap_or("unknown"),
+                run.started_utc,
+                run.seconds,
+                run.load_average.0,
+                run.load_average.1
+            ),
+        );
+    }
     let eps = |e: Option<f64>| e.map_or_else(|| "∞".to_string(), |v| format!("{v:.3e}"));
     for p in &r.curve {
         s.push_str(&format!(
-            "| {} | {:.2} % | {:.3} | {:.1} % | {} | {} | {} |\n",
+            "| {} | {:.2} % | {} | {:.3} | {:.1} % | {} | {} | {} |\n",
             p.sigma,
             100.0 * p.test_accuracy,
+            p.prediction_accuracy
+                .map_or_else(|| "—".to_string(), |a| format!("{:.2} %", 100.0 * a)),
             p.attack_relative_error,
             100.0 * p.attack_within_16,
             eps(p.epsilon_pixel),
@@ -696,6 +825,7 @@ mod tests {
             sigmas: vec![0.0, 20_000.0],
             attack_images: 2,
             throughput: (0, 0.0, 0),
+            prediction_images: 20,
         };
         let r = run(&mnist.train, &mnist.test, &cfg, &plan, None).expect("sweep");
         assert_eq!(r.curve.len(), 2);
@@ -715,11 +845,15 @@ mod tests {
         );
         assert!(p > 0.0 && p < i, "{p} {i}");
         assert!(noisy.values_per_image >= 1176);
+        for p in [exact, noisy] {
+            let a = p.prediction_accuracy.expect("measured");
+            assert!((0.0..=1.0).contains(&a), "{p:?}");
+        }
         assert!(markdown(&r).contains("| 20000 |"));
         let dir = std::env::temp_dir().join(format!("cryptonn-privacy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         plot(&dir.join("privacy.svg"), &r).expect("plot");
-        let png = std::fs::read(dir.join(r.picture)).expect("picture");
+        let png = std::fs::read(dir.join(&r.picture)).expect("picture");
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         // 3 rows (originals, 2 sigmas) of 2 images: 2·86 + 2 wide, 3·86 + 2 high.
         assert_eq!(&png[16..24], &[0, 0, 0, 174, 0, 0, 1, 4]);

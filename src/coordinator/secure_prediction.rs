@@ -53,6 +53,10 @@ use crate::nn::first_layer::{
 use crate::nn::lenet::LeNet5;
 use crate::nn::train::argmax;
 
+mod noisy;
+
+pub use noisy::{open_noisy_query_domain, query_sample_id, QUERY_SAMPLE_BASE};
+
 const FORWARD_LAYER: &str = "conv1 forward z (secure prediction)";
 const QUERY_MAGIC: &[u8; 4] = b"CNNQ";
 const QUERY_VERSION: u16 = 1;
@@ -239,6 +243,8 @@ pub struct SecurePredictor<G: PrimeOrderGroup, K: KeyService<G>> {
     table: Arc<BabyStepTable<G>>,
     powers: PaddingPowers<G>,
     stats: SecureStats,
+    /// Whether queries come from noisy domains (ciphertext-bound noisy keys, see [`noisy`]).
+    noisy: bool,
 }
 
 impl<G: PrimeOrderGroup, K: KeyService<G>> std::fmt::Debug for SecurePredictor<G, K> {
@@ -282,6 +288,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             table,
             powers,
             stats: SecureStats::default(),
+            noisy: false,
         })
     }
 
@@ -355,8 +362,25 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         let wq: Vec<i64> = wq.iter().copied().collect();
         let outputs = geometry::forward_outputs(&wq, enc.encode(0));
 
-        let refs: Vec<&LinearOutput> = outputs.iter().collect();
         let vectors = geometry::forward_key_vectors(&wq)?;
+        let z = if self.noisy {
+            self.noisy_forward(query, &outputs, vectors, hint)?
+        } else {
+            self.exact_forward(query, &outputs, vectors, hint)?
+        };
+        classify_first_layer(&self.model, &self.quant, z)
+    }
+
+    /// The query's 1,176 exact forward values `z` (plain function keys).
+    fn exact_forward(
+        &mut self,
+        query: &EncryptedQuery<G>,
+        outputs: &[LinearOutput],
+        vectors: Vec<crate::coordinator::messages::KeyVectorData>,
+        hint: &'static str,
+    ) -> Result<Vec<i64>, SecureTrainingError> {
+        let domain = query.header.domain;
+        let refs: Vec<&LinearOutput> = outputs.iter().collect();
         let keys = request_output_keys(&self.keys, domain, &refs, vectors, &mut self.stats)?;
 
         let t = std::time::Instant::now();
@@ -378,7 +402,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
             &self.table,
             &self.powers,
             elements,
-            &outputs,
+            outputs,
             &keys,
             self.quant.forward_bound,
             FORWARD_LAYER,
@@ -386,26 +410,42 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         )?;
         self.stats.dlog_seconds += t.elapsed().as_secs_f64();
         self.stats.decryptions += count;
-
-        let z = Array2::from_shape_vec((1, FILTERS * POOLED_SIDE * POOLED_SIDE), z)
-            .map_err(|e| SecureTrainingError::Parameters(e.to_string()))?;
-        check_bound(
-            "conv1 forward z",
-            max_abs(z.iter()),
-            self.quant.forward_bound,
-            FORWARD_HINT,
-        )?;
-        let bias1 = self.model.first_bias().to_vec();
-        let s1 = self.model.unflatten_first(self.quant.decode_forward(
-            &FirstLayerSpec::lenet5(),
-            z.view(),
-            &bias1,
-        )?)?;
-        let probabilities = self.model.trunk_forward(s1).probs.row(0).to_vec();
-        let class = argmax(&probabilities) as u8;
-        Ok(Prediction {
-            class,
-            probabilities,
-        })
+        Ok(z)
     }
+}
+
+/// The rest of the network on the server's decrypted first-layer values: `z` (the 1,176 pooled
+/// conv1 values of one image, exact or noisy) is checked against the forward bound, decoded
+/// (`P = z / (4 S_x S_w) + b₁`) and run through the plaintext trunk of `model`. What
+/// [`SecurePredictor::predict`] returns after decryption; also the quantised reference of a
+/// prediction (the same `z` computed on plaintext, with or without the same noise).
+///
+/// # Errors
+/// [`SecureTrainingError::Parameters`] for a `z` of another length;
+/// [`SecureTrainingError::Nn`]-wrapped bound and shape errors.
+pub fn classify_first_layer(
+    model: &LeNet5,
+    quant: &QuantConfig,
+    z: Vec<i64>,
+) -> Result<Prediction, SecureTrainingError> {
+    let z = Array2::from_shape_vec((1, FILTERS * POOLED_SIDE * POOLED_SIDE), z)
+        .map_err(|e| SecureTrainingError::Parameters(e.to_string()))?;
+    check_bound(
+        "conv1 forward z",
+        max_abs(z.iter()),
+        quant.forward_bound,
+        FORWARD_HINT,
+    )?;
+    let bias1 = model.first_bias().to_vec();
+    let s1 = model.unflatten_first(quant.decode_forward(
+        &FirstLayerSpec::lenet5(),
+        z.view(),
+        &bias1,
+    )?)?;
+    let probabilities = model.trunk_forward(s1).probs.row(0).to_vec();
+    let class = argmax(&probabilities) as u8;
+    Ok(Prediction {
+        class,
+        probabilities,
+    })
 }
