@@ -179,29 +179,37 @@ fn summary(s: &Setup) -> serde_json::Value {
 
 /// The in-process secure run with the same seed and options (train_lenet's secure mode).
 fn in_process_weights(epochs: usize, cache: &Path) -> String {
+    in_process_weights_of(epochs, cache, IMAGES, BATCH)
+}
+
+/// [`in_process_weights`] on the first `images` images in shards of `batch`.
+fn in_process_weights_of(epochs: usize, cache: &Path, images: usize, batch: usize) -> String {
     let cfg = TrainConfig {
         mode: Mode::Secure,
         epochs,
-        batch_size: BATCH,
+        batch_size: batch,
         seed: SEED,
         quant: QuantConfig::default(),
         schedule: BatchSchedule::FixedShards,
         ..TrainConfig::default()
     };
     let mnist = Mnist::load_default().unwrap();
-    let train = mnist.train.take(IMAGES, "training").unwrap();
+    let train = mnist.train.take(images, "training").unwrap();
     let test = mnist.test.take(TEST_SIZE, "test").unwrap();
     let mut authority = Authority::from_seed(Ristretto255, [9; 32]);
     let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
     let access =
         cryptonn::coordinator::DomainAccess::new(RequesterId::new("o"), RequesterId::new("s"));
-    let domains = create_shard_domains(&mut authority, IMAGES, &params, &access).unwrap();
+    let domains = create_shard_domains(&mut authority, images, &params, &access).unwrap();
     let pks: Vec<_> = domains
         .iter()
         .map(|&d| authority.public_key(d).unwrap())
         .collect();
     let labels = LabelPermutation::from_seed(cfg.seed, cryptonn::nn::data::CLASSES);
-    let dir = std::env::temp_dir().join(format!("cryptonn-net-proc-{}-inproc", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "cryptonn-net-proc-{}-inproc-{images}",
+        std::process::id()
+    ));
     let (path, _) = encrypt_or_reuse(
         &Ristretto255,
         &dir,
@@ -323,6 +331,144 @@ fn three_processes_match_in_process_and_survive_authority_kill() {
         "kill and restart ok ({:.1} s)",
         start.elapsed().as_secs_f64()
     );
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// `cryptonn client encrypt` of `images` images in shards of `batch`, with extra arguments
+/// (e.g. `--shards A..B`), into `out`.
+fn client_command(s: &Setup, addr: &str, out: &Path, images: usize, batch: usize) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["client", "encrypt"])
+        .args(connect_args(s, addr, &s.client_token))
+        .arg("--data")
+        .arg(default_data_dir())
+        .arg("--out")
+        .arg(out)
+        .arg("--labels")
+        .arg(s.dir.join("owner/labels"))
+        .args(["--trainer", "server-1"])
+        .args(["--train-size", &images.to_string()])
+        .args(["--batch-size", &batch.to_string()])
+        .args(["--seed", &SEED.to_string()]);
+    c
+}
+
+/// Sharded encryption on a scheduler, locally: four `client encrypt --shards` processes at
+/// once write four parts; `server train --data DIR` joins them and trains to the weights of
+/// the one-part in-process run. A missing part is refused before any key is asked for.
+#[test]
+fn four_part_processes_train_like_one_part_encryption() {
+    const PARTS_IMAGES: usize = 64;
+    const PARTS_BATCH: usize = 16;
+    let s = setup("parts");
+    std::fs::create_dir_all(&s.cache).unwrap();
+    let reference = in_process_weights_of(1, &s.cache, PARTS_IMAGES, PARTS_BATCH);
+    let (mut authority, addr) = start_authority(&s, "127.0.0.1:0");
+    let enc = s.dir.join("enc-parts");
+    let mut clients: Vec<Child> = (0..4)
+        .map(|k| {
+            client_command(&s, &addr, &enc, PARTS_IMAGES, PARTS_BATCH)
+                .args(["--shards", &format!("{k}..{}", k + 1)])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in &mut clients {
+        assert!(
+            c.wait().unwrap().success(),
+            "a client encrypt --shards failed"
+        );
+    }
+    let parts: Vec<PathBuf> = std::fs::read_dir(&enc)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cnnenc"))
+        .collect();
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    let train = |json: &Path| {
+        let mut c = Command::new(BIN);
+        c.args(["server", "train"])
+            .args(connect_args(&s, &addr, &s.server_token))
+            .arg("--data")
+            .arg(&enc)
+            .arg("--mnist")
+            .arg(default_data_dir())
+            .arg("--cache-dir")
+            .arg(&s.cache)
+            .args(["--name", "server-1", "--epochs", "1"])
+            .args(["--test-size", &TEST_SIZE.to_string()])
+            .args(["--train-size", &PARTS_IMAGES.to_string()])
+            .args(["--batch-size", &PARTS_BATCH.to_string()])
+            .args(["--seed", &SEED.to_string()])
+            .arg("--json")
+            .arg(json);
+        c
+    };
+    let json = s.dir.join("parts.json");
+    assert!(
+        train(&json).status().unwrap().success(),
+        "server train failed"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(summary["weights_sha256"].as_str().unwrap(), reference);
+    // The server did not encrypt: no encryption speed in its summary.
+    assert!(summary["encrypt_images_per_second"].is_null());
+    // Without one part the directory is refused, naming the missing shards.
+    std::fs::remove_file(&parts[0]).unwrap();
+    let out = train(&s.dir.join("missing.json")).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("are missing"), "{err}");
+    authority.kill().unwrap();
+    authority.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// A SIGKILL during a sharded encryption leaves no part that reads as complete: only the
+/// writer's temporary file, which the server's directory load ignores.
+#[test]
+fn a_killed_part_encryption_leaves_no_complete_part() {
+    let s = setup("killed");
+    let (mut authority, addr) = start_authority(&s, "127.0.0.1:0");
+    let enc = s.dir.join("enc-killed");
+    let mut client = client_command(&s, &addr, &enc, 2048, 16)
+        .args(["--shards", "0..128"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let temp = loop {
+        assert!(Instant::now() < deadline, "no temporary part appeared");
+        assert!(
+            client.try_wait().unwrap().is_none(),
+            "the client ended early"
+        );
+        let found = std::fs::read_dir(&enc).ok().and_then(|d| {
+            d.map(|e| e.unwrap().path())
+                .find(|p| p.to_string_lossy().contains(".tmp-"))
+        });
+        if let Some(p) = found {
+            if std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0) > 1 << 20 {
+                break p;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    client.kill().unwrap(); // SIGKILL
+    client.wait().unwrap();
+    let names: Vec<PathBuf> = std::fs::read_dir(&enc)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(names, vec![temp], "only the temporary file is left");
+    assert!(matches!(
+        EncryptedDataset::load(Ristretto255, &enc),
+        Err(cryptonn::coordinator::secure_training::SecureTrainingError::Parts { .. })
+    ));
+    authority.kill().unwrap();
+    authority.wait().unwrap();
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 

@@ -1,5 +1,6 @@
 //! `cryptonn client …`: the data owner.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -8,11 +9,11 @@ use clap::{Args, Subcommand};
 use cryptonn::coordinator::net::RemoteKeyService;
 use cryptonn::coordinator::persistent::SEED_FILE;
 use cryptonn::coordinator::secure_training::encrypted_dataset::{
-    cache_file_name, named_cache_file, read_header, samples_digest, source_digest,
+    part_file_name, read_header, samples_digest,
 };
 use cryptonn::coordinator::secure_training::{
-    encrypt_or_reuse, encrypt_samples_or_reuse, register_label_commitments, DatasetSamples,
-    EncryptedDataset, EncryptionParams,
+    encrypt_part_or_reuse, register_label_commitments, DatasetSamples, EncodedSamples,
+    EncryptedDataset, EncryptionParams, MnistSamples,
 };
 use cryptonn::coordinator::{DomainId, KeyService, RequesterId};
 use cryptonn::fe::febo::FeboParams;
@@ -69,8 +70,28 @@ pub struct EncryptArgs {
     /// provisioned for): the only party the shard domains will issue keys to.
     #[arg(long, value_name = "NAME", default_value = "server")]
     trainer: String,
+    /// Encrypt only the shards A..B (B exclusive; shard k holds samples k·S .. (k+1)·S of
+    /// --train-size, S = --batch-size) into one self-describing part file in --out, under fresh
+    /// domains for these shards: one process (or Kubernetes pod, docs/k8s/encrypt-job.yaml)
+    /// per range; `server train --data DIR` joins the parts. --labels must then exist already
+    /// (all parts share one label permutation).
+    #[arg(long, value_name = "A..B", value_parser = parse_shards)]
+    shards: Option<Range<usize>>,
     #[command(flatten)]
     encoding: EncodingOptions,
+}
+
+/// `A..B` with `A < B`.
+fn parse_shards(s: &str) -> Result<Range<usize>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?} is not a range A..B"))?;
+    let a: usize = a.trim().parse().map_err(|e| format!("{a:?}: {e}"))?;
+    let b: usize = b.trim().parse().map_err(|e| format!("{b:?}: {e}"))?;
+    if a >= b {
+        return Err(format!("{a}..{b} is empty (B is exclusive)"));
+    }
+    Ok(a..b)
 }
 
 pub fn run(c: ClientCommand) -> anyhow::Result<()> {
@@ -103,37 +124,106 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
     if a.dataset == "mnist" && !dense {
         return encrypt_mnist(a, &train, start);
     }
-    let group = Ristretto255;
-    let (labels, created) = LabelPermutation::load_or_create(&a.labels, train.classes())?;
-    println!(
-        "client: label permutation {} {}",
-        if created { "drawn into" } else { "read from" },
-        a.labels.display()
-    );
+    let labels = owner_labels(a, train.classes())?;
     let quant = a.encoding.quant();
     let samples = DatasetSamples::new(&train, &labels, quant.scale_x)?;
     let params = a
         .encoding
         .encryption_params()
         .with_layout(samples.layout(dense)?);
+    let what = format!(
+        "{} {} samples for {}{}",
+        train.len(),
+        a.dataset,
+        spec.name,
+        if dense { " (and feature-major)" } else { "" }
+    );
+    let name = format!("{}-train", a.dataset);
+    encrypt_shards(a, &samples, &params, &name, dense, &what, start)
+}
+
+/// The data owner's label permutation: read from --labels, or drawn and written there if the
+/// file does not exist (never with --shards: the parts must share one permutation).
+fn owner_labels(a: &EncryptArgs, classes: usize) -> anyhow::Result<LabelPermutation> {
+    let (labels, created) = if a.shards.is_some() {
+        let labels = LabelPermutation::read_file(&a.labels).with_context(|| {
+            format!(
+                "--shards: reading the label permutation {} (every part must use the same one: \
+                 create it first, e.g. with one `client encrypt` without --shards, and give \
+                 each process a copy)",
+                a.labels.display()
+            )
+        })?;
+        (labels, false)
+    } else {
+        LabelPermutation::load_or_create(&a.labels, classes)?
+    };
+    if labels.classes() != classes {
+        anyhow::bail!(
+            "--labels {} permutes {} classes, the dataset has {classes}",
+            a.labels.display(),
+            labels.classes()
+        );
+    }
+    println!(
+        "client: label permutation {} {}",
+        if created { "drawn into" } else { "read from" },
+        a.labels.display()
+    );
+    Ok(labels)
+}
+
+/// Creates the key domains of the shards to encrypt (all, or --shards A..B) at the authority,
+/// bound to --trainer (or reuses those of a current file in --out), encrypts them into one
+/// file (a part for --shards) and registers its label commitments.
+fn encrypt_shards(
+    a: &EncryptArgs,
+    source: &dyn EncodedSamples,
+    params: &EncryptionParams,
+    name: &str,
+    dense: bool,
+    what: &str,
+    start: Instant,
+) -> anyhow::Result<()> {
+    let group = Ristretto255;
+    let total = params.shards(source.len());
+    let range = match &a.shards {
+        Some(r) if r.end > total => anyhow::bail!(
+            "--shards {}..{}: {} samples in shards of --batch-size {} make {total} shards \
+             (0..{total})",
+            r.start,
+            r.end,
+            source.len(),
+            params.shard_size
+        ),
+        Some(r) => r.clone(),
+        None => 0..total,
+    };
+    let count = u32::try_from(range.len()).context("too many shards")?;
     let trainer = RequesterId::new(a.trainer.as_str());
     let keys = a.connect.connect("client")?;
-    let shards = u32::try_from(params.shards(train.len())).context("too many shards")?;
-    let name = format!("{}-train", a.dataset);
-    let digest = samples_digest(group.id().to_byte(), &samples, &params);
-    let existing = a.out.join(named_cache_file(
-        &name,
+    let digest = samples_digest(group.id().to_byte(), source, params);
+    let existing = a.out.join(part_file_name(
+        name,
         group.id().to_byte(),
-        train.len(),
+        source.len(),
         params.shard_size,
         &digest,
+        range.clone(),
     ));
     let create = |feip: FeipParams, febo: Option<FeboParams>| {
-        keys.create_domains(feip, febo, shards, true, std::slice::from_ref(&trainer))
-            .with_context(|| format!("creating {shards} domains at {}", keys.peer()))
+        keys.create_domains(feip, febo, count, true, std::slice::from_ref(&trainer))
+            .with_context(|| format!("creating {count} domains at {}", keys.peer()))
     };
+    // Reuse a file already in --out whose domains are still served (same data, parameters
+    // and shard range).
     let (domains, feature_domains) = match read_header(&existing) {
-        Ok(h) if !a.reencrypt && h.source_digest == digest && h.params == params => {
+        Ok(h)
+            if !a.reencrypt
+                && h.source_digest == digest
+                && h.params == *params
+                && h.part.map_or(0, |p| p.first_shard) == range.start =>
+        {
             (h.domains, h.feature_domains)
         }
         _ => (
@@ -153,26 +243,36 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
     };
     let (pks, feature_pks) = (fetch(&domains)?, fetch(&feature_domains)?);
     println!(
-        "client: {} {} samples for {} in {} shards{} from {}",
-        train.len(),
-        a.dataset,
-        spec.name,
-        shards,
-        if dense { " (and feature-major)" } else { "" },
+        "client: {what}: shards {}..{} of {total} (domains {}..={}) from {}",
+        range.start,
+        range.end,
+        domains.first().map_or(0, |d| d.0),
+        domains.last().map_or(0, |d| d.0),
         keys.peer()
     );
-    let (path, reused) = encrypt_samples_or_reuse(
+    let t = Instant::now();
+    let (path, reused) = encrypt_part_or_reuse(
         &group,
         &a.out,
-        &name,
-        &samples,
+        name,
+        source,
         &pks,
         &feature_pks,
-        &params,
+        params,
+        range.clone(),
         a.reencrypt,
         &|_| {},
     )
     .with_context(|| format!("encrypting into {}", a.out.display()))?;
+    if !reused {
+        let seconds = t.elapsed().as_secs_f64();
+        let images =
+            (range.end * params.shard_size).min(source.len()) - range.start * params.shard_size;
+        println!(
+            "client: encrypted {images} samples in {seconds:.1} s ({:.1} samples/s)",
+            images as f64 / seconds.max(1e-9)
+        );
+    }
     finish(&keys, &trainer, &path, reused, start)
 }
 
@@ -209,63 +309,11 @@ fn check_out_and_labels(a: &EncryptArgs) -> anyhow::Result<()> {
 /// The MNIST layout for a convolutional first layer (the format `server train` has always
 /// read; the same file as `train_lenet` encrypts).
 fn encrypt_mnist(a: &EncryptArgs, train: &Dataset, start: Instant) -> anyhow::Result<()> {
-    let group = Ristretto255;
     let params: EncryptionParams = a.encoding.encryption_params();
-    let (labels, created) = LabelPermutation::load_or_create(&a.labels, CLASSES)?;
-    println!(
-        "client: label permutation {} {}",
-        if created { "drawn into" } else { "read from" },
-        a.labels.display()
-    );
-    let trainer = RequesterId::new(a.trainer.as_str());
-    let keys = a.connect.connect("client")?;
-    let shards = u32::try_from(params.shards(train.len())).context("too many shards")?;
-    // Reuse a dataset already in --out whose domains are still served (same data, parameters).
-    let digest = source_digest(group.id().to_byte(), train, &labels, &params);
-    let existing = a.out.join(cache_file_name(
-        group.id().to_byte(),
-        train.len(),
-        params.shard_size,
-        &digest,
-    ));
-    let domains =
-        match cryptonn::coordinator::secure_training::encrypted_dataset::read_header(&existing) {
-            Ok(h) if !a.reencrypt && h.source_digest == digest && h.params == params => h.domains,
-            _ => keys
-                .create_domains(
-                    params.feip_params()?,
-                    Some(params.febo_params()?),
-                    shards,
-                    true,
-                    std::slice::from_ref(&trainer),
-                )
-                .with_context(|| format!("creating {shards} shard domains at {}", keys.peer()))?,
-        };
-    let pks = domains
-        .iter()
-        .map(|&d| keys.public_key(d))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("fetching public keys from {}", keys.peer()))?;
-    println!(
-        "client: {} images in {} shards (domains {}..={}) from {}",
-        train.len(),
-        shards,
-        domains.first().map_or(0, |d| d.0),
-        domains.last().map_or(0, |d| d.0),
-        keys.peer()
-    );
-    let (path, reused) = encrypt_or_reuse(
-        &group,
-        &a.out,
-        train,
-        &labels,
-        &pks,
-        &params,
-        a.reencrypt,
-        &|_| {},
-    )
-    .with_context(|| format!("encrypting into {}", a.out.display()))?;
-    finish(&keys, &trainer, &path, reused, start)
+    let labels = owner_labels(a, CLASSES)?;
+    let samples = MnistSamples::new(train, &labels, &params)?;
+    let what = format!("{} images", train.len());
+    encrypt_shards(a, &samples, &params, "mnist-train", false, &what, start)
 }
 
 /// Reads the written dataset back and registers its label commitments at the authority.
@@ -276,7 +324,7 @@ fn finish(
     reused: bool,
     start: Instant,
 ) -> anyhow::Result<()> {
-    let data = EncryptedDataset::load(Ristretto255, path)
+    let data = EncryptedDataset::load_part(Ristretto255, path)
         .with_context(|| format!("reading back {}", path.display()))?;
     let registered = register_label_commitments(&data, keys)
         .with_context(|| format!("registering FEBO commitments at {}", keys.peer()))?;

@@ -3,7 +3,7 @@
 //! `--checkpoint-every` and `--resume` save and continue the run; `server serve --model`
 //! serves a saved model without training.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,8 +48,8 @@ pub struct ServeArgs {
     /// The saved model (safetensors); its hash and shapes are verified before serving.
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
-    /// The encrypted training set (a .cnnenc file or a directory holding one): queries that
-    /// name one of its shard domains are refused. Without it the authority's domain binding
+    /// The encrypted training set (a .cnnenc file or a directory holding it or its parts):
+    /// queries that name one of its shard domains are refused. Without it the authority's domain binding
     /// is the only guard of the training domains.
     #[arg(long, value_name = "PATH")]
     data: Option<PathBuf>,
@@ -70,7 +70,9 @@ pub struct ServeArgs {
 pub struct TrainArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// The encrypted dataset: a .cnnenc file, or a directory holding exactly one.
+    /// The encrypted dataset: a .cnnenc file, or a directory holding it or the parts of a
+    /// sharded encryption (`client encrypt --shards A..B`, in any order; every shard exactly
+    /// once, every part checked against the authority's domain keys before training).
     #[arg(long)]
     data: PathBuf,
     /// Directory holding the public datasets (for the test split and the public encoding).
@@ -148,12 +150,8 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         .prepare()?
         .context("server serve needs --serve ADDR (and --serve-tokens, TLS)")?;
     let training_domains = match &a.data {
-        Some(p) => {
-            let path = dataset_file(p)?;
-            let h = cryptonn::coordinator::secure_training::encrypted_dataset::read_header(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            h.domains
-        }
+        Some(p) => cryptonn::coordinator::secure_training::encrypted_dataset::dataset_domains(p)
+            .with_context(|| format!("reading {}", p.display()))?,
         None => Vec::new(),
     };
     let session =
@@ -170,31 +168,6 @@ fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     serving.run(predictor, &a.connect.authority, training_domains)
 }
 
-/// The dataset file: `path` itself, or the single `.cnnenc` file in the directory `path`.
-fn dataset_file(path: &Path) -> anyhow::Result<PathBuf> {
-    if !path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    let mut found = Vec::new();
-    for e in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "cnnenc") {
-            found.push(p);
-        }
-    }
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => anyhow::bail!(
-            "{}: no encrypted dataset (.cnnenc) in this directory",
-            path.display()
-        ),
-        n => anyhow::bail!(
-            "{}: {n} encrypted datasets; name one with --data FILE",
-            path.display()
-        ),
-    }
-}
-
 fn train(a: &TrainArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mode = Mode::Secure;
@@ -206,14 +179,19 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     // Checked (and bound) before training, served after it.
     let serving = a.serve.prepare()?;
     let group = Ristretto255;
-    let path = dataset_file(&a.data)?;
+    let path = a.data.clone();
     let t_load = Instant::now();
     let data = EncryptedDataset::load(group, &path).map_err(|e| {
         // The library names the cause; the flag that repairs it is the data owner's.
-        let hint = if matches!(e, SecureTrainingError::Corrupt { .. }) {
-            " (the data owner writes it again with `cryptonn client encrypt --reencrypt`)"
-        } else {
-            ""
+        let hint = match e {
+            SecureTrainingError::Corrupt { .. } => {
+                " (the data owner writes it again with `cryptonn client encrypt --reencrypt`)"
+            }
+            SecureTrainingError::Parts { .. } => {
+                " (the data owner encrypts a missing range with `cryptonn client encrypt \
+                 --shards A..B`; keep one part per range, all of one encryption)"
+            }
+            _ => "",
         };
         anyhow::Error::new(e).context(format!("loading {}{hint}", path.display()))
     })?;

@@ -35,34 +35,45 @@
 //! checks every shard's public-key digest against the authority's (a dataset of another
 //! authority or key fails there); group elements are fully validated when they are decoded.
 //!
+//! # Parts
+//! A sharded encryption (`cryptonn client encrypt --shards A..B`, one process or Kubernetes pod
+//! per range: `docs/k8s/encrypt-job.yaml`) writes one part file per shard range with
+//! [`encrypt_part_to_file`]: the same format, whose header adds `part` ([`DatasetPart`]: the
+//! first shard, and the whole dataset's shard and sample counts) and whose `images`, domains
+//! and digests are the part's own; its trailer is the part's SHA-256, and it is written to a
+//! temporary name and renamed when complete like a whole file. [`EncryptedDataset::load`] of a
+//! directory joins the parts in any order after checking that they hold every shard exactly
+//! once and come from one encryption (group, parameters, layout, source digest);
+//! [`EncryptedDataset::verify_keys`] then checks every part's shard keys.
+//!
 //! The header's `source_digest` hashes the plaintext images, labels and the label mapping; a
 //! server that already knew the plaintext could test guesses against it. It is a cache key for
 //! the data owner, not a secret-keyed MAC.
 
-use std::collections::VecDeque;
 use std::fs;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::coordinator::authority::{Authority, DomainConfig};
-use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainAccess, DomainId, DomainPublicKey};
 use crate::coordinator::policy::PolicyConfig;
 use crate::coordinator::secure_training::error::SecureTrainingError;
-use crate::fe::febo::{FeboCiphertext, FeboParams};
-use crate::fe::feip::{Ciphertext, FeipParams};
+use crate::fe::febo::FeboParams;
+use crate::fe::feip::FeipParams;
 use crate::fe::group::PrimeOrderGroup;
 use crate::nn::data::{
     Dataset, InputEncoding, LabelPermutation, PixelNormalization, CLASSES, IMAGE_PIXELS, IMAGE_SIDE,
 };
 use crate::nn::first_layer::{PixelEncoding, QuantConfig};
 
+mod read;
 mod write;
 
-pub use write::{encrypt_samples_to_file, encrypt_to_file, SHARDS_IN_FLIGHT};
+pub use read::{EncryptedDataset, SHARDS_KEPT};
+pub use write::{encrypt_part_to_file, encrypt_samples_to_file, encrypt_to_file, SHARDS_IN_FLIGHT};
 
 /// Magic bytes of an encrypted dataset file.
 pub const MAGIC: &[u8; 8] = b"CNNENCDS";
@@ -608,8 +619,24 @@ pub struct EncryptedDatasetHeader {
     pub feature_domains: Vec<DomainId>,
     /// SHA-256 (hex) of each feature-major domain's public key.
     pub feature_public_key_sha256: Vec<String>,
-    /// The data owner's cache key ([`samples_digest`]).
+    /// The data owner's cache key ([`samples_digest`], of the whole dataset for a part).
     pub source_digest: String,
+    /// For one part of a sharded encryption: which shards of how many it holds (`images`,
+    /// `domains` and the digests are then the part's own); absent for a whole dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<DatasetPart>,
+}
+
+/// Which shards of a sharded encryption one part file holds (`cryptonn client encrypt
+/// --shards A..B`): shards `first_shard .. first_shard + header.shards()` of `total_shards`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetPart {
+    /// The whole dataset's index of the part's first shard.
+    pub first_shard: usize,
+    /// Shards of the whole dataset.
+    pub total_shards: usize,
+    /// Samples of the whole dataset.
+    pub total_images: usize,
 }
 
 impl EncryptedDatasetHeader {
@@ -673,6 +700,27 @@ impl EncryptedDatasetHeader {
             return Err(bad(
                 "padding value or feature bound disagrees with the layout".into(),
             ));
+        }
+        if let Some(p) = self.part {
+            let size = self.params.shard_size;
+            let end = p.first_shard.checked_add(shards);
+            let whole = p
+                .total_images
+                .checked_sub(p.first_shard.saturating_mul(size));
+            let fits = p.total_shards == self.params.shards(p.total_images)
+                && end.is_some_and(|e| e <= p.total_shards)
+                && if end == Some(p.total_shards) {
+                    whole == Some(self.images)
+                } else {
+                    self.images == shards * size
+                };
+            if !fits {
+                return Err(bad(format!(
+                    "a part of {} samples at shard {} does not fit a dataset of {} samples in \
+                     {} shards of {size}",
+                    self.images, p.first_shard, p.total_images, p.total_shards
+                )));
+            }
         }
         Ok(())
     }
@@ -748,313 +796,6 @@ pub fn read_header(path: &Path) -> Result<EncryptedDatasetHeader, SecureTraining
         bytes.extend_from_slice(&h);
     }
     Ok(read_prefix(path, &bytes)?.0)
-}
-
-/// An encrypted training set as the server holds it: ciphertexts and public metadata only.
-/// There is no accessor to plaintext; the only way to learn about an image is through function
-/// keys from the authority.
-///
-/// The file is never held in memory as a whole: [`load`](Self::load) streams it once, shard
-/// by shard, to check its length and SHA-256 trailer and to note each shard's own SHA-256;
-/// afterwards each shard is read from the file when training first needs it and checked
-/// against that digest, so a shard changed after the load is an error that names it. Memory
-/// is bounded by [`SHARDS_KEPT`] shards, whatever the dataset's size.
-pub struct EncryptedDataset<G: PrimeOrderGroup> {
-    group: G,
-    header: EncryptedDatasetHeader,
-    path: PathBuf,
-    records_start: usize,
-    shard_sha256: Vec<[u8; 32]>,
-    /// The open file and the shards read most recently (oldest first).
-    reader: Mutex<(fs::File, RecentShards)>,
-}
-
-/// Shard index and verified bytes of the shards read most recently, oldest first.
-type RecentShards = VecDeque<(usize, Arc<Vec<u8>>)>;
-
-/// How many verified shards an [`EncryptedDataset`] keeps in memory: a training step reads one
-/// shard (its batch) several times (forward, output error, weight gradient).
-pub const SHARDS_KEPT: usize = 2;
-
-impl<G: PrimeOrderGroup> std::fmt::Debug for EncryptedDataset<G> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncryptedDataset")
-            .field("group", &self.group.id())
-            .field("images", &self.header.images)
-            .field("shard_size", &self.header.params.shard_size)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<G: PrimeOrderGroup> EncryptedDataset<G> {
-    /// Loads and checks a file written by [`encrypt_to_file`]: magic, version, header, group,
-    /// exact length and the SHA-256 trailer.
-    ///
-    /// # Errors
-    /// [`SecureTrainingError::Io`], [`SecureTrainingError::Corrupt`] (truncated, tampered,
-    /// unfinished), [`SecureTrainingError::GroupMismatch`].
-    pub fn load(group: G, path: &Path) -> Result<Self, SecureTrainingError> {
-        use std::io::Read;
-        let bad = |reason: String| SecureTrainingError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let header = read_header(path)?;
-        if header.group != group.id().to_byte() {
-            return Err(SecureTrainingError::GroupMismatch {
-                expected: group.id().to_byte(),
-                found: header.group,
-            });
-        }
-        if header.element_len != group.element_len() {
-            return Err(bad("element length disagrees with the group".into()));
-        }
-        let mut file = fs::File::open(path).map_err(io_err(path))?;
-        let file_len = file.metadata().map_err(io_err(path))?.len();
-        let mut prefix = vec![0u8; PREFIX_LEN];
-        file.read_exact(&mut prefix).map_err(io_err(path))?;
-        let hlen = u32::from_le_bytes([prefix[10], prefix[11], prefix[12], prefix[13]]) as usize;
-        let records_start = PREFIX_LEN + hlen;
-        let shards = header.shards();
-        let shard_bytes = |s: usize| -> Option<usize> {
-            let size = header.params.shard_size;
-            let samples = header.images.saturating_sub(s * size).min(size);
-            samples
-                .checked_mul(header.record_len())?
-                .checked_add(header.feature_block_len())
-        };
-        let expected = header
-            .images
-            .checked_mul(header.record_len())
-            .and_then(|r| r.checked_add(shards.checked_mul(header.feature_block_len())?))
-            .and_then(|r| r.checked_add(records_start + TRAILER_LEN))
-            .ok_or_else(|| bad("absurd size in header".into()))?;
-        if file_len != expected as u64 {
-            return Err(bad(format!(
-                "{file_len} bytes, the header announces {expected} (truncated or unfinished file)"
-            )));
-        }
-        // One pass over the file: the trailer's hash of everything, and each shard's own.
-        let mut whole = Sha256::new();
-        whole.update(&prefix);
-        let mut head = vec![0u8; hlen];
-        file.read_exact(&mut head).map_err(io_err(path))?;
-        whole.update(&head);
-        let mut shard_sha256 = Vec::with_capacity(shards);
-        let mut buf = Vec::new();
-        for s in 0..shards {
-            let len = shard_bytes(s).ok_or_else(|| bad("absurd size in header".into()))?;
-            buf.resize(len, 0);
-            file.read_exact(&mut buf).map_err(io_err(path))?;
-            whole.update(&buf);
-            shard_sha256.push(Sha256::digest(&buf).into());
-        }
-        let mut trailer = [0u8; TRAILER_LEN];
-        file.read_exact(&mut trailer).map_err(io_err(path))?;
-        if whole.finalize().as_slice() != trailer {
-            return Err(bad("SHA-256 mismatch (damaged or tampered file)".into()));
-        }
-        Ok(Self {
-            group,
-            header,
-            path: path.to_path_buf(),
-            records_start,
-            shard_sha256,
-            reader: Mutex::new((file, VecDeque::with_capacity(SHARDS_KEPT))),
-        })
-    }
-
-    /// Shard `s`'s bytes, read from the file (or kept from a recent read) and checked against
-    /// the digest noted at load.
-    fn shard(&self, s: usize) -> Result<Arc<Vec<u8>>, SecureTrainingError> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut reader = self
-            .reader
-            .lock()
-            .map_err(|_| SecureTrainingError::Parameters("shard reader poisoned".into()))?;
-        let (file, recent) = &mut *reader;
-        if let Some((_, bytes)) = recent.iter().find(|(k, _)| *k == s) {
-            return Ok(Arc::clone(bytes));
-        }
-        let h = &self.header;
-        let len = self.shard_len(s) * h.record_len() + h.feature_block_len();
-        let mut bytes = vec![0u8; len];
-        let changed = |reason: String| SecureTrainingError::Corrupt {
-            path: self.path.clone(),
-            reason: format!("shard {s}: {reason}"),
-        };
-        file.seek(SeekFrom::Start(self.shard_start(s) as u64))
-            .and_then(|_| file.read_exact(&mut bytes))
-            .map_err(|e| changed(format!("unreadable since the load ({e})")))?;
-        if Sha256::digest(&bytes).as_slice() != self.shard_sha256[s] {
-            return Err(changed(
-                "SHA-256 mismatch: the file changed after it was loaded and verified".into(),
-            ));
-        }
-        let bytes = Arc::new(bytes);
-        if recent.len() == SHARDS_KEPT {
-            recent.pop_front();
-        }
-        recent.push_back((s, Arc::clone(&bytes)));
-        Ok(bytes)
-    }
-
-    /// Checks every shard's public-key digest against the key service's public key for the
-    /// shard's domain.
-    ///
-    /// # Errors
-    /// [`SecureTrainingError::WrongKey`] naming the first shard that does not match (dataset
-    /// of another authority, another key or a wrong domain); the key service's errors.
-    pub fn verify_keys<K: KeyService<G> + ?Sized>(
-        &self,
-        keys: &K,
-    ) -> Result<(), SecureTrainingError> {
-        let h = &self.header;
-        let shards = h.domains.len();
-        for (shard, (&domain, digest)) in h
-            .domains
-            .iter()
-            .zip(&h.public_key_sha256)
-            .chain(h.feature_domains.iter().zip(&h.feature_public_key_sha256))
-            .enumerate()
-        {
-            let shard = shard % shards.max(1);
-            let pk = keys
-                .public_key(domain)
-                .map_err(|_| SecureTrainingError::WrongKey { shard, domain })?;
-            if public_key_digest(&self.group, &pk) != *digest {
-                return Err(SecureTrainingError::WrongKey { shard, domain });
-            }
-        }
-        Ok(())
-    }
-
-    /// The group.
-    #[must_use]
-    pub fn group(&self) -> &G {
-        &self.group
-    }
-    /// The header.
-    #[must_use]
-    pub fn header(&self) -> &EncryptedDatasetHeader {
-        &self.header
-    }
-    /// Number of images.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.header.images
-    }
-    /// Whether there are no images (never, for a loaded file).
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.header.images == 0
-    }
-    /// Bytes of ciphertext (all records and feature-major blocks).
-    #[must_use]
-    pub fn ciphertext_bytes(&self) -> usize {
-        self.header.images * self.header.record_len()
-            + self.header.shards() * self.header.feature_block_len()
-    }
-
-    /// The byte offset of shard `s`.
-    fn shard_start(&self, s: usize) -> usize {
-        let h = &self.header;
-        self.records_start + s * (h.params.shard_size * h.record_len() + h.feature_block_len())
-    }
-
-    /// The number of samples of shard `s`.
-    fn shard_len(&self, s: usize) -> usize {
-        let size = self.header.params.shard_size;
-        self.header.images.saturating_sub(s * size).min(size)
-    }
-
-    /// Sample `i`'s record: its shard and the record's byte range in it.
-    fn record(&self, i: usize) -> Result<(Arc<Vec<u8>>, usize), SecureTrainingError> {
-        let h = &self.header;
-        let (s, j) = (h.shard_of(i), i % h.params.shard_size);
-        Ok((self.shard(s)?, j * h.record_len()))
-    }
-
-    fn elements(&self, bytes: &[u8]) -> Result<Vec<G::Element>, SecureTrainingError> {
-        bytes
-            .chunks_exact(self.header.element_len)
-            .map(|b| {
-                self.group
-                    .element_from_bytes(b)
-                    .map_err(|e| SecureTrainingError::Fe(e.into()))
-            })
-            .collect()
-    }
-
-    /// Sample `i`'s FEIP ciphertext (decoded and validated).
-    ///
-    /// # Errors
-    /// [`SecureTrainingError::Fe`] for an invalid element encoding;
-    /// [`SecureTrainingError::Parameters`] for `i` out of range.
-    pub fn image_ciphertext(&self, i: usize) -> Result<Ciphertext<G>, SecureTrainingError> {
-        self.check_index(i)?;
-        let el = self.header.element_len;
-        let d = self.header.layout.input_len;
-        let (shard, start) = self.record(i)?;
-        let mut e = self.elements(&shard[start..start + (1 + d) * el])?;
-        let ct0 = e.remove(0);
-        Ok(Ciphertext::from_parts(ct0, e))
-    }
-
-    /// Sample `i`'s FEBO label ciphertexts, one per class.
-    ///
-    /// # Errors
-    /// As [`image_ciphertext`](Self::image_ciphertext).
-    pub fn label_ciphertexts(
-        &self,
-        i: usize,
-    ) -> Result<Vec<FeboCiphertext<G>>, SecureTrainingError> {
-        self.check_index(i)?;
-        let el = self.header.element_len;
-        let d = self.header.layout.input_len;
-        let (shard, start) = self.record(i)?;
-        let e = self.elements(&shard[start + (1 + d) * el..start + self.header.record_len()])?;
-        Ok(e.chunks_exact(2)
-            .map(|p| FeboCiphertext::from_parts(p[0].clone(), p[1].clone()))
-            .collect())
-    }
-
-    /// Shard `s`'s feature-major FEIP ciphertext of feature `q`: the vector of feature `q` over
-    /// the shard's samples (in order; zero in the slots of a short last shard).
-    ///
-    /// # Errors
-    /// [`SecureTrainingError::Parameters`] if the dataset has no feature-major blocks or `s`,
-    /// `q` are out of range; [`SecureTrainingError::Fe`] for an invalid element.
-    pub fn feature_ciphertext(
-        &self,
-        s: usize,
-        q: usize,
-    ) -> Result<Ciphertext<G>, SecureTrainingError> {
-        let h = &self.header;
-        let d = h.layout.input_len;
-        if !h.layout.feature_major || s >= h.shards() || q >= d {
-            return Err(SecureTrainingError::Parameters(format!(
-                "no feature-major ciphertext for shard {s}, feature {q}"
-            )));
-        }
-        let el = h.element_len;
-        let ct_len = (1 + h.params.shard_size) * el;
-        let start = self.shard_len(s) * h.record_len() + q * ct_len;
-        let shard = self.shard(s)?;
-        let mut e = self.elements(&shard[start..start + ct_len])?;
-        let ct0 = e.remove(0);
-        Ok(Ciphertext::from_parts(ct0, e))
-    }
-
-    fn check_index(&self, i: usize) -> Result<(), SecureTrainingError> {
-        if i >= self.header.images {
-            return Err(SecureTrainingError::Parameters(format!(
-                "image {i} out of range for {} images",
-                self.header.images
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// A temporary file of an interrupted encryption, removed by [`sweep_stale_temp_files`].
@@ -1183,13 +924,68 @@ pub fn encrypt_samples_or_reuse<G: PrimeOrderGroup>(
     reencrypt: bool,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(PathBuf, bool), SecureTrainingError> {
+    let shards = params.shards(source.len());
+    encrypt_part_or_reuse(
+        group,
+        dir,
+        name,
+        source,
+        pks,
+        feature_pks,
+        params,
+        0..shards,
+        reencrypt,
+        progress,
+    )
+}
+
+/// The file name of shards `shards` of a dataset: [`named_cache_file`] for all of them,
+/// `NAME-gGROUP-nSAMPLES-sSHARD-DIGEST16-shardsA-B.cnnenc` for a part.
+#[must_use]
+pub fn part_file_name(
+    name: &str,
+    group_id: u8,
+    images: usize,
+    shard_size: usize,
+    digest: &str,
+    shards: Range<usize>,
+) -> PathBuf {
+    if shards == (0..images.div_ceil(shard_size.max(1))) {
+        return named_cache_file(name, group_id, images, shard_size, digest);
+    }
+    let short = digest.get(..16).unwrap_or(digest);
+    PathBuf::from(format!(
+        "{name}-g{group_id}-n{images}-s{shard_size}-{short}-shards{}-{}.cnnenc",
+        shards.start, shards.end
+    ))
+}
+
+/// [`encrypt_samples_or_reuse`] for the shards `shards` (one part of a sharded encryption,
+/// [`encrypt_part_to_file`]) under `dir/`[`part_file_name`].
+///
+/// # Errors
+/// As [`encrypt_part_to_file`].
+#[allow(clippy::too_many_arguments)]
+pub fn encrypt_part_or_reuse<G: PrimeOrderGroup>(
+    group: &G,
+    dir: &Path,
+    name: &str,
+    source: &dyn EncodedSamples,
+    pks: &[DomainPublicKey<G>],
+    feature_pks: &[DomainPublicKey<G>],
+    params: &EncryptionParams,
+    shards: Range<usize>,
+    reencrypt: bool,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(PathBuf, bool), SecureTrainingError> {
     let digest = samples_digest(group.id().to_byte(), source, params);
-    let path = dir.join(named_cache_file(
+    let path = dir.join(part_file_name(
         name,
         group.id().to_byte(),
         source.len(),
         params.shard_size,
         &digest,
+        shards.clone(),
     ));
     if !reencrypt {
         if let Ok(h) = read_header(&path) {
@@ -1201,6 +997,7 @@ pub fn encrypt_samples_or_reuse<G: PrimeOrderGroup>(
             };
             if h.source_digest == digest
                 && h.params == *params
+                && h.part.map_or(0, |p| p.first_shard) == shards.start
                 && h.public_key_sha256 == digests(pks)
                 && h.domains == ids(pks)
                 && h.feature_public_key_sha256 == digests(feature_pks)
@@ -1210,6 +1007,42 @@ pub fn encrypt_samples_or_reuse<G: PrimeOrderGroup>(
             }
         }
     }
-    encrypt_samples_to_file(group, source, pks, feature_pks, params, &path, progress)?;
+    encrypt_part_to_file(
+        group,
+        source,
+        pks,
+        feature_pks,
+        params,
+        shards,
+        &path,
+        progress,
+    )?;
     Ok((path, false))
+}
+
+/// The shard domains of the dataset at `path` (a file, or a directory of parts: their domains
+/// in shard order), from the headers alone (no integrity check of the ciphertexts).
+///
+/// # Errors
+/// I/O errors and [`SecureTrainingError::Corrupt`] for an unreadable header;
+/// [`SecureTrainingError::Parts`] for a directory without `.cnnenc` files.
+pub fn dataset_domains(path: &Path) -> Result<Vec<DomainId>, SecureTrainingError> {
+    if !path.is_dir() {
+        return Ok(read_header(path)?.domains);
+    }
+    let mut headers = Vec::new();
+    for entry in fs::read_dir(path).map_err(io_err(path))? {
+        let p = entry.map_err(io_err(path))?.path();
+        if p.extension().is_some_and(|x| x == "cnnenc") && p.is_file() {
+            headers.push(read_header(&p)?);
+        }
+    }
+    if headers.is_empty() {
+        return Err(SecureTrainingError::Parts {
+            dir: path.to_path_buf(),
+            reason: "no encrypted dataset (.cnnenc) in this directory".into(),
+        });
+    }
+    headers.sort_by_key(|h| h.part.map_or(0, |p| p.first_shard));
+    Ok(headers.into_iter().flat_map(|h| h.domains).collect())
 }

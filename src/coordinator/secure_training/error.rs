@@ -33,6 +33,16 @@ pub enum SecureTrainingError {
         /// What is wrong.
         reason: String,
     },
+    /// The files of a directory of dataset parts do not make up one dataset: a shard is
+    /// missing or held twice, a part belongs to another encryption, or a lone part was given
+    /// where the whole dataset is needed.
+    #[error("{dir}: the dataset parts do not make up one dataset: {reason}")]
+    Parts {
+        /// The directory (or the lone part).
+        dir: PathBuf,
+        /// What is wrong, naming the files.
+        reason: String,
+    },
     /// The dataset was encrypted over another group.
     #[error("encrypted dataset is over group {found}, expected {expected}")]
     GroupMismatch {

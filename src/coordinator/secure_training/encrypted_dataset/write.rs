@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
-    io_err, public_key_digest, samples_digest, EncodedSamples, EncryptedDatasetHeader,
+    io_err, public_key_digest, samples_digest, DatasetPart, EncodedSamples, EncryptedDatasetHeader,
     EncryptionParams, MAGIC, PREFIX_LEN, VERSION,
 };
 use crate::coordinator::messages::DomainPublicKey;
@@ -187,15 +187,60 @@ pub fn encrypt_samples_to_file<G: PrimeOrderGroup>(
     path: &Path,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<EncryptedDatasetHeader, SecureTrainingError> {
+    let shards = params.shards(source.len());
+    encrypt_part_to_file(
+        group,
+        source,
+        pks,
+        feature_pks,
+        params,
+        0..shards,
+        path,
+        progress,
+    )
+}
+
+/// Encrypts the shards `shards` of `source` (one part of a sharded encryption) under their
+/// domains' public keys `pks` (`pks[k]` for shard `shards.start + k`; feature-major keys
+/// likewise) and writes one self-describing part file `path`, atomically: its header names the
+/// part's shard range of how many ([`DatasetPart`]), the group, parameters, layout, the source
+/// digest of the whole dataset and the part's domains and public-key digests; its trailer is
+/// the SHA-256 of the part. The range of all shards writes a whole dataset file (no part
+/// field), the same as [`encrypt_samples_to_file`]. `progress` counts the part's samples.
+///
+/// # Errors
+/// As [`encrypt_samples_to_file`]; [`SecureTrainingError::Parameters`] for an empty range or
+/// one beyond the dataset's shards.
+#[allow(clippy::too_many_arguments)]
+pub fn encrypt_part_to_file<G: PrimeOrderGroup>(
+    group: &G,
+    source: &dyn EncodedSamples,
+    pks: &[DomainPublicKey<G>],
+    feature_pks: &[DomainPublicKey<G>],
+    params: &EncryptionParams,
+    shards: Range<usize>,
+    path: &Path,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<EncryptedDatasetHeader, SecureTrainingError> {
     params.check()?;
     let layout = params.data_layout()?;
     let n = source.len();
-    let shards = params.shards(n);
-    let feature_shards = if layout.feature_major { shards } else { 0 };
-    if n == 0 || pks.len() != shards || feature_pks.len() != feature_shards {
+    let total = params.shards(n);
+    if n == 0 || shards.is_empty() || shards.end > total {
         return Err(SecureTrainingError::Parameters(format!(
-            "{n} samples in shards of {} need {shards} shard keys and {feature_shards} \
-             feature-major keys, got {} and {}",
+            "shards {}..{} of {n} samples in {total} shards of {}: an empty range or one \
+             beyond the last shard",
+            shards.start, shards.end, params.shard_size
+        )));
+    }
+    let count = shards.len();
+    let feature_count = if layout.feature_major { count } else { 0 };
+    if pks.len() != count || feature_pks.len() != feature_count {
+        return Err(SecureTrainingError::Parameters(format!(
+            "shards {}..{} (of {n} samples in shards of {}) need {count} shard keys and \
+             {feature_count} feature-major keys, got {} and {}",
+            shards.start,
+            shards.end,
             params.shard_size,
             pks.len(),
             feature_pks.len()
@@ -206,10 +251,17 @@ pub fn encrypt_samples_to_file<G: PrimeOrderGroup>(
     check_public_keys(pks, feip_params, Some(febo_params))?;
     let feature_params = params.feature_feip_params()?;
     check_public_keys(feature_pks, feature_params, None)?;
+    let size = params.shard_size;
+    let images = (shards.end * size).min(n) - shards.start * size;
+    let part = (shards != (0..total)).then_some(DatasetPart {
+        first_shard: shards.start,
+        total_shards: total,
+        total_images: n,
+    });
     let header = EncryptedDatasetHeader {
         group: group.id().to_byte(),
         element_len: group.element_len(),
-        images: n,
+        images,
         params: *params,
         layout,
         pixel_bound: layout.x_bound,
@@ -222,6 +274,7 @@ pub fn encrypt_samples_to_file<G: PrimeOrderGroup>(
             .map(|p| public_key_digest(group, p))
             .collect(),
         source_digest: samples_digest(group.id().to_byte(), source, params),
+        part,
     };
     let encryptor = ShardEncryptor {
         source,
@@ -233,7 +286,7 @@ pub fn encrypt_samples_to_file<G: PrimeOrderGroup>(
         feature_feip: Feip::new(group.clone(), feature_params),
     };
     write_atomically(path, &header, |w| {
-        stream_shards(&encryptor, 0..shards, pks, feature_pks, w, progress)
+        stream_shards(&encryptor, shards, pks, feature_pks, w, progress)
     })?;
     Ok(header)
 }
