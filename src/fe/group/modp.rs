@@ -30,6 +30,15 @@
 //!     windows as the public bound has, and scans a `g^{-1}` row beside each `g` row, so the
 //!     sign of `x` is a masked select.
 //!   - [`invert`](PrimeOrderGroup::invert) is crypto-bigint's constant-time safegcd inversion.
+//!   - A prepared base ([`precompute_base`](PrimeOrderGroup::precompute_base), e.g. each
+//!     `h_i` of a client's prepared public key) is a Lim–Lee comb ([`ModpPreparedBase`]):
+//!     with `h = 4` teeth spaced `a = ⌈bits/4⌉` apart and `v = 4` sub-tables,
+//!     `b^e = ∏_{t<c} (∏_{u<v} T_u[d_{u,t}])^{2^t}`, `c = ⌈a/4⌉`, so
+//!     [`exp_precomputed`](PrimeOrderGroup::exp_precomputed) (`h_i^r`) takes `c − 1 ≈ 127`
+//!     squarings and `4c ≈ 512` products (each factor a full scan of a 16-entry sub-table)
+//!     instead of 2047 squarings and 440 products. The comb costs one squaring chain to build
+//!     and 64 elements (16 KB) per base; the shape was chosen by measurement
+//!     (docs/benchmarks.md).
 //! - **`gmp` feature.** GMP through rug: secret exponents use `mpz_powm_sec` (with `e + q`, so
 //!   the limb count is fixed), other products are GMP's (not documented as constant time),
 //!   inversion is `mpz_invert` (variable time). The dudect test (tests/modp_timing.rs) finds no
@@ -37,7 +46,25 @@
 //!   (`|t| ≈ 22` for `x = 0` against random `|x| <= 255`): use the default build where the
 //!   plaintexts must not leak through timing.
 //! - **Both.** The `vartime_` functions (sliding windows, Straus, the radix-16 bucket table)
-//!   leak their exponents and only ever see public values.
+//!   leak their exponents through timing.
+//!
+//! # Decryption and the function key
+//! Decryption computes `∏ ct_i^{y_i} · ct0^{−sk_y}`. The ciphertext and `y` are public; the
+//! function key `sk_y` is held by the decryptor, and
+//! [`vartime_exp`](PrimeOrderGroup::vartime_exp) leaks it through timing. That is accepted:
+//! `sk_y` gives its holder exactly `<x, y>` for every ciphertext under the master key, which is
+//! what the decryptor computes anyway and what the decryption result reveals; a timing
+//! observer who recovers `sk_y` learns the same function of the same ciphertexts, nothing about
+//! the master secret `s` or other key vectors. A deployment that must hide `<x, y>` from
+//! co-located observers of the server should not run the server beside them. Secret exponents
+//! of the data owner and the authority (`r`, `s_i`, `x_i`) never reach a `vartime_` function.
+//!
+//! In the default build, `vartime_exp` called from outside rayon's pool (one decryption at a
+//! time) splits a full-width exponent over two threads: one walks the squaring chain
+//! `ct0^{8^k}`, the other multiplies the powers with non-zero radix-8 digits into buckets,
+//! combined at the end (`∏_d B_d^d`, 14 products). Its latency is about that of the 2047
+//! squarings alone; the squaring chain itself is inherently sequential. Inside the pool (many
+//! decryptions in parallel) it stays the one-thread sliding window, which does fewer products.
 
 use std::sync::{Arc, OnceLock};
 
@@ -52,7 +79,11 @@ use crate::fe::group::multiexp::{
 use crate::fe::group::{GroupId, GroupTypes, PrimeOrderGroup};
 
 mod arith;
-use arith::{Elem, Field, FixedBase, ScalarField};
+use arith::{BaseComb, Elem, Field, FixedBase, ScalarField};
+
+/// Exponents of at least this many bytes are split over two threads by
+/// [`vartime_exp`](PrimeOrderGroup::vartime_exp) when called from outside rayon's pool.
+const SPLIT_MIN_EXP_BYTES: usize = 64;
 
 /// RFC 3526 2048-bit MODP prime, hex (group 14).
 const RFC3526_2048_HEX: &str = concat!(
@@ -139,6 +170,19 @@ impl zeroize::ZeroizeOnDrop for ModpScalar {}
 #[derive(Clone, Debug)]
 pub struct ModpFixedBase {
     powers: Vec<Elem>,
+}
+
+/// A public base prepared for repeated constant-time exponentiation
+/// ([`precompute_base`](PrimeOrderGroup::precompute_base)): in the default build a Lim–Lee comb
+/// of 4 teeth and 4 sub-tables (64 elements, 16 KB at 2048 bits), so that each
+/// [`exp_precomputed`](PrimeOrderGroup::exp_precomputed) takes about `bits(q)/16` squarings
+/// and `bits(q)/4` products instead of `bits(q)` squarings; with `gmp`, the base itself.
+pub struct ModpPreparedBase(BaseComb);
+
+impl std::fmt::Debug for ModpPreparedBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModpPreparedBase(..)")
+    }
 }
 
 struct Inner {
@@ -344,7 +388,7 @@ impl VartimeManyUseBase for ModpGroup {
 }
 
 impl PrimeOrderGroup for ModpGroup {
-    type PrecomputedBase = ModpElement;
+    type PrecomputedBase = ModpPreparedBase;
     type VartimePrecomputedBase = ModpFixedBase;
 
     fn id(&self) -> GroupId {
@@ -385,16 +429,26 @@ impl PrimeOrderGroup for ModpGroup {
     fn exp_generator_i64(&self, x: i64, bound: u64) -> ModpElement {
         ModpElement(self.field().pow_fixed_i64(self.comb(), x, bound))
     }
-    fn precompute_base(&self, base: &ModpElement) -> ModpElement {
-        // A per-base table costs megabytes at these sizes; keep the element.
-        base.clone()
+    fn precompute_base(&self, base: &ModpElement) -> ModpPreparedBase {
+        ModpPreparedBase(self.field().base_comb(&base.0, self.inner.q_len))
     }
-    fn exp_precomputed(&self, table: &ModpElement, e: &ModpScalar) -> ModpElement {
-        self.exp(table, e)
+    fn exp_precomputed(&self, table: &ModpPreparedBase, e: &ModpScalar) -> ModpElement {
+        ModpElement(self.field().pow_comb(&table.0, &e.be))
     }
 
     fn vartime_exp(&self, base: &ModpElement, e: &ModpScalar) -> ModpElement {
-        ModpElement(self.field().pow_vartime(&base.0, &e.be))
+        // Called from outside rayon's pool (one decryption at a time), a full-width exponent
+        // is split over two threads: the squaring chain on one, the products on the other.
+        // Inside the pool (many decryptions in parallel) every thread is busy, and the
+        // single-threaded sliding window does fewer products.
+        if rayon::current_thread_index().is_none()
+            && rayon::current_num_threads() > 1
+            && e.be.len() >= SPLIT_MIN_EXP_BYTES
+        {
+            ModpElement(self.field().pow_vartime_split(&base.0, &e.be))
+        } else {
+            ModpElement(self.field().pow_vartime(&base.0, &e.be))
+        }
     }
     fn vartime_precompute_base(&self, base: &ModpElement) -> ModpFixedBase {
         let f = self.field();
@@ -628,6 +682,7 @@ mod tests {
             let q: BigUint = &p >> 1;
             let val = |e: &ModpElement| big(&g.element_to_bytes(e));
             let base = g.exp_generator(&g.random_scalar(&mut rng));
+            let prepared = g.precompute_base(&base);
             for s in [
                 g.random_scalar(&mut rng),
                 g.scalar_from_i64(0),
@@ -637,6 +692,7 @@ mod tests {
                 let e = big(&g.scalar_to_bytes(&s));
                 let want = val(&base).modpow(&e, &p);
                 assert_eq!(val(&g.exp(&base, &s)), want);
+                assert_eq!(val(&g.exp_precomputed(&prepared, &s)), want);
                 assert_eq!(val(&g.vartime_exp(&base, &s)), want);
                 let t = g.vartime_precompute_base(&base);
                 assert_eq!(val(&g.vartime_exp_precomputed(&t, &s)), want);

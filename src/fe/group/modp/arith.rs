@@ -15,7 +15,7 @@ mod mont;
 mod scalar;
 
 #[cfg(feature = "gmp")]
-pub use gmp::{Elem, Field, FixedBase};
+pub use gmp::{BaseComb, Elem, Field, FixedBase};
 #[cfg(not(feature = "gmp"))]
-pub use mont::{Elem, Field, FixedBase};
+pub use mont::{BaseComb, Elem, Field, FixedBase};
 pub use scalar::ScalarField;

@@ -23,6 +23,11 @@ pub struct FixedBase {
     g_shift_inv: Integer,
 }
 
+/// A prepared base: GMP's `mpz_powm_sec` takes no table, so this is the base itself.
+pub struct BaseComb {
+    base: Integer,
+}
+
 impl Field {
     /// The field of the odd safe prime `p` (big-endian).
     pub fn new(p_be: &[u8]) -> Option<Self> {
@@ -124,6 +129,22 @@ impl Field {
             g_shift_inv: self.pow_vartime(&g_inv, &(1u128 << 65).to_be_bytes()),
             g: g.clone(),
         }
+    }
+
+    /// `base^e` for a public exponent: GMP's `mpz_powm` is faster on one thread than this
+    /// build's products would be on two, so this is [`pow_vartime`](Self::pow_vartime).
+    pub fn pow_vartime_split(&self, base: &Elem, e: &[u8]) -> Elem {
+        self.pow_vartime(base, e)
+    }
+
+    /// The prepared form of a public base (the base itself in this build).
+    pub fn base_comb(&self, base: &Elem, _exp_len: usize) -> BaseComb {
+        BaseComb { base: base.clone() }
+    }
+
+    /// `b^e` for a secret exponent: `mpz_powm_sec`, as [`pow_ct`](Self::pow_ct).
+    pub fn pow_comb(&self, comb: &BaseComb, e: &[u8]) -> Elem {
+        self.pow_ct(&comb.base, e)
     }
 
     /// `g^e` for a secret exponent: `mpz_powm_sec`.

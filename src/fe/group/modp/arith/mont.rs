@@ -459,6 +459,64 @@ impl Field {
         acc
     }
 
+    /// `base^e` for a public exponent (big-endian) on two threads: one walks the squaring
+    /// chain `base^{8^k}` and hands every power whose radix-8 digit `d_k` is non-zero to the
+    /// other (rayon's `join`), which multiplies it into the bucket `B_{d_k}`; at the end
+    /// `∏_d B_d^d` costs 14 products. The chain's squarings are the only sequential work, so
+    /// the latency is about that of `bits(e)` squarings instead of `bits(e)` squarings plus
+    /// a product per window. If no second thread is free, the consumer runs after the
+    /// producer on the same thread (the producer never waits), with the same result.
+    pub fn pow_vartime_split(&self, base: &Elem, e: &[u8]) -> Elem {
+        const W: usize = 3;
+        let digits = (8 * e.len()).div_ceil(W);
+        let (tx, rx) = std::sync::mpsc::channel::<(u32, Elem)>();
+        let ((), buckets) = rayon::join(
+            move || {
+                let mut x = base.clone();
+                for k in 0..digits {
+                    let d = window_be(e, k * W, W);
+                    if d != 0 && tx.send((d, x.clone())).is_err() {
+                        return;
+                    }
+                    if k + 1 != digits {
+                        for _ in 0..W {
+                            x = self.sqr(&x);
+                        }
+                    }
+                }
+            },
+            move || {
+                let mut buckets: Vec<Option<Elem>> = vec![None; 1 << W];
+                for (d, x) in rx {
+                    let slot = &mut buckets[d as usize];
+                    match slot.as_mut() {
+                        Some(b) => self.mul_assign(b, &x),
+                        None => *slot = Some(x),
+                    }
+                }
+                buckets
+            },
+        );
+        // ∏_d B_d^d by running products, from the top digit down.
+        let mut running: Option<Elem> = None;
+        let mut total: Option<Elem> = None;
+        for bucket in buckets.into_iter().skip(1).rev() {
+            if let Some(b) = bucket {
+                match running.as_mut() {
+                    Some(r) => self.mul_assign(r, &b),
+                    None => running = Some(b),
+                }
+            }
+            if let Some(r) = &running {
+                match total.as_mut() {
+                    Some(t) => self.mul_assign(t, r),
+                    None => total = Some(r.clone()),
+                }
+            }
+        }
+        total.unwrap_or_else(|| self.one())
+    }
+
     /// `base^e` for a public exponent (big-endian): sliding windows of 6 bits over odd powers.
     pub fn pow_vartime(&self, base: &Elem, e: &[u8]) -> Elem {
         let bits = e
@@ -505,3 +563,9 @@ impl Field {
         acc.unwrap_or_else(|| self.one())
     }
 }
+
+mod comb;
+pub use comb::BaseComb;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! Unit and property tests of the Montgomery arithmetic against num-bigint.
+
+use super::*;
+use num_bigint::BigUint;
+use proptest::prelude::*;
+
+/// The 256-bit test prime and the RFC 3526 2048-bit prime (hex).
+const P256: &str = "CDEE4E1693839B378C4F6AEA9FDAF59DBC235495318935139B8421381A5C2113";
+const P2048: &str = concat!(
+    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74",
+    "020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437",
+    "4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED",
+    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05",
+    "98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB",
+    "9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B",
+    "E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718",
+    "3995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF",
+);
+
+struct Ctx {
+    f: Field,
+    p: BigUint,
+    len: usize,
+}
+
+fn ctx(hex: &str) -> Ctx {
+    let p = BigUint::parse_bytes(hex.as_bytes(), 16).unwrap();
+    let be = p.to_bytes_be();
+    Ctx {
+        f: Field::new(&be).unwrap(),
+        len: be.len(),
+        p,
+    }
+}
+
+impl Ctx {
+    /// The element of `v mod p` and its reference value.
+    fn elem(&self, v: &BigUint) -> (Elem, BigUint) {
+        let v = v % &self.p;
+        let mut be = v.to_bytes_be();
+        while be.len() < self.len {
+            be.insert(0, 0);
+        }
+        (self.f.decode(&be).unwrap(), v)
+    }
+    fn val(&self, e: &Elem) -> BigUint {
+        BigUint::from_bytes_be(&self.f.to_be(e))
+    }
+    /// `v` reduced below `p`, from random bytes and an edge selector.
+    fn pick(&self, bytes: &[u8], edge: u8) -> BigUint {
+        match edge % 8 {
+            0 => BigUint::from(0u8),
+            1 => BigUint::from(1u8),
+            2 => &self.p - 1u8,
+            3 => &self.p - 2u8,
+            _ => BigUint::from_bytes_be(bytes) % &self.p,
+        }
+    }
+}
+
+fn check_all(c: &Ctx, a: &[u8], ea: u8, b: &[u8], eb: u8, exp: &[u8]) {
+    let (x, xv) = c.elem(&c.pick(a, ea));
+    let (y, yv) = c.elem(&c.pick(b, eb));
+    let p = &c.p;
+    assert_eq!(c.val(&c.f.mul(&x, &y)), (&xv * &yv) % p, "mul");
+    assert_eq!(c.val(&c.f.sqr(&x)), (&xv * &xv) % p, "sqr");
+    let e = BigUint::from_bytes_be(exp);
+    let want = xv.modpow(&e, p);
+    assert_eq!(c.val(&c.f.pow_ct(&x, exp)), want, "pow_ct");
+    assert_eq!(c.val(&c.f.pow_vartime(&x, exp)), want, "pow_vartime");
+    assert_eq!(
+        c.val(&c.f.pow_vartime_split(&x, exp)),
+        want,
+        "pow_vartime_split"
+    );
+    let comb = c.f.base_comb(&x, exp.len());
+    assert_eq!(c.val(&c.f.pow_comb(&comb, exp)), want, "pow_comb");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Products, squares and every exponentiation modulo the 256-bit prime against
+    /// num-bigint, edge values (0, 1, p − 1, p − 2) included.
+    #[test]
+    fn arithmetic_256_matches_num_bigint(
+        a in proptest::collection::vec(any::<u8>(), 40),
+        b in proptest::collection::vec(any::<u8>(), 40),
+        ea in any::<u8>(),
+        eb in any::<u8>(),
+        exp in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        check_all(&ctx(P256), &a, ea, &b, eb, &exp);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+    /// The same at 2048 bits (32 limbs), with full-width exponents.
+    #[test]
+    fn arithmetic_2048_matches_num_bigint(
+        a in proptest::collection::vec(any::<u8>(), 260),
+        b in proptest::collection::vec(any::<u8>(), 260),
+        ea in any::<u8>(),
+        eb in any::<u8>(),
+        exp in proptest::collection::vec(any::<u8>(), 256),
+    ) {
+        check_all(&ctx(P2048), &a, ea, &b, eb, &exp);
+    }
+}
+
+/// Every comb shape (teeth, sub-tables), including shapes whose last sub-table runs past
+/// the tooth spacing, and exponents shorter than the comb.
+#[test]
+fn comb_shapes_match_num_bigint() {
+    let c = ctx(P256);
+    let (x, xv) = c.elem(&BigUint::from(0xDEAD_BEEF_1234_5678u64));
+    let exps: [&[u8]; 4] = [&[0xFF; 32], &[0x01; 32], &[0x80, 0, 0, 1], &[]];
+    for teeth in 1..=8 {
+        for tables in 1..=5 {
+            let comb = c.f.base_comb_with(&x, 32, teeth, tables);
+            for e in exps {
+                let want = xv.modpow(&BigUint::from_bytes_be(e), &c.p);
+                assert_eq!(c.val(&c.f.pow_comb(&comb, e)), want, "h={teeth} v={tables}");
+            }
+        }
+    }
+}
+
+/// The two-thread exponentiation inside a one-thread pool (the consumer then runs after
+/// the producer on the same thread) gives the same result and does not block.
+#[test]
+fn split_exponentiation_on_one_thread() {
+    let c = ctx(P2048);
+    let (x, xv) = c.elem(&BigUint::from(123_456_789u64));
+    let e = [0xA5u8; 256];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let got = pool.install(|| c.f.pow_vartime_split(&x, &e));
+    assert_eq!(c.val(&got), xv.modpow(&BigUint::from_bytes_be(&e), &c.p));
+}
