@@ -810,7 +810,10 @@ pub fn merge_privacy(
          {} UTC); the privacy curve from {}, its throughput comparison from {} (see that section).",
         report_started.unwrap_or("at an unrecorded time"),
         when(&privacy.run),
-        when(&privacy.throughput.as_ref().and_then(|t| t.measured.clone())),
+        match &privacy.throughput {
+            None => "nowhere (not measured)".to_string(),
+            Some(t) => when(&t.measured),
+        },
     );
     let mut lines: Vec<String> = Vec::new();
     for l in out.lines() {

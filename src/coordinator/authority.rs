@@ -182,6 +182,8 @@ pub struct Authority<G: PrimeOrderGroup> {
     noise_key: NoiseKey,
     /// The per-sample privacy ledger of all noisy domains.
     accountant: PrivacyAccountant,
+    /// Fixed-base tables of the `ct0` values of recent noisy requests (public values only).
+    ct0_tables: noisy::Ct0TableCache<G>,
 }
 
 /// The HKDF salt of per-domain key derivation (see the [module docs](self)).
@@ -319,6 +321,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
             clock: Box::new(system_clock),
             noise_key: NoiseKey::derive(&seed[..], b"authority noise key"),
             accountant: PrivacyAccountant::default(),
+            ct0_tables: noisy::Ct0TableCache::default(),
         };
         zeroize::Zeroize::zeroize(&mut *seed);
         authority

@@ -58,7 +58,7 @@
 
 use crate::fe::dlog::DlogSolver;
 use crate::fe::error::FeError;
-use crate::fe::feip::{Ciphertext, Feip, MasterSecretKey};
+use crate::fe::feip::{Ciphertext, Feip, FunctionKey, MasterSecretKey};
 use crate::fe::group::PrimeOrderGroup;
 
 /// A noisy key `K = ct0^{<s,y>} · g^{−e}` for one ciphertext and one key vector.
@@ -123,11 +123,26 @@ impl<G: PrimeOrderGroup> Feip<G> {
         noise_bound: u64,
     ) -> Result<NoisyKey<G>, FeError> {
         let sk = self.derive_key_sparse(msk, terms)?;
+        Ok(self.noisy_key_from_function_key(ct0, &sk, noise, noise_bound))
+    }
+
+    /// `K = ct0^{sk_y} · g^{−noise}` from the function key `sk_y` of the key vector (see
+    /// [`derive_noisy_key_sparse`](Self::derive_noisy_key_sparse)): for an issuer that meets
+    /// the same `y` on many ciphertexts and derives `sk_y` once. Constant time in `sk_y` and,
+    /// up to the public `noise_bound`, in `noise`.
+    #[must_use]
+    pub fn noisy_key_from_function_key(
+        &self,
+        ct0: &PreparedCt0<G>,
+        sk: &FunctionKey<G>,
+        noise: i64,
+        noise_bound: u64,
+    ) -> NoisyKey<G> {
         let g = self.group();
         let mut k = g.exp_precomputed(&ct0.table, sk.scalar());
         let shift = g.exp_generator_i64(noise, noise_bound);
         g.div_assign(&mut k, &shift);
-        Ok(NoisyKey { k })
+        NoisyKey { k }
     }
 
     /// `g^{<x,y> + e} = ∏ ct_i^{y_i} / K` for the sparse key vector `terms`.

@@ -31,7 +31,8 @@
 //! journal them, and the gRPC key service does not carry noisy requests yet
 //! ([`CoordinatorError::Unsupported`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -47,7 +48,48 @@ use crate::coordinator::messages::{
 };
 use crate::fe::discrete_gaussian::{DiscreteGaussian, NoiseKey};
 use crate::fe::error::FeError;
+use crate::fe::feip::FunctionKey;
 use crate::fe::group::PrimeOrderGroup;
+use crate::fe::noisy_key::PreparedCt0;
+
+/// How many `ct0` tables the authority keeps between noisy requests: enough for a training
+/// step's forward and gradient requests to share one table per image (batches up to 32).
+pub const CT0_TABLE_CACHE: usize = 32;
+
+/// The fixed-base tables of the `ct0` values of the most recent noisy requests, by
+/// [`ct0_digest`], oldest evicted first ([`CT0_TABLE_CACHE`] of them). `ct0` is public, so the
+/// cache holds no secret; it saves a table build when the same ciphertext comes back (the
+/// gradient request of a step after its forward request).
+pub(super) struct Ct0TableCache<G: PrimeOrderGroup> {
+    tables: HashMap<[u8; 32], Arc<PreparedCt0<G>>>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl<G: PrimeOrderGroup> Default for Ct0TableCache<G> {
+    fn default() -> Self {
+        Self {
+            tables: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<G: PrimeOrderGroup> Ct0TableCache<G> {
+    fn get(&self, digest: &[u8; 32]) -> Option<Arc<PreparedCt0<G>>> {
+        self.tables.get(digest).cloned()
+    }
+
+    fn insert(&mut self, digest: [u8; 32], table: Arc<PreparedCt0<G>>) {
+        if self.tables.insert(digest, table).is_none() {
+            self.order.push_back(digest);
+        }
+        while self.order.len() > CT0_TABLE_CACHE {
+            if let Some(old) = self.order.pop_front() {
+                self.tables.remove(&old);
+            }
+        }
+    }
+}
 
 /// A noisy domain's parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +273,11 @@ impl<G: PrimeOrderGroup> Authority<G> {
             ));
         }
         let mut samples = Vec::with_capacity(request.ciphertexts.len());
+        let ct0_digests: Vec<[u8; 32]> = request
+            .ciphertexts
+            .iter()
+            .map(|item| ct0_digest(&item.ct0))
+            .collect();
         for (index, item) in request.ciphertexts.iter().enumerate() {
             if item.vectors.is_empty() {
                 return Err(CoordinatorError::Empty("noisy key item without vectors"));
@@ -242,7 +289,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
                     got: bad as usize + 1,
                 });
             }
-            match noisy.samples.get(&ct0_digest(&item.ct0)) {
+            match noisy.samples.get(&ct0_digests[index]) {
                 Some(&s) => samples.push(s),
                 None => {
                     let reason = PolicyRefusal::Custom("unregistered noisy ciphertext".into());
@@ -313,19 +360,36 @@ impl<G: PrimeOrderGroup> Authority<G> {
         let noise_key = &self.noise_key;
         let group = &self.group;
         let (feip, msk) = (&d.feip, &secrets.feip);
+        // sk_y once per vector (the forward vectors meet every image of the batch).
+        let sks: Vec<FunctionKey<G>> = vectors
+            .par_iter()
+            .map(|v| feip.derive_key_sparse(msk, v.terms()))
+            .collect::<Result<_, FeError>>()?;
+        // One fixed-base table per ciphertext, reused from the cache when it came before.
+        let cache = &self.ct0_tables;
+        let tables: Vec<Arc<PreparedCt0<G>>> = request
+            .ciphertexts
+            .par_iter()
+            .zip(&ct0_digests)
+            .map(|(item, h)| match cache.get(h) {
+                Some(t) => Ok(t),
+                None => {
+                    let ct0 = group.element_from_bytes(&item.ct0).map_err(FeError::from)?;
+                    Ok(Arc::new(feip.prepare_ct0(&ct0)))
+                }
+            })
+            .collect::<Result<_, CoordinatorError>>()?;
         let keys = request
             .ciphertexts
             .par_iter()
             .zip(&samples)
-            .map(|(item, &sample)| {
-                let ct0 = group.element_from_bytes(&item.ct0).map_err(FeError::from)?;
-                let table = feip.prepare_ct0(&ct0);
+            .zip(&tables)
+            .map(|((item, &sample), table)| {
                 item.vectors
                     .iter()
                     .map(|&v| {
                         let v = v as usize;
-                        let terms = vectors[v].terms();
-                        let e = if terms.is_empty() {
+                        let e = if vectors[v].terms().is_empty() {
                             0
                         } else {
                             let mut input = [0u8; 40];
@@ -333,11 +397,15 @@ impl<G: PrimeOrderGroup> Authority<G> {
                             input[8..].copy_from_slice(&digests[v]);
                             noise_key.sample(&config.sigma, &input)
                         };
-                        Ok(feip.derive_noisy_key_sparse(msk, &table, terms, e, noise_bound)?)
+                        feip.noisy_key_from_function_key(table, &sks[v], e, noise_bound)
                     })
-                    .collect::<Result<Vec<_>, CoordinatorError>>()
+                    .collect::<Vec<_>>()
             })
-            .collect::<Result<Vec<_>, CoordinatorError>>()?;
+            .collect::<Vec<_>>();
+        drop(sks);
+        for (h, t) in ct0_digests.into_iter().zip(tables) {
+            self.ct0_tables.insert(h, t);
+        }
         self.accountant.commit(pending);
         for v in &vectors {
             let key = self.audit.feip_key(v);

@@ -160,7 +160,8 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         self.stats.feip_keys += count as u64;
 
         let t = std::time::Instant::now();
-        let image = PreparedImage::new(&group, query.ciphertext(), &all_box_members());
+        let image =
+            PreparedImage::without_ct0_table(&group, query.ciphertext(), &all_box_members());
         let live: Vec<&LinearOutput> = outputs.iter().filter(|o| !o.is_constant()).collect();
         let elements: Vec<G::Element> = live
             .par_iter()

@@ -88,7 +88,10 @@ pub struct SecureStats {
 /// table of `ct0`.
 pub(crate) struct PreparedImage<G: PrimeOrderGroup> {
     boxes: Vec<OddMultiples<G>>,
-    ct0: Ct0Table<G>,
+    /// `None` for noisy keys ([`without_ct0_table`](Self::without_ct0_table)): the authority
+    /// exponentiates `ct0` then.
+    ct0: Option<Ct0Table<G>>,
+    ct0_element: G::Element,
     /// The canonical encoding of `ct0` (what a noisy key request sends).
     ct0_bytes: Vec<u8>,
 }
@@ -102,6 +105,14 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
     /// Multiplies the ciphertext components of each box (`members` from [`all_box_members`])
     /// and builds the tables.
     pub(crate) fn new(group: &G, ct: &Ciphertext<G>, members: &[Vec<usize>]) -> Self {
+        let mut image = Self::without_ct0_table(group, ct, members);
+        image.ct0 = Some(Ct0Table::new(group, ct.ct0()));
+        image
+    }
+
+    /// [`new`](Self::new) without the `ct0` table, for noisy keys (`K` already holds the `ct0`
+    /// exponentiation); [`output_element`](Self::output_element) still works, more slowly.
+    pub(crate) fn without_ct0_table(group: &G, ct: &Ciphertext<G>, members: &[Vec<usize>]) -> Self {
         let comps = ct.components();
         let boxes = members
             .iter()
@@ -115,7 +126,8 @@ impl<G: PrimeOrderGroup> PreparedImage<G> {
             .collect();
         Self {
             boxes,
-            ct0: Ct0Table::new(group, ct.ct0()),
+            ct0: None,
+            ct0_element: ct.ct0().clone(),
             ct0_bytes: group.element_to_bytes(ct.ct0()),
         }
     }
@@ -140,7 +152,10 @@ impl<G: PrimeOrderGroup> DecryptionBases<G, [(usize, Wnaf)]> for PreparedImage<G
         multi_exp(group, &self.boxes, terms)
     }
     fn vartime_ct0_exp(&self, group: &G, sk: &G::Scalar) -> G::Element {
-        self.ct0.exp(group, sk)
+        match &self.ct0 {
+            Some(t) => t.exp(group, sk),
+            None => group.vartime_exp(&self.ct0_element, sk),
+        }
     }
 }
 
@@ -626,14 +641,16 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         let group = self.data.group();
         let data = &self.data;
         let members = &self.members;
+        let noisy = self.noisy;
         let images = batch
             .par_iter()
             .map(|&i| {
-                Ok(PreparedImage::new(
-                    group,
-                    &data.image_ciphertext(i)?,
-                    members,
-                ))
+                let ct = data.image_ciphertext(i)?;
+                Ok(if noisy {
+                    PreparedImage::without_ct0_table(group, &ct, members)
+                } else {
+                    PreparedImage::new(group, &ct, members)
+                })
             })
             .collect::<Vec<_>>()
             .into_iter()
