@@ -110,6 +110,16 @@ fn secret_exponent_paths_show_no_timing_difference() {
             black_box(g.exp(&base, e));
         },
     );
+    // h_i^r from a client's prepared public key (the Lim–Lee comb).
+    let prepared = g.precompute_base(&base);
+    let t_prep = dudect(
+        1000,
+        one.clone(),
+        |r| g.random_scalar(r),
+        |e| {
+            black_box(g.exp_precomputed(&prepared, e));
+        },
+    );
     let t_gen = dudect(
         1500,
         one.clone(),
@@ -137,6 +147,7 @@ fn secret_exponent_paths_show_no_timing_difference() {
     );
     println!("dudect |t| (fixed exponent 1 vs random), RFC 3526 2048-bit group:");
     println!("  exp (h^r, cmt^s)          |t| = {t_exp:.2}");
+    println!("  exp_precomputed (comb)    |t| = {t_prep:.2}");
     println!("  exp_generator (g^r)       |t| = {t_gen:.2}");
     println!("  exp_generator_i64 (g^x)   |t| = {t_small:.2}  (x = 0 vs |x| <= 255)");
     println!("  vartime_exp (control)     |t| = {t_control:.2}");
@@ -146,6 +157,7 @@ fn secret_exponent_paths_show_no_timing_difference() {
     );
     for (name, t) in [
         ("exp", t_exp),
+        ("exp_precomputed", t_prep),
         ("exp_generator", t_gen),
         ("exp_generator_i64", t_small),
     ] {
