@@ -262,7 +262,8 @@ impl SecureRun<'_> {
         let noise = self.args.train.noise();
         if let Some(sigma) = noise {
             let key = training_noise_key(cfg.seed);
-            enable_noise(&session, &local.authority, &input, sigma, key)?;
+            let budget = self.args.train.noise_budget()?;
+            enable_noise(&session, &local.authority, &input, sigma, key, budget)?;
         }
         for stale in &input.stale_temp_files {
             println!(

@@ -198,6 +198,7 @@ fn run() -> anyhow::Result<ExitCode> {
             half_width: args.train.dlog_half_width,
             predict: args.predict,
             noise: args.train.noise(),
+            budget: args.train.noise_budget()?,
         };
         let obs = observer.as_mut();
         match args.group {
@@ -317,6 +318,7 @@ struct SecureRun<'a> {
     half_width: u64,
     predict: usize,
     noise: Option<DiscreteGaussian>,
+    budget: Option<cryptonn::coordinator::accountant::PrivacyBudget>,
 }
 
 impl SecureRun<'_> {
@@ -361,7 +363,7 @@ impl SecureRun<'_> {
         bar.finish_and_clear();
         if let Some(sigma) = self.noise {
             let key = training_noise_key(cfg.seed);
-            let n = enable_noise(&session, &authority, &input, sigma, key)?;
+            let n = enable_noise(&session, &authority, &input, sigma, key, self.budget)?;
             println!(
                 "authority: noisy shard domains (sigma {}), {n} ciphertexts registered",
                 sigma.sigma()

@@ -168,7 +168,31 @@ pub struct TrainOptions {
     /// in units of the encoded values, to 1/1000. 0: exact values, today's behaviour.
     #[arg(long, default_value_t = 0.0, value_parser = noise_sigma)]
     pub noise_sigma: f64,
+    /// A privacy budget for noisy training (needs --noise-sigma > 0): the largest ε, at
+    /// δ = 1e-5, that any training image may reach (per image, or per pixel with
+    /// --noise-budget-granularity pixel; see docs/noisy-keys.md). The authority refuses a key
+    /// request that would go beyond it (`PrivacyBudgetExceeded`, nothing issued) and the run
+    /// stops with that error. Unset: no budget, ε is only reported.
+    #[arg(long, value_parser = epsilon_budget)]
+    pub noise_epsilon_budget: Option<f64>,
+    /// What --noise-epsilon-budget protects: the whole image, or one pixel.
+    #[arg(long, value_enum, default_value_t = BudgetGranularity::Image)]
+    pub noise_budget_granularity: BudgetGranularity,
 }
+
+/// The neighbouring relation of `--noise-epsilon-budget`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BudgetGranularity {
+    /// The whole image changes within the encoding's box.
+    Image,
+    /// One pixel changes within its range.
+    Pixel,
+}
+
+/// `--noise-epsilon-budget` without `--noise-sigma`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("--noise-epsilon-budget needs noise: set --noise-sigma > 0")]
+pub struct BudgetWithoutNoise;
 
 /// Saving, checkpointing and resuming a run (`cryptonn::nn::saved_model`).
 #[derive(Debug, Clone, Default, Args)]
@@ -312,6 +336,30 @@ impl TrainOptions {
         }
     }
 
+    /// The budget of `--noise-epsilon-budget` (at `δ = 10⁻⁵`), `None` if unset.
+    ///
+    /// # Errors
+    /// [`BudgetWithoutNoise`] for a budget without `--noise-sigma`.
+    pub fn noise_budget(
+        &self,
+    ) -> Result<Option<crate::coordinator::accountant::PrivacyBudget>, BudgetWithoutNoise> {
+        use crate::coordinator::accountant::{Granularity, PrivacyBudget, DEFAULT_DELTA};
+        let Some(epsilon) = self.noise_epsilon_budget else {
+            return Ok(None);
+        };
+        if self.noise().is_none() {
+            return Err(BudgetWithoutNoise);
+        }
+        Ok(Some(PrivacyBudget {
+            epsilon,
+            delta: DEFAULT_DELTA,
+            granularity: match self.noise_budget_granularity {
+                BudgetGranularity::Image => Granularity::Image,
+                BudgetGranularity::Pixel => Granularity::Pixel,
+            },
+        }))
+    }
+
     /// The noise of `--noise-sigma` (`None` for 0).
     #[must_use]
     pub fn noise(&self) -> Option<crate::fe::discrete_gaussian::DiscreteGaussian> {
@@ -446,6 +494,14 @@ fn noise_sigma(s: &str) -> Result<f64, String> {
     crate::fe::discrete_gaussian::DiscreteGaussian::from_f64_milli(v)
         .map(|_| v)
         .map_err(|e| e.to_string())
+}
+
+fn epsilon_budget(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive, finite epsilon")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {

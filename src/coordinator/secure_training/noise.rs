@@ -31,7 +31,7 @@ use std::collections::HashSet;
 use ndarray::{Array2, ArrayView2};
 
 use crate::coordinator::accountant::{
-    gaussian_rdp_unit, sensitivities, PrivacyAccountant, SampleLoss,
+    gaussian_rdp_unit, sensitivities, PrivacyAccountant, PrivacyBudget, SampleLoss,
 };
 
 use crate::coordinator::authority::{Authority, NoiseConfig};
@@ -111,9 +111,10 @@ pub fn register_noisy_ciphertexts<G: PrimeOrderGroup, K: KeyService<G> + ?Sized>
 
 /// The data owner's and the authority's part of a noisy in-process run, after
 /// [`SecureTrainingSession::encrypt`] and before any key request: sets the authority's noise
-/// key, makes the shard domains of `input` noisy with `sigma` (coordinate range
-/// `2·pixel_bound`) and registers every image's `ct0` as the session's data owner. Returns the
-/// number of registered ciphertexts. The server then needs
+/// key and privacy budget (`None`: no budget; beyond it the authority refuses keys with
+/// [`CoordinatorError::PrivacyBudgetExceeded`]), makes the shard domains of `input` noisy with
+/// `sigma` (coordinate range `2·pixel_bound`) and registers every image's `ct0` as the
+/// session's data owner. Returns the number of registered ciphertexts. The server then needs
 /// [`SecureFirstLayer::with_noisy_keys`](crate::coordinator::secure_training::SecureFirstLayer::with_noisy_keys).
 ///
 /// # Errors
@@ -124,6 +125,7 @@ pub fn enable_noise<G: PrimeOrderGroup>(
     input: &EncryptedInput,
     sigma: DiscreteGaussian,
     key: NoiseKey,
+    budget: Option<PrivacyBudget>,
 ) -> Result<usize, SecureTrainingError> {
     let data = EncryptedDataset::load(session.group().clone(), &input.path)?;
     let range = data.header().pixel_bound.saturating_mul(2);
@@ -132,6 +134,7 @@ pub fn enable_noise<G: PrimeOrderGroup>(
             .lock()
             .map_err(|_| CoordinatorError::AuthorityUnavailable)?;
         a.set_noise_key(key);
+        a.set_privacy_budget(budget);
         make_domains_noisy(&mut a, &data.header().domains, sigma, range)?;
     }
     let owner =
