@@ -232,7 +232,7 @@ pub fn run<G: PrimeOrderGroup>(
         details.insert(format!("decrypt_len{n}_amortized_us"), six);
     }
 
-    // Issue 17's floors at the sizes the authors' prototype was measured at, on all threads
+    // The Z_p* floors at the sizes the authors' prototype was measured at, on all threads
     // (called from this thread, outside rayon's pool).
     let floors = all_thread_floors(&group, plan, &dlog, &mut rng, &pb)?;
     details.extend(floors);

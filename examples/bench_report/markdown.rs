@@ -487,7 +487,7 @@ fn fe_section(s: &mut String, r: &Report) {
             1,
         );
     }
-    // Issue 17's floors, at the authors' prototype's sizes, on all threads.
+    // The Z_p* floors, at the authors' prototype's sizes, on all threads.
     for (label, key, digits) in [
         (
             "Encrypt, n = 784, all threads, unprepared (ms)",
