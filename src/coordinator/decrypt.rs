@@ -14,7 +14,8 @@
 //! [placement](crate::coordinator::placement) — with `y = Σ_k t_k · 1_{S_k}`: `∏_{i ∈ S_k} ct_i`
 //! is a component of the aggregated plaintext `Σ_{i ∈ S_k} x_i`, so both forms give the same
 //! `g^{<x, y>}`. A [`DecryptionBases`] implementation says how to raise its bases to a key
-//! vector's terms and `ct0` to a key; [`vartime_decryption_element`] divides the two, and
+//! vector's terms and `ct0` to a key; [`vartime_decryption_element`] divides the two (in two
+//! halves when the numerator is computed before the key arrives: [`vartime_divide_by_key`]), and
 //! [`vartime_decrypt_columns`] does so for every (ciphertext, key) pair of a batch in parallel,
 //! then solves each ciphertext's discrete logs in one batch within its bound.
 //!
@@ -51,10 +52,28 @@ where
     T: ?Sized,
     P: DecryptionBases<G, T>,
 {
-    let mut num = prepared.vartime_numerator(group, terms);
+    let num = prepared.vartime_numerator(group, terms);
+    vartime_divide_by_key(group, prepared, num, key)
+}
+
+/// The second half of [`vartime_decryption_element`]: `numerator / ct0^{sk_y}` for a numerator
+/// `∏ b_k^{t_k}` computed beforehand, e.g. while the key service was deriving `sk_y` (the
+/// numerator depends only on the ciphertext and the public key vector).
+#[must_use]
+pub fn vartime_divide_by_key<G, T, P>(
+    group: &G,
+    prepared: &P,
+    mut numerator: G::Element,
+    key: &FunctionKey<G>,
+) -> G::Element
+where
+    G: PrimeOrderGroup,
+    T: ?Sized,
+    P: DecryptionBases<G, T>,
+{
     let den = prepared.vartime_ct0_exp(group, key.scalar());
-    group.div_assign(&mut num, &den);
-    num
+    group.div_assign(&mut numerator, &den);
+    numerator
 }
 
 /// Wall seconds spent in the two phases of [`vartime_decrypt_columns`].
@@ -268,5 +287,23 @@ mod tests {
             .iter()
             .flatten()
             .all(Result::is_err));
+
+        // In two halves (numerator first, key later): the same element, the same value; the
+        // numerator of one vector with the key of another does not decrypt to either value.
+        for (p, w) in prepared.iter().zip(&want) {
+            for (j, (y, k)) in ys.iter().zip(&keys).enumerate() {
+                let num = p.vartime_numerator(&g, &y[..]);
+                let split = vartime_divide_by_key::<_, [(usize, i64)], _>(&g, p, num, k);
+                assert_eq!(split, vartime_decryption_element(&g, p, &y[..], k));
+                assert_eq!(
+                    solver.vartime_solve_batch(&[split])[0].as_ref().ok(),
+                    Some(&w[j])
+                );
+                let other = &keys[(j + 1) % keys.len()];
+                let num = p.vartime_numerator(&g, &y[..]);
+                let wrong = vartime_divide_by_key::<_, [(usize, i64)], _>(&g, p, num, other);
+                assert_ne!(wrong, split);
+            }
+        }
     }
 }

@@ -13,7 +13,10 @@
 //!    `pq`: decryption gives `yq − pq`, so `eq = pq − yq`.
 //! 3. **Weight gradient.** Per image, the 150 key vectors `y_{f,a,b}` built from the image's
 //!    `dq` ([`geometry::gradient_outputs`]), one batched request for the batch, 196-term
-//!    products over `Bct`, batched discrete logs; the per-image `G_n` are summed exactly.
+//!    products over `Bct`, batched discrete logs; the per-image `G_n` are summed exactly. The
+//!    products depend only on the server's own `dq`, so they are computed while the key
+//!    service derives and audits the gradient keys (`rayon::join`); the keys then only divide
+//!    by `ct0^{sk}`.
 //!
 //! The per-image precomputation (decoded ciphertext, box products, fixed-base table of `ct0`)
 //! is built once per step and shared by the forward and gradient products. It does not depend
@@ -40,7 +43,9 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
-use crate::coordinator::decrypt::{vartime_decryption_element, DecryptionBases};
+use crate::coordinator::decrypt::{
+    vartime_decryption_element, vartime_divide_by_key, DecryptionBases,
+};
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{
     DomainId, FeboKeyItem, FeboKeyRequest, FeipKeyRequest, KeyVectorData,
@@ -80,7 +85,8 @@ pub struct SecureStats {
     pub fe_seconds: f64,
     /// Wall seconds waiting for the key service (key derivation, policy, audit), beyond the
     /// work that overlaps it (a batch's precomputation runs while its forward keys are
-    /// derived; that time is counted in `fe_seconds` only).
+    /// derived, the gradient products while the gradient keys are; that time is counted in
+    /// `fe_seconds` only).
     pub key_seconds: f64,
 }
 
@@ -691,6 +697,120 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         Ok(issued)
     }
 
+    /// Decrypts each image's own outputs `per_sample[n]` of the prepared batch (the gradient
+    /// pass), asking the key service for their keys (`refs`: `per_sample` flattened, `vectors`
+    /// their key vectors) while the numerators `∏ Bct^{coef}` are computed on the other
+    /// threads: they depend only on the server's own key vectors. Then as
+    /// [`decrypt`](Self::decrypt): `/ ct0^{sk}`, the padding shift, the discrete logs within
+    /// `bound`. The key service counts only for the time waited beyond the numerators.
+    #[allow(clippy::too_many_arguments)]
+    fn keys_while_multiplying(
+        &mut self,
+        domain: DomainId,
+        per_sample: &[Vec<LinearOutput>],
+        refs: &[&LinearOutput],
+        vectors: Vec<KeyVectorData>,
+        bound: u64,
+        layer: &'static str,
+        hint: &'static str,
+    ) -> Result<Vec<Vec<i64>>, SecureTrainingError> {
+        let (_, images) = self.prepared.as_ref().ok_or_else(|| {
+            SecureTrainingError::Parameters("internal: batch not prepared".into())
+        })?;
+        if images.len() != per_sample.len() {
+            return Err(SecureTrainingError::Parameters(format!(
+                "internal: {} prepared images for {} samples' outputs",
+                images.len(),
+                per_sample.len()
+            )));
+        }
+        let group = self.data.group();
+        let keys = &self.keys;
+        let mut stats = SecureStats::default();
+        let t = Instant::now();
+        let (issued, (numerators, multiplying)) = rayon::join(
+            || request_output_keys(keys, domain, refs, vectors, &mut stats),
+            || {
+                let t = Instant::now();
+                let numerators: Vec<Vec<G::Element>> = images
+                    .par_iter()
+                    .zip(per_sample)
+                    .map(|(img, outs)| {
+                        outs.iter()
+                            .filter(|o| !o.is_constant())
+                            .map(|o| img.vartime_numerator(group, recode(&o.box_terms).as_slice()))
+                            .collect()
+                    })
+                    .collect();
+                (numerators, t.elapsed().as_secs_f64())
+            },
+        );
+        let both = t.elapsed().as_secs_f64();
+        self.stats.fe_seconds += multiplying;
+        self.stats.key_seconds += (both - multiplying).max(0.0);
+        let issued = issued?;
+        self.stats.key_requests += stats.key_requests;
+        self.stats.feip_keys += stats.feip_keys;
+        // `issued` follows `refs` (= `per_sample` flattened): image n's keys start at the sum
+        // of the earlier images' output counts.
+        let mut starts = Vec::with_capacity(per_sample.len());
+        let mut next = 0;
+        for outs in per_sample {
+            starts.push(next..next + outs.len());
+            next += outs.len();
+        }
+        if next != issued.len() {
+            return Err(SecureTrainingError::Parameters(format!(
+                "internal: {} keys for {next} outputs",
+                issued.len()
+            )));
+        }
+        let t = Instant::now();
+        let powers = &self.powers;
+        let elements: Vec<Vec<G::Element>> = images
+            .par_iter()
+            .zip(numerators)
+            .zip(per_sample)
+            .zip(&starts)
+            .map(|(((img, nums), outs), range)| {
+                outs.iter()
+                    .zip(&issued[range.clone()])
+                    .filter_map(|(o, k)| k.as_ref().map(|k| (o, k)))
+                    .zip(nums)
+                    .map(|((o, k), num)| {
+                        let mut e =
+                            vartime_divide_by_key::<G, [(usize, Wnaf)], _>(group, img, num, k);
+                        powers.shift(group, &mut e, o.padding);
+                        e
+                    })
+                    .collect()
+            })
+            .collect();
+        self.stats.fe_seconds += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let table = &self.table;
+        let count = elements.iter().map(|e| e.len() as u64).sum::<u64>();
+        let results = elements
+            .par_iter()
+            .zip(per_sample)
+            .zip(&starts)
+            .map(|((elems, outs), range)| {
+                solve_shifted(
+                    table,
+                    elems,
+                    outs,
+                    &issued[range.clone()],
+                    bound,
+                    layer,
+                    hint,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.stats.dlog_seconds += t.elapsed().as_secs_f64();
+        self.stats.decryptions += count;
+        Ok(results)
+    }
+
     /// Decrypts, for each image `n` of the prepared batch, the outputs `outputs(n)` with keys
     /// `keys(n)`: `value = dlog(∏ Bct^{coef} / ct0^{sk} · g^{padding})`, each within `bound`.
     #[allow(clippy::too_many_arguments)]
@@ -1001,16 +1121,17 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
         if self.noisy {
             return self.noisy_conv_gradient(batch, domain, &per_sample, vectors, hint);
         }
-        let keys = self.keys_while_preparing(batch, domain, &refs, vectors)?;
-        let m = g.gradient_outputs_len();
-        let values = self.decrypt(
-            |s| &per_sample[s],
-            None,
-            |s| &keys[s * m..(s + 1) * m],
+        self.prepare(batch)?;
+        let values = self.keys_while_multiplying(
+            domain,
+            &per_sample,
+            &refs,
+            vectors,
             self.quant.gradient_bound,
             CONV_NAMES.gradient,
             hint,
         )?;
+        let m = g.gradient_outputs_len();
         let mut acc = vec![0i128; m];
         for v in &values {
             for (a, &x) in acc.iter_mut().zip(v) {
