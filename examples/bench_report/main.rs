@@ -102,6 +102,17 @@ struct Args {
     sections: Sections,
 }
 
+/// Whether `note` describes an earlier separate privacy run whose figures a `sections` run
+/// replaces (a throughput run keeps the curve's note, and the other way round).
+fn superseded(note: &str, sections: Sections) -> bool {
+    note.starts_with("privacy: measured apart")
+        && match sections {
+            Sections::PrivacyThroughput => note.contains("--sections privacy-throughput"),
+            Sections::PrivacyCurve => note.contains("--sections privacy-curve"),
+            Sections::All | Sections::Privacy => true,
+        }
+}
+
 /// The `--sections` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Sections {
@@ -571,6 +582,8 @@ fn privacy_only(
         .get_mut("notes")
         .and_then(serde_json::Value::as_array_mut)
     {
+        // The notes of earlier runs whose figures this run replaces go.
+        notes.retain(|n| !n.as_str().is_some_and(|n| superseded(n, args.sections)));
         notes.push(note.into());
     } else {
         obj.insert("notes".into(), serde_json::json!([note]));
