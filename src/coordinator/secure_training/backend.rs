@@ -787,24 +787,40 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
             })
             .collect();
         self.stats.fe_seconds += t.elapsed().as_secs_f64();
+        self.solve_images(
+            &elements,
+            |n| &per_sample[n],
+            |n| &issued[starts[n].clone()],
+            bound,
+            layer,
+            hint,
+        )
+    }
+
+    /// The discrete logs of each image's elements, already shifted by their padding terms
+    /// (`elements[n]` for the outputs of `outputs(n)` that have a key in `keys(n)`), within
+    /// `bound`; timed and counted in the stats.
+    fn solve_images<'o, O, Q>(
+        &mut self,
+        elements: &[Vec<G::Element>],
+        outputs: O,
+        keys: Q,
+        bound: u64,
+        layer: &'static str,
+        hint: &'static str,
+    ) -> Result<Vec<Vec<i64>>, SecureTrainingError>
+    where
+        O: Fn(usize) -> &'o [LinearOutput] + Sync,
+        Q: Fn(usize) -> &'o [Option<FunctionKey<G>>] + Sync,
+    {
         let t = Instant::now();
         let table = &self.table;
         let count = elements.iter().map(|e| e.len() as u64).sum::<u64>();
+        // Stops at the first image with a value out of range (rayon short-circuits).
         let results = elements
             .par_iter()
-            .zip(per_sample)
-            .zip(&starts)
-            .map(|((elems, outs), range)| {
-                solve_shifted(
-                    table,
-                    elems,
-                    outs,
-                    &issued[range.clone()],
-                    bound,
-                    layer,
-                    hint,
-                )
-            })
+            .enumerate()
+            .map(|(n, elems)| solve_shifted(table, elems, outputs(n), keys(n), bound, layer, hint))
             .collect::<Result<Vec<_>, _>>()?;
         self.stats.dlog_seconds += t.elapsed().as_secs_f64();
         self.stats.decryptions += count;
@@ -870,18 +886,7 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecureFirstLayer<G, K> {
             })
             .collect();
         self.stats.fe_seconds += t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let table = &self.table;
-        let count = elements.iter().map(|e| e.len() as u64).sum::<u64>();
-        // Stops at the first image with a value out of range (rayon short-circuits).
-        let results = elements
-            .par_iter()
-            .enumerate()
-            .map(|(n, elems)| solve_shifted(table, elems, outputs(n), keys(n), bound, layer, hint))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.stats.dlog_seconds += t.elapsed().as_secs_f64();
-        self.stats.decryptions += count;
-        Ok(results)
+        self.solve_images(&elements, outputs, keys, bound, layer, hint)
     }
 
     /// The forward outputs `z: [batch, outputs]` (row-major) for the encoded weights
