@@ -143,9 +143,18 @@ fn run() -> anyhow::Result<ExitCode> {
             "--noise-sigma blurs the first layer's integer values: use --mode secure or quantized"
         );
     }
-    let mnist = Mnist::load(&args.data)?;
-    let train_set = mnist.train.take(train_size, "training")?;
-    let test_set = mnist.test.take(args.train.test_size, "test")?;
+    let Mnist { train, test } = Mnist::load(&args.data)?;
+    let full_train_len = train.len();
+    // Keep one copy of the images: the subsets asked for (the whole set is moved, not copied).
+    let subset = |set: Dataset, n: usize, name: &'static str| {
+        if n == set.len() {
+            Ok(set)
+        } else {
+            set.take(n, name)
+        }
+    };
+    let train_set = subset(train, train_size, "training")?;
+    let test_set = subset(test, args.train.test_size, "test")?;
     println!(
         "LeNet-5 on MNIST: mode {mode}, {} training / {} test images, {} epochs, batch {}, lr {}, \
          momentum {}, seed {}, {} threads",
@@ -158,7 +167,7 @@ fn run() -> anyhow::Result<ExitCode> {
         cfg.seed,
         rayon::current_num_threads()
     );
-    if train_set.len() < mnist.train.len() {
+    if train_set.len() < full_train_len {
         println!(
             "(a subset; full training: cargo run --release --example train_lenet -- \
              --mode {mode} --epochs 2 --train-size 60000 --test-size 10000)"
@@ -188,7 +197,7 @@ fn run() -> anyhow::Result<ExitCode> {
     let (report, extra) = if let (Mode::Secure, Some(labels)) = (mode, &labels) {
         let secure = SecureRun {
             cfg: &cfg,
-            train: &train_set,
+            train: Some(train_set),
             test: &test_set,
             labels,
             authority_dir: &args.authority_dir,
@@ -307,7 +316,9 @@ fn check_apart(cache: &Path, authority: &Path, labels: &Path) -> anyhow::Result<
 /// Everything secure mode needs besides the group.
 struct SecureRun<'a> {
     cfg: &'a TrainConfig,
-    train: &'a Dataset,
+    /// The data owner's plaintext training images: encrypted, then dropped (the server trains
+    /// on the ciphertexts, so memory does not hold the images during training).
+    train: Option<Dataset>,
     test: &'a Dataset,
     labels: &'a LabelPermutation,
     authority_dir: &'a Path,
@@ -323,7 +334,7 @@ struct SecureRun<'a> {
 
 impl SecureRun<'_> {
     fn run<G: PrimeOrderGroup>(
-        &self,
+        mut self,
         group: G,
         start: TrainStart,
         observer: &mut dyn TrainObserver,
@@ -348,8 +359,13 @@ impl SecureRun<'_> {
         // encrypt once (with its own π) or reuse the cached file.
         let labels = self.labels;
         let params = EncryptionParams::new(&cfg.quant, cfg.normalization, cfg.batch_size);
-        let source = MnistSamples::new(self.train, labels, &params)?;
-        let bar = ProgressBar::new(self.train.len() as u64);
+        let train = self
+            .train
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("internal: the training set is already encrypted"))?;
+        let train_len = train.len();
+        let source = MnistSamples::new(&train, labels, &params)?;
+        let bar = ProgressBar::new(train_len as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "encrypting [{bar:30.cyan/blue}] {pos:>6}/{len} {per_sec} ETA {eta}",
@@ -361,6 +377,8 @@ impl SecureRun<'_> {
             bar.set_position(done as u64)
         })?;
         bar.finish_and_clear();
+        // The data owner's plaintext is not needed once encrypted (`source` borrowed it).
+        drop(train);
         if let Some(sigma) = self.noise {
             let key = training_noise_key(cfg.seed);
             let n = enable_noise(&session, &authority, &input, sigma, key, self.budget)?;
@@ -454,7 +472,7 @@ impl SecureRun<'_> {
         }
         .to_map();
         if let Some(sigma) = self.noise {
-            extra.extend(privacy_summary(&authority, sigma, self.train.len())?);
+            extra.extend(privacy_summary(&authority, sigma, train_len)?);
         }
         if self.predict > 0 {
             let p = self.secure_predictions(&group, &authority, model, table, labels)?;

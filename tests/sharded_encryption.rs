@@ -5,8 +5,10 @@
 //! authority's keys fails the key check; a truncated part fails its load; a part changed after
 //! the load stops training with an error that names the part's file and the shard.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptonn::coordinator::secure_training::encrypted_dataset::{
@@ -14,10 +16,12 @@ use cryptonn::coordinator::secure_training::encrypted_dataset::{
 };
 use cryptonn::coordinator::secure_training::{
     create_shard_domains, register_label_commitments, EncryptedDataset, EncryptionParams,
-    MnistSamples, SecureFirstLayer, SecureTrainingError,
+    MnistSamples, SecureFirstLayer, SecureTrainingError, ShardPublicKeys,
 };
 use cryptonn::coordinator::RequesterId;
-use cryptonn::coordinator::{Authority, DomainAccess, DomainPublicKey, InProcessKeyService};
+use cryptonn::coordinator::{
+    Authority, DomainAccess, DomainId, DomainPublicKey, InProcessKeyService,
+};
 use cryptonn::fe::dlog::BabyStepTable;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{Dataset, LabelPermutation, Mnist, CLASSES};
@@ -321,4 +325,96 @@ fn a_part_changed_after_the_load_stops_training_naming_the_shard() {
         Err(SecureTrainingError::Corrupt { .. })
     ));
     let _ = std::fs::remove_dir_all(d);
+}
+
+/// Shard keys fetched one at a time from the authority (as the session's encryption does),
+/// counting the fetches.
+struct FetchedKeys<'a> {
+    authority: &'a Mutex<Authority<Ristretto255>>,
+    domains: Vec<DomainId>,
+    fetches: AtomicUsize,
+}
+
+impl ShardPublicKeys<Ristretto255> for FetchedKeys<'_> {
+    fn len(&self) -> usize {
+        self.domains.len()
+    }
+    fn domain(&self, k: usize) -> DomainId {
+        self.domains[k]
+    }
+    fn sha256(&self, _group: &Ristretto255, k: usize) -> Result<[u8; 32], SecureTrainingError> {
+        let a = self.authority.lock().expect("authority");
+        Ok(a.public_key_sha256(self.domains[k])?)
+    }
+    fn public_key(
+        &self,
+        k: usize,
+    ) -> Result<Cow<'_, DomainPublicKey<Ristretto255>>, SecureTrainingError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        let a = self.authority.lock().expect("authority");
+        Ok(Cow::Owned(a.public_key(self.domains[k])?))
+    }
+}
+
+#[test]
+fn authority_keeps_digests_and_the_encryption_fetches_each_shard_key_once() {
+    const MANY: usize = 16 * SHARD;
+    let cfg = config();
+    let mut authority = Authority::from_seed(Ristretto255, [9; 32]);
+    let params = EncryptionParams::new(&cfg.quant, cfg.normalization, SHARD);
+    let access = DomainAccess::new(RequesterId::new("owner"), RequesterId::new("server"));
+    let domains = create_shard_domains(&mut authority, MANY, &params, &access).expect("domains");
+    // The authority's digest is that of the key it derives again, every time the same.
+    for &d in &domains[..3] {
+        let pk = authority.public_key(d).expect("public key");
+        assert_eq!(
+            authority.public_key_sha256(d).expect("digest"),
+            pk.sha256(&Ristretto255)
+        );
+        let again = authority.public_key(d).expect("public key");
+        assert_eq!(again.sha256(&Ristretto255), pk.sha256(&Ristretto255));
+    }
+    // A closed domain has neither a key nor a digest any more.
+    let closed = domains[domains.len() - 1];
+    let authority = Mutex::new(authority);
+    let keys = FetchedKeys {
+        authority: &authority,
+        domains: domains.clone(),
+        fetches: AtomicUsize::new(0),
+    };
+    let train = mnist().train.take(MANY, "training").expect("subset");
+    let labels = LabelPermutation::from_seed(cfg.seed, CLASSES);
+    let path = dir("fetched").join("fetched.cnnenc");
+    let header = encrypt_to_file(
+        &Ristretto255,
+        &train,
+        &labels,
+        &keys,
+        &params,
+        &path,
+        &|_| {},
+    )
+    .expect("encrypt");
+    assert_eq!(keys.fetches.load(Ordering::SeqCst), domains.len());
+    assert_eq!(header.domains, domains);
+    drop(keys);
+    // The file's keys check against the authority's digests (what a server does at load).
+    let data = EncryptedDataset::load(Ristretto255, &path).expect("load");
+    let shared = Arc::new(authority);
+    let server = InProcessKeyService::new(Arc::clone(&shared), RequesterId::new("server"));
+    data.verify_keys(&server).expect("the keys match");
+    shared
+        .lock()
+        .expect("authority")
+        .close_domain(closed)
+        .expect("close");
+    let a = shared.lock().expect("authority");
+    assert!(a.public_key(closed).is_err());
+    assert!(a.public_key_sha256(closed).is_err());
+    drop(a);
+    assert!(matches!(
+        data.verify_keys(&server),
+        Err(SecureTrainingError::WrongKey { .. })
+    ));
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }

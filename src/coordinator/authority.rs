@@ -7,6 +7,15 @@
 //! ciphertexts of another, so domains separate clients, datasets or training mini-batches.
 //! Creating a domain costs `n` fixed-base exponentiations (about 12 µs each on Ristretto255).
 //!
+//! **Memory flat in the number of domains.** A domain keeps no key material: its master secret
+//! keys and public key are derived again from the seed (below) whenever a request needs them,
+//! held for that request only, and zeroized when dropped. What a domain keeps is its
+//! configuration, policy state, binding and the 32-byte SHA-256 of its public key
+//! ([`DomainPublicKey::sha256`], [`Authority::public_key_sha256`]): a few hundred bytes, so an
+//! authority with thousands of per-shard domains stays small. Deriving the secrets again costs
+//! `n + 1` scalar draws per request; a public key costs the `n` exponentiations again
+//! ([`Authority::public_key`]), which is why a server checking many domains compares digests.
+//!
 //! For every batch of key vectors the authority
 //! 1. validates each vector (length, bound `|y_i| <= Y`, sparse index order),
 //! 2. asks the domain's [`KeyPolicy`] for a verdict on the whole batch,
@@ -31,9 +40,10 @@
 //!   high-water mark beside the seed), and a persistent authority draws a fresh random epoch
 //!   at every start, so even a state directory rolled back to an older copy never creates
 //!   the same key twice;
-//! - closing or rotating a domain drops (and zeroizes) its master secret keys and the derived
-//!   stream seed; the authority keeps no generator state from which they could be recomputed
-//!   except the seed itself.
+//! - the master secret keys live only while a request of an active domain is served (then
+//!   they and the derived stream seed are zeroized); once a domain is closed or rotated the
+//!   authority never derives them again. It keeps no generator state from which they could be
+//!   recomputed except the seed itself.
 //!
 //! **Forward secrecy holds only against a reader of the authority's memory who does not also
 //! obtain the seed** (in memory, or the `master-seed` file): whoever holds the seed and the
@@ -69,7 +79,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
@@ -88,8 +98,8 @@ use crate::coordinator::messages::{
 use crate::coordinator::policy::{DefaultPolicy, KeyPolicy, PolicyConfig, Verdict};
 use crate::fe::discrete_gaussian::NoiseKey;
 use crate::fe::error::FeError;
-use crate::fe::febo::{Febo, FeboMasterSecretKey, FeboParams, FeboPublicKey};
-use crate::fe::feip::{Feip, FeipParams, MasterPublicKey, MasterSecretKey};
+use crate::fe::febo::{Febo, FeboMasterSecretKey, FeboParams};
+use crate::fe::feip::{Feip, FeipParams, MasterSecretKey};
 use crate::fe::group::PrimeOrderGroup;
 
 mod noisy;
@@ -135,7 +145,7 @@ impl DomainConfig {
     }
 }
 
-/// The secrets of an active domain (erased on rotation or closing).
+/// The secrets of an active domain, derived from the seed for one request (zeroized on drop).
 struct DomainSecrets<G: PrimeOrderGroup> {
     feip: MasterSecretKey<G>,
     febo: Option<FeboMasterSecretKey<G>>,
@@ -145,15 +155,18 @@ struct Domain<G: PrimeOrderGroup> {
     config: DomainConfig,
     feip: Feip<G>,
     febo: Option<Febo<G>>,
-    mpk: MasterPublicKey<G>,
-    febo_pk: Option<FeboPublicKey<G>>,
-    secrets: Option<DomainSecrets<G>>,
+    /// The key epoch the domain was created in (with the id, the input of its key stream).
+    epoch: u64,
+    /// SHA-256 of the public key ([`DomainPublicKey::sha256`]).
+    public_key_sha256: [u8; 32],
     policy: Box<dyn KeyPolicy>,
     status: DomainStatus,
     /// Who may use the domain; `None`: an unbound in-process domain (any requester).
     access: Option<DomainAccess>,
-    /// SHA-256 of the canonical encoding of every FEBO commitment its owner registered.
-    registered: HashSet<[u8; 32]>,
+    /// SHA-256 of the canonical encoding of every FEBO commitment its owner registered,
+    /// sorted and without duplicates: 32 bytes each and nothing more (a shard's 160 label
+    /// commitments take 5 KB), looked up by binary search.
+    registered: Vec<[u8; 32]>,
     /// For a noisy domain: sigma, the sensitivity model and the registered ciphertexts.
     noisy: Option<noisy::NoisyState>,
     /// Whether the domain has issued a plain FEIP key (it can then no longer become noisy).
@@ -231,6 +244,12 @@ impl<G: PrimeOrderGroup> DomainFactory<G> {
         self.epoch
     }
 
+    /// The key stream of domain `id` created in `epoch`.
+    fn stream(&self, id: DomainId, epoch: u64) -> ChaCha20Rng {
+        let seed = domain_stream_seed(&self.seed, self.group.id().to_byte(), id.0, epoch);
+        ChaCha20Rng::from_seed(*seed)
+    }
+
     /// Derives domain `id`'s secrets and public keys (`n` fixed-base exponentiations): under
     /// the default policy of `config.policy` when `policy` is `None`.
     pub(crate) fn prepare(
@@ -239,18 +258,13 @@ impl<G: PrimeOrderGroup> DomainFactory<G> {
         config: DomainConfig,
         policy: Option<Box<dyn KeyPolicy>>,
     ) -> PreparedDomain<G> {
-        let stream = domain_stream_seed(&self.seed, self.group.id().to_byte(), id.0, self.epoch);
-        let mut rng = ChaCha20Rng::from_seed(*stream);
+        let mut rng = self.stream(id, self.epoch);
         let feip = Feip::new(self.group.clone(), config.feip);
-        let (msk, mpk) = feip.setup(&mut rng);
-        let (febo, febo_msk, febo_pk) = match config.febo {
-            Some(p) => {
-                let febo = Febo::new(self.group.clone(), p);
-                let (sk, pk) = febo.setup(&mut rng);
-                (Some(febo), Some(sk), Some(pk))
-            }
-            None => (None, None, None),
-        };
+        let febo = config.febo.map(|p| Febo::new(self.group.clone(), p));
+        let secrets = draw_secrets(&feip, febo.as_ref(), &mut rng);
+        let public_key_sha256 =
+            public_key_of(id, &config, &feip, febo.as_ref(), &secrets).sha256(&self.group);
+        drop(secrets);
         let policy = policy.unwrap_or_else(|| {
             Box::new(DefaultPolicy::new(config.policy, config.feip.n(), &mut rng))
         });
@@ -263,20 +277,50 @@ impl<G: PrimeOrderGroup> DomainFactory<G> {
                 config,
                 feip,
                 febo,
-                mpk,
-                febo_pk,
-                secrets: Some(DomainSecrets {
-                    feip: msk,
-                    febo: febo_msk,
-                }),
+                epoch: self.epoch,
+                public_key_sha256,
                 policy,
                 status: DomainStatus::Active,
                 access: None,
-                registered: HashSet::new(),
+                registered: Vec::new(),
                 noisy: None,
                 plain_keys_issued: false,
             },
         }
+    }
+}
+
+/// The domain's master secret keys: the first draws of its key stream (`n` scalars for FEIP,
+/// then one for FEBO), as [`Feip::setup`] and [`Febo::setup`] draw them.
+fn draw_secrets<G: PrimeOrderGroup>(
+    feip: &Feip<G>,
+    febo: Option<&Febo<G>>,
+    rng: &mut ChaCha20Rng,
+) -> DomainSecrets<G> {
+    let feip_msk = feip.setup_secret(rng);
+    let febo_msk = febo.map(|f| f.setup_secret(rng));
+    DomainSecrets {
+        feip: feip_msk,
+        febo: febo_msk,
+    }
+}
+
+/// The public key of the secrets `secrets` of domain `id`.
+fn public_key_of<G: PrimeOrderGroup>(
+    id: DomainId,
+    config: &DomainConfig,
+    feip: &Feip<G>,
+    febo: Option<&Febo<G>>,
+    secrets: &DomainSecrets<G>,
+) -> DomainPublicKey<G> {
+    let febo_pk = febo
+        .zip(secrets.febo.as_ref())
+        .map(|(f, sk)| f.public_key_of(sk));
+    DomainPublicKey {
+        domain: id,
+        feip_params: config.feip,
+        feip: feip.public_key_of(&secrets.feip),
+        febo: config.febo.zip(febo_pk),
     }
 }
 
@@ -561,10 +605,12 @@ impl<G: PrimeOrderGroup> Authority<G> {
         let Some(d) = self.domains.get_mut(&id) else {
             return 0;
         };
-        digests
-            .into_iter()
-            .filter(|h| d.registered.insert(*h))
-            .count()
+        let before = d.registered.len();
+        d.registered.extend(digests);
+        d.registered.sort_unstable();
+        d.registered.dedup();
+        d.registered.shrink_to_fit();
+        d.registered.len() - before
     }
 
     /// Binds an existing domain to `access` (journal replay of
@@ -631,15 +677,42 @@ impl<G: PrimeOrderGroup> Authority<G> {
     /// [`CoordinatorError::UnknownDomain`]; [`CoordinatorError::DomainRotated`] or
     /// [`CoordinatorError::DomainClosed`] for a domain that no longer issues keys (encrypting
     /// under it would be pointless).
+    ///
+    /// The key is derived again from the seed (`n` fixed-base exponentiations, in parallel):
+    /// the authority keeps only its digest ([`public_key_sha256`](Self::public_key_sha256)).
     pub fn public_key(&self, id: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError> {
         let d = self.domain(id)?;
+        let secrets = self.secrets(id, d)?;
+        Ok(public_key_of(
+            id,
+            &d.config,
+            &d.feip,
+            d.febo.as_ref(),
+            &secrets,
+        ))
+    }
+
+    /// SHA-256 of the public key of an active domain ([`DomainPublicKey::sha256`]), kept since
+    /// its creation: how a server checks many domains' keys without deriving them.
+    ///
+    /// # Errors
+    /// As [`public_key`](Self::public_key).
+    pub fn public_key_sha256(&self, id: DomainId) -> Result<[u8; 32], CoordinatorError> {
+        let d = self.domain(id)?;
         Self::status_error(id, d.status)?;
-        Ok(DomainPublicKey {
-            domain: id,
-            feip_params: d.config.feip,
-            feip: d.mpk.clone(),
-            febo: d.config.febo.zip(d.febo_pk.clone()),
-        })
+        Ok(d.public_key_sha256)
+    }
+
+    /// The master secret keys of an active domain, derived again from the seed for one request
+    /// (zeroized when dropped). A rotated or closed domain's are never derived again.
+    fn secrets(&self, id: DomainId, d: &Domain<G>) -> Result<DomainSecrets<G>, CoordinatorError> {
+        Self::status_error(id, d.status)?;
+        let mut rng = self.domain_factory_in(d.epoch).stream(id, d.epoch);
+        let secrets = draw_secrets(&d.feip, d.febo.as_ref(), &mut rng);
+        // Overwrite the stream's state in place (ChaCha20Rng has no zeroizing drop).
+        rng = ChaCha20Rng::from_seed([0u8; 32]);
+        std::hint::black_box(&mut rng);
+        Ok(secrets)
     }
 
     /// Retires an active domain and creates its successor (same parameters, binding and policy
@@ -687,7 +760,6 @@ impl<G: PrimeOrderGroup> Authority<G> {
         }
         if let Some(d) = self.domains.get_mut(&id) {
             d.status = DomainStatus::Rotated { successor };
-            d.secrets = None;
         }
         Ok(())
     }
@@ -702,7 +774,6 @@ impl<G: PrimeOrderGroup> Authority<G> {
             .domains
             .get_mut(&id)
             .ok_or(CoordinatorError::UnknownDomain(id))?;
-        d.secrets = None;
         if d.status == DomainStatus::Active {
             d.status = DomainStatus::Closed;
         }
@@ -829,17 +900,14 @@ impl<G: PrimeOrderGroup> Authority<G> {
             .get_mut(&id)
             .ok_or(CoordinatorError::UnknownDomain(id))?;
         d.plain_keys_issued = true;
-        let secrets = d
-            .secrets
-            .as_ref()
-            .ok_or(CoordinatorError::DomainClosed(id))?;
+        let d = self.domain(id)?;
+        let secrets = self.secrets(id, d)?;
         // Each key and its audit record's key part (the vector's SHA-256) are independent of
         // the others: both are computed in parallel; only the appends (the hash chain) are
         // serial, and they are committed before any key is returned.
-        let audit = &self.audit;
+        let (audit, feip) = (&self.audit, &d.feip);
         let derive = |v: &SparseKeyVector| {
-            d.feip
-                .derive_key_sparse(&secrets.feip, v.terms())
+            feip.derive_key_sparse(&secrets.feip, v.terms())
                 .map(|k| (k, audit.feip_key(v)))
         };
         let derived = if vectors.len() >= PARALLEL_DERIVE_MIN {
@@ -940,18 +1008,15 @@ impl<G: PrimeOrderGroup> Authority<G> {
         let (true, Some(params)) = (d.febo.is_some(), d.config.febo) else {
             return Err(CoordinatorError::FeboDisabled(id));
         };
-        if d.secrets.as_ref().and_then(|s| s.febo.as_ref()).is_none() {
-            return Err(CoordinatorError::DomainClosed(id));
-        }
         Self::check_requester(d, id, requester)?;
         if request.items.is_empty() {
             return Err(CoordinatorError::Empty("FEBO key request without items"));
         }
-        if let Some(index) = request
-            .items
-            .iter()
-            .position(|item| !d.registered.contains(&commitment_digest(&item.commitment)))
-        {
+        if let Some(index) = request.items.iter().position(|item| {
+            d.registered
+                .binary_search(&commitment_digest(&item.commitment))
+                .is_err()
+        }) {
             let item = &request.items[index];
             let key = AuditedKey::Febo {
                 op: item.op.to_byte(),
@@ -966,10 +1031,8 @@ impl<G: PrimeOrderGroup> Authority<G> {
             return Err(CoordinatorError::UnregisteredCommitment { domain: id, index });
         }
         let d = self.domain(id)?;
-        let (Some(febo), Some(msk)) = (
-            d.febo.as_ref(),
-            d.secrets.as_ref().and_then(|s| s.febo.as_ref()),
-        ) else {
+        let secrets = self.secrets(id, d)?;
+        let (Some(febo), Some(msk)) = (d.febo.as_ref(), secrets.febo.as_ref()) else {
             return Err(CoordinatorError::DomainClosed(id));
         };
         let keys = request

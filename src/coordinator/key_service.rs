@@ -33,6 +33,16 @@ pub trait KeyService<G: PrimeOrderGroup>: Send + Sync {
     /// As [`Authority::public_key`], plus transport errors of the implementation.
     fn public_key(&self, domain: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError>;
 
+    /// SHA-256 of an active domain's public key ([`DomainPublicKey::sha256`]). By default the
+    /// key is fetched and hashed; an in-process service answers from the authority's digest
+    /// without deriving the key.
+    ///
+    /// # Errors
+    /// As [`public_key`](Self::public_key).
+    fn public_key_sha256(&self, group: &G, domain: DomainId) -> Result<[u8; 32], CoordinatorError> {
+        Ok(self.public_key(domain)?.sha256(group))
+    }
+
     /// One FEIP function key per vector of the request (all or none).
     ///
     /// # Errors
@@ -94,6 +104,9 @@ impl<G: PrimeOrderGroup, K: KeyService<G> + ?Sized> KeyService<G> for Arc<K> {
     }
     fn public_key(&self, domain: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError> {
         (**self).public_key(domain)
+    }
+    fn public_key_sha256(&self, group: &G, domain: DomainId) -> Result<[u8; 32], CoordinatorError> {
+        (**self).public_key_sha256(group, domain)
     }
     fn feip_keys(&self, request: &FeipKeyRequest) -> Result<FeipKeyResponse<G>, CoordinatorError> {
         (**self).feip_keys(request)
@@ -161,6 +174,13 @@ impl<G: PrimeOrderGroup> KeyService<G> for InProcessKeyService<G> {
     }
     fn public_key(&self, domain: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError> {
         self.lock()?.public_key(domain)
+    }
+    fn public_key_sha256(
+        &self,
+        _group: &G,
+        domain: DomainId,
+    ) -> Result<[u8; 32], CoordinatorError> {
+        self.lock()?.public_key_sha256(domain)
     }
     fn feip_keys(&self, request: &FeipKeyRequest) -> Result<FeipKeyResponse<G>, CoordinatorError> {
         self.lock()?.issue_feip_keys(&self.requester, request)

@@ -331,6 +331,37 @@ pub struct DomainPublicKey<G: PrimeOrderGroup> {
     pub febo: Option<(FeboParams, FeboPublicKey<G>)>,
 }
 
+impl<G: PrimeOrderGroup> DomainPublicKey<G> {
+    /// SHA-256 of the key's canonical encoding: a domain-separation tag, the group, the
+    /// domain id, the FEIP parameters and elements, and the FEBO bounds and element if any.
+    /// The authority keeps this digest of every domain (32 bytes, instead of the `n`
+    /// elements), and an encrypted dataset records it per shard.
+    #[must_use]
+    pub fn sha256(&self, group: &G) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"cryptonn/shard-public-key/v1");
+        h.update([group.id().to_byte()]);
+        h.update(self.domain.0.to_le_bytes());
+        let p = self.feip_params;
+        for v in [p.n() as u64, p.x_bound(), p.y_bound()] {
+            h.update(v.to_le_bytes());
+        }
+        for e in self.feip.elements() {
+            h.update(group.element_to_bytes(e));
+        }
+        if let Some((fp, fk)) = &self.febo {
+            h.update([1]);
+            h.update(fp.x_bound().to_le_bytes());
+            h.update(fp.y_bound().to_le_bytes());
+            h.update(group.element_to_bytes(fk.element()));
+        } else {
+            h.update([0]);
+        }
+        h.finalize().into()
+    }
+}
+
 /// The state of a key domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DomainStatus {

@@ -919,6 +919,14 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
         self.authority.public_key(id)
     }
 
+    /// SHA-256 of an active domain's public key, as [`Authority::public_key_sha256`].
+    ///
+    /// # Errors
+    /// As [`Authority::public_key_sha256`].
+    pub fn public_key_sha256(&self, id: DomainId) -> Result<[u8; 32], CoordinatorError> {
+        self.authority.public_key_sha256(id)
+    }
+
     /// Issues FEIP keys as [`Authority::issue_feip_keys`]. The request is validated first;
     /// for a domain whose policy tracks the rank, the validated batch is journaled before it
     /// is reviewed, and a rotation the review causes is journaled after it.

@@ -76,7 +76,7 @@ pub use encrypted_dataset::{
     create_feature_domains, create_shard_domains, encrypt_or_reuse, encrypt_part_or_reuse,
     encrypt_samples_or_reuse, sweep_stale_temp_files, DataLayout, DatasetPart, DatasetSamples,
     EncodedSamples, EncryptedDataset, EncryptedDatasetHeader, EncryptionParams, MnistSamples,
-    StaleTempFile,
+    ShardPublicKeys, StaleTempFile,
 };
 pub use error::SecureTrainingError;
 pub use geometry::{ConvGeometry, FirstLayerGeometry, LinearGeometry};

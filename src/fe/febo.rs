@@ -266,9 +266,24 @@ impl<G: PrimeOrderGroup> Febo<G> {
         &self,
         rng: &mut R,
     ) -> (FeboMasterSecretKey<G>, FeboPublicKey<G>) {
-        let s = self.group.random_scalar(rng);
-        let h = self.group.exp_generator(&s);
-        (FeboMasterSecretKey { s }, FeboPublicKey { h })
+        let msk = self.setup_secret(rng);
+        let pk = self.public_key_of(&msk);
+        (msk, pk)
+    }
+
+    /// The secret half of [`setup`](Self::setup): the same draw from `rng`, no public key.
+    pub fn setup_secret<R: CryptoRngCore + ?Sized>(&self, rng: &mut R) -> FeboMasterSecretKey<G> {
+        FeboMasterSecretKey {
+            s: self.group.random_scalar(rng),
+        }
+    }
+
+    /// The public half of [`setup`](Self::setup): `h = g^s`.
+    #[must_use]
+    pub fn public_key_of(&self, msk: &FeboMasterSecretKey<G>) -> FeboPublicKey<G> {
+        FeboPublicKey {
+            h: self.group.exp_generator(&msk.s),
+        }
     }
 
     /// Encrypt: `r ← Z_q`, `cmt = g^r`, `ct = h^r g^x`.

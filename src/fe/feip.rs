@@ -383,11 +383,32 @@ impl<G: PrimeOrderGroup> Feip<G> {
         &self,
         rng: &mut R,
     ) -> (MasterSecretKey<G>, MasterPublicKey<G>) {
-        let s: Vec<G::Scalar> = (0..self.params.n)
-            .map(|_| self.group.random_scalar(rng))
-            .collect();
-        let h = s.iter().map(|si| self.group.exp_generator(si)).collect();
-        (MasterSecretKey { s }, MasterPublicKey { h })
+        let msk = self.setup_secret(rng);
+        let mpk = self.public_key_of(&msk);
+        (msk, mpk)
+    }
+
+    /// The secret half of [`setup`](Self::setup): the same `n` draws from `rng`, no public key.
+    /// For an issuer that keeps only a seed and derives the key again when it needs it.
+    pub fn setup_secret<R: CryptoRngCore + ?Sized>(&self, rng: &mut R) -> MasterSecretKey<G> {
+        MasterSecretKey {
+            s: (0..self.params.n)
+                .map(|_| self.group.random_scalar(rng))
+                .collect(),
+        }
+    }
+
+    /// The public half of [`setup`](Self::setup): `h_i = g^{s_i}` (`n` constant-time fixed-base
+    /// exponentiations, in parallel).
+    #[must_use]
+    pub fn public_key_of(&self, msk: &MasterSecretKey<G>) -> MasterPublicKey<G> {
+        MasterPublicKey {
+            h: msk
+                .s
+                .par_iter()
+                .map(|si| self.group.exp_generator(si))
+                .collect(),
+        }
     }
 
     /// Builds constant-time fixed-base tables for every `h_i` (one-off cost, then

@@ -340,10 +340,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
         let now = (self.clock)();
         self.review_batch(requester, id, &vectors, now)?;
         let d = self.domain(id)?;
-        let secrets = d
-            .secrets
-            .as_ref()
-            .ok_or(CoordinatorError::DomainClosed(id))?;
+        let secrets = self.secrets(id, d)?;
         let params = d.config.feip;
         // The public bound that fixes the time of g^{−e}: 64σ covers every sample but with
         // probability below 2^-2900.

@@ -346,29 +346,92 @@ pub fn create_feature_domains<G: PrimeOrderGroup>(
 /// element), as lowercase hex.
 #[must_use]
 pub fn public_key_digest<G: PrimeOrderGroup>(group: &G, pk: &DomainPublicKey<G>) -> String {
-    let mut h = Sha256::new();
-    h.update(b"cryptonn/shard-public-key/v1");
-    h.update([group.id().to_byte()]);
-    h.update(pk.domain.0.to_le_bytes());
-    let p = pk.feip_params;
-    for v in [p.n() as u64, p.x_bound(), p.y_bound()] {
-        h.update(v.to_le_bytes());
-    }
-    for e in pk.feip.elements() {
-        h.update(group.element_to_bytes(e));
-    }
-    if let Some((fp, fk)) = &pk.febo {
-        h.update([1]);
-        h.update(fp.x_bound().to_le_bytes());
-        h.update(fp.y_bound().to_le_bytes());
-        h.update(group.element_to_bytes(fk.element()));
-    } else {
-        h.update([0]);
-    }
-    hex(&h.finalize())
+    hex(&pk.sha256(group))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The shard domains' public keys of one encryption, `len()` of them in shard order: the ids
+/// and digests that the file's header lists come first, and each key only when its shard is
+/// encrypted. A slice or vector of keys is one; a data owner with many shards can instead
+/// fetch each key from its authority when its window is encrypted
+/// ([`SecureTrainingSession::encrypt`](crate::coordinator::secure_training::SecureTrainingSession::encrypt)
+/// does), so memory holds a window of keys, not all of them.
+pub trait ShardPublicKeys<G: PrimeOrderGroup>: Sync {
+    /// How many shard keys.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Shard `k`'s domain.
+    fn domain(&self, k: usize) -> DomainId;
+    /// SHA-256 of shard `k`'s public key ([`DomainPublicKey::sha256`]).
+    ///
+    /// # Errors
+    /// Where the keys come from (e.g. the authority refuses).
+    fn sha256(&self, group: &G, k: usize) -> Result<[u8; 32], SecureTrainingError>;
+    /// Shard `k`'s public key.
+    ///
+    /// # Errors
+    /// Where the keys come from (e.g. the authority refuses).
+    fn public_key(
+        &self,
+        k: usize,
+    ) -> Result<std::borrow::Cow<'_, DomainPublicKey<G>>, SecureTrainingError>;
+}
+
+impl<G: PrimeOrderGroup> ShardPublicKeys<G> for [DomainPublicKey<G>] {
+    fn len(&self) -> usize {
+        <[DomainPublicKey<G>]>::len(self)
+    }
+    fn domain(&self, k: usize) -> DomainId {
+        self[k].domain
+    }
+    fn sha256(&self, group: &G, k: usize) -> Result<[u8; 32], SecureTrainingError> {
+        Ok(self[k].sha256(group))
+    }
+    fn public_key(
+        &self,
+        k: usize,
+    ) -> Result<std::borrow::Cow<'_, DomainPublicKey<G>>, SecureTrainingError> {
+        Ok(std::borrow::Cow::Borrowed(&self[k]))
+    }
+}
+
+/// A vector of keys is its slice.
+impl<G: PrimeOrderGroup> ShardPublicKeys<G> for Vec<DomainPublicKey<G>> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn domain(&self, k: usize) -> DomainId {
+        self.as_slice().domain(k)
+    }
+    fn sha256(&self, group: &G, k: usize) -> Result<[u8; 32], SecureTrainingError> {
+        self.as_slice().sha256(group, k)
+    }
+    fn public_key(
+        &self,
+        k: usize,
+    ) -> Result<std::borrow::Cow<'_, DomainPublicKey<G>>, SecureTrainingError> {
+        self.as_slice().public_key(k)
+    }
+}
+
+/// The ids of `pks` in order.
+fn shard_domains<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(pks: &P) -> Vec<DomainId> {
+    (0..pks.len()).map(|k| pks.domain(k)).collect()
+}
+
+/// The hex digests of `pks` in order ([`public_key_digest`]).
+fn shard_digests<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
+    group: &G,
+    pks: &P,
+) -> Result<Vec<String>, SecureTrainingError> {
+    (0..pks.len())
+        .map(|k| pks.sha256(group, k).map(|h| hex(&h)))
+        .collect()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -882,12 +945,12 @@ pub fn named_cache_file(
 /// # Errors
 /// As [`encrypt_to_file`].
 #[allow(clippy::too_many_arguments)]
-pub fn encrypt_or_reuse<G: PrimeOrderGroup>(
+pub fn encrypt_or_reuse<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
     group: &G,
     dir: &Path,
     data: &Dataset,
     labels: &LabelPermutation,
-    pks: &[DomainPublicKey<G>],
+    pks: &P,
     params: &EncryptionParams,
     reencrypt: bool,
     progress: &(dyn Fn(usize) + Sync),
@@ -913,12 +976,12 @@ pub fn encrypt_or_reuse<G: PrimeOrderGroup>(
 /// # Errors
 /// As [`encrypt_samples_to_file`].
 #[allow(clippy::too_many_arguments)]
-pub fn encrypt_samples_or_reuse<G: PrimeOrderGroup>(
+pub fn encrypt_samples_or_reuse<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
     group: &G,
     dir: &Path,
     name: &str,
     source: &dyn EncodedSamples,
-    pks: &[DomainPublicKey<G>],
+    pks: &P,
     feature_pks: &[DomainPublicKey<G>],
     params: &EncryptionParams,
     reencrypt: bool,
@@ -966,12 +1029,12 @@ pub fn part_file_name(
 /// # Errors
 /// As [`encrypt_part_to_file`].
 #[allow(clippy::too_many_arguments)]
-pub fn encrypt_part_or_reuse<G: PrimeOrderGroup>(
+pub fn encrypt_part_or_reuse<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
     group: &G,
     dir: &Path,
     name: &str,
     source: &dyn EncodedSamples,
-    pks: &[DomainPublicKey<G>],
+    pks: &P,
     feature_pks: &[DomainPublicKey<G>],
     params: &EncryptionParams,
     shards: Range<usize>,
@@ -989,19 +1052,13 @@ pub fn encrypt_part_or_reuse<G: PrimeOrderGroup>(
     ));
     if !reencrypt {
         if let Ok(h) = read_header(&path) {
-            let digests = |pks: &[DomainPublicKey<G>]| -> Vec<String> {
-                pks.iter().map(|p| public_key_digest(group, p)).collect()
-            };
-            let ids = |pks: &[DomainPublicKey<G>]| -> Vec<DomainId> {
-                pks.iter().map(|p| p.domain).collect()
-            };
             if h.source_digest == digest
                 && h.params == *params
                 && h.part.map_or(0, |p| p.first_shard) == shards.start
-                && h.public_key_sha256 == digests(pks)
-                && h.domains == ids(pks)
-                && h.feature_public_key_sha256 == digests(feature_pks)
-                && h.feature_domains == ids(feature_pks)
+                && h.domains == shard_domains(pks)
+                && h.public_key_sha256 == shard_digests(group, pks)?
+                && h.feature_domains == shard_domains(feature_pks)
+                && h.feature_public_key_sha256 == shard_digests(group, feature_pks)?
             {
                 return Ok((path, true));
             }

@@ -121,6 +121,9 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> KeyService<G> for RecordingKeyService
     fn public_key(&self, domain: DomainId) -> Result<DomainPublicKey<G>, CoordinatorError> {
         self.inner.public_key(domain)
     }
+    fn public_key_sha256(&self, group: &G, domain: DomainId) -> Result<[u8; 32], CoordinatorError> {
+        self.inner.public_key_sha256(group, domain)
+    }
     fn feip_keys(&self, request: &FeipKeyRequest) -> Result<FeipKeyResponse<G>, CoordinatorError> {
         let response = self.inner.feip_keys(request)?;
         let watched = self

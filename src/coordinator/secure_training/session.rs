@@ -28,11 +28,11 @@ use rand_core::{OsRng, RngCore};
 use crate::coordinator::audit::{AuditConfig, AuditFileOptions, AuditFileSink, AuditLog};
 use crate::coordinator::authority::Authority;
 use crate::coordinator::key_service::{InProcessKeyService, KeyService, SharedAuthority};
-use crate::coordinator::messages::{DomainAccess, DomainId, RequesterId};
+use crate::coordinator::messages::{DomainAccess, DomainId, DomainPublicKey, RequesterId};
 use crate::coordinator::secure_training::backend::{SecureFirstLayer, SecureStats};
 use crate::coordinator::secure_training::encrypted_dataset::{
     create_feature_domains, create_shard_domains, encrypt_samples_or_reuse, sweep_stale_temp_files,
-    EncodedSamples, EncryptedDataset, EncryptionParams, StaleTempFile,
+    EncodedSamples, EncryptedDataset, EncryptionParams, ShardPublicKeys, StaleTempFile,
 };
 use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::coordinator::secure_training::geometry::FirstLayerGeometry;
@@ -438,8 +438,18 @@ impl<G: PrimeOrderGroup> SecureTrainingSession<G> {
             let access = DomainAccess::new(self.owner.clone(), self.requester.clone());
             let domains = create_shard_domains(&mut a, source.len(), params, &access)?;
             let features = create_feature_domains(&mut a, source.len(), params, &access)?;
+            // The shard keys are fetched window by window while encrypting (memory flat in the
+            // number of shards); only their digests now, for the file's header.
+            let sha256 = domains
+                .iter()
+                .map(|d| a.public_key_sha256(*d))
+                .collect::<Result<Vec<_>, _>>()?;
+            let pks = AuthorityShardKeys {
+                authority,
+                domains: domains.clone(),
+                sha256,
+            };
             let pk = |d: &DomainId| a.public_key(*d);
-            let pks = domains.iter().map(pk).collect::<Result<Vec<_>, _>>()?;
             let feature_pks = features.iter().map(pk).collect::<Result<Vec<_>, _>>()?;
             (domains, pks, feature_pks)
         };
@@ -530,5 +540,35 @@ impl<G: PrimeOrderGroup> SecureTrainingSession<G> {
         geometry: FirstLayerGeometry,
     ) -> Result<SecureFirstLayer<G, K>, SecureTrainingError> {
         SecureFirstLayer::with_geometry(data, keys, table, quant, geometry)
+    }
+}
+
+/// The shard keys of an encryption, fetched from the in-process authority one at a time (see
+/// [`ShardPublicKeys`]); the digests were read when the domains were created.
+struct AuthorityShardKeys<'a, G: PrimeOrderGroup> {
+    authority: &'a SharedAuthority<G>,
+    domains: Vec<DomainId>,
+    sha256: Vec<[u8; 32]>,
+}
+
+impl<G: PrimeOrderGroup> ShardPublicKeys<G> for AuthorityShardKeys<'_, G> {
+    fn len(&self) -> usize {
+        self.domains.len()
+    }
+    fn domain(&self, k: usize) -> DomainId {
+        self.domains[k]
+    }
+    fn sha256(&self, _group: &G, k: usize) -> Result<[u8; 32], SecureTrainingError> {
+        Ok(self.sha256[k])
+    }
+    fn public_key(
+        &self,
+        k: usize,
+    ) -> Result<std::borrow::Cow<'_, DomainPublicKey<G>>, SecureTrainingError> {
+        let a = self
+            .authority
+            .lock()
+            .map_err(|_| SecureTrainingError::Parameters("authority lock poisoned".into()))?;
+        Ok(std::borrow::Cow::Owned(a.public_key(self.domains[k])?))
     }
 }

@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::{
-    io_err, public_key_digest, read_header, EncryptedDatasetHeader, PREFIX_LEN, TRAILER_LEN,
-};
+use super::{hex, io_err, read_header, EncryptedDatasetHeader, PREFIX_LEN, TRAILER_LEN};
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::secure_training::error::SecureTrainingError;
 use crate::fe::febo::FeboCiphertext;
@@ -407,10 +405,10 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
             .enumerate()
         {
             let shard = shard % shards.max(1);
-            let pk = keys
-                .public_key(domain)
+            let sha = keys
+                .public_key_sha256(&self.group, domain)
                 .map_err(|_| SecureTrainingError::WrongKey { shard, domain })?;
-            if public_key_digest(&self.group, &pk) != *digest {
+            if hex(&sha) != *digest {
                 return Err(SecureTrainingError::WrongKey { shard, domain });
             }
         }

@@ -22,8 +22,9 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
-    io_err, public_key_digest, samples_digest, DatasetPart, EncodedSamples, EncryptedDatasetHeader,
-    EncryptionParams, MAGIC, PREFIX_LEN, VERSION,
+    io_err, public_key_digest, samples_digest, shard_digests, shard_domains, DatasetPart,
+    EncodedSamples, EncryptedDatasetHeader, EncryptionParams, ShardPublicKeys, MAGIC, PREFIX_LEN,
+    VERSION,
 };
 use crate::coordinator::messages::DomainPublicKey;
 use crate::coordinator::secure_training::error::SecureTrainingError;
@@ -53,8 +54,8 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
-fn check_public_keys<G: PrimeOrderGroup>(
-    pks: &[DomainPublicKey<G>],
+fn check_public_keys<'k, G: PrimeOrderGroup + 'k>(
+    pks: impl IntoIterator<Item = &'k DomainPublicKey<G>>,
     feip: FeipParams,
     febo: Option<FeboParams>,
 ) -> Result<(), SecureTrainingError> {
@@ -155,11 +156,11 @@ impl<G: PrimeOrderGroup> ShardEncryptor<'_, G> {
 ///
 /// # Errors
 /// As [`encrypt_samples_to_file`].
-pub fn encrypt_to_file<G: PrimeOrderGroup>(
+pub fn encrypt_to_file<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
     group: &G,
     data: &Dataset,
     labels: &LabelPermutation,
-    pks: &[DomainPublicKey<G>],
+    pks: &P,
     params: &EncryptionParams,
     path: &Path,
     progress: &(dyn Fn(usize) + Sync),
@@ -178,10 +179,10 @@ pub fn encrypt_to_file<G: PrimeOrderGroup>(
 /// [`SecureTrainingError::Parameters`] if the number of keys does not match the shards, a key's
 /// parameters differ from `params`, or a sample has the wrong length or class; encryption
 /// errors (a feature above the bound); I/O errors.
-pub fn encrypt_samples_to_file<G: PrimeOrderGroup>(
+pub fn encrypt_samples_to_file<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
     group: &G,
     source: &dyn EncodedSamples,
-    pks: &[DomainPublicKey<G>],
+    pks: &P,
     feature_pks: &[DomainPublicKey<G>],
     params: &EncryptionParams,
     path: &Path,
@@ -212,10 +213,10 @@ pub fn encrypt_samples_to_file<G: PrimeOrderGroup>(
 /// As [`encrypt_samples_to_file`]; [`SecureTrainingError::Parameters`] for an empty range or
 /// one beyond the dataset's shards.
 #[allow(clippy::too_many_arguments)]
-pub fn encrypt_part_to_file<G: PrimeOrderGroup>(
+pub fn encrypt_part_to_file<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
     group: &G,
     source: &dyn EncodedSamples,
-    pks: &[DomainPublicKey<G>],
+    pks: &P,
     feature_pks: &[DomainPublicKey<G>],
     params: &EncryptionParams,
     shards: Range<usize>,
@@ -248,7 +249,6 @@ pub fn encrypt_part_to_file<G: PrimeOrderGroup>(
     }
     let feip_params = params.feip_params()?;
     let febo_params = params.febo_params()?;
-    check_public_keys(pks, feip_params, Some(febo_params))?;
     let feature_params = params.feature_feip_params()?;
     check_public_keys(feature_pks, feature_params, None)?;
     let size = params.shard_size;
@@ -266,8 +266,8 @@ pub fn encrypt_part_to_file<G: PrimeOrderGroup>(
         layout,
         pixel_bound: layout.x_bound,
         padding_value: layout.padding_value,
-        domains: pks.iter().map(|p| p.domain).collect(),
-        public_key_sha256: pks.iter().map(|p| public_key_digest(group, p)).collect(),
+        domains: shard_domains(pks),
+        public_key_sha256: shard_digests(group, pks)?,
         feature_domains: feature_pks.iter().map(|p| p.domain).collect(),
         feature_public_key_sha256: feature_pks
             .iter()
@@ -286,18 +286,30 @@ pub fn encrypt_part_to_file<G: PrimeOrderGroup>(
         feature_feip: Feip::new(group.clone(), feature_params),
     };
     write_atomically(path, &header, |w| {
-        stream_shards(&encryptor, shards, pks, feature_pks, w, progress)
+        stream_shards(
+            &encryptor,
+            shards,
+            pks,
+            feature_pks,
+            (feip_params, febo_params),
+            w,
+            progress,
+        )
     })?;
     Ok(header)
 }
 
 /// Encrypts shards `range` (their keys `pks[s − range.start]`) in parallel windows and hands
-/// each window's bytes, in shard order, to `put` while the next window is encrypted.
-fn stream_shards<G: PrimeOrderGroup>(
+/// each window's bytes, in shard order, to `put` while the next window is encrypted. A
+/// window's keys are fetched (and checked against `expected` parameters) just before it is
+/// encrypted and dropped after it, so at most two windows of keys are held.
+#[allow(clippy::too_many_arguments)]
+fn stream_shards<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
     encryptor: &ShardEncryptor<'_, G>,
     range: Range<usize>,
-    pks: &[DomainPublicKey<G>],
+    pks: &P,
     feature_pks: &[DomainPublicKey<G>],
+    expected: (FeipParams, FeboParams),
     put: &mut Put<'_>,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<(), SecureTrainingError> {
@@ -305,12 +317,17 @@ fn stream_shards<G: PrimeOrderGroup>(
     let size = encryptor.params.shard_size;
     let n = encryptor.source.len();
     let encrypt_window = |window: Range<usize>| -> Result<Vec<Vec<u8>>, SecureTrainingError> {
+        // Fetched one after the other on this thread (a key service may hold a lock while it
+        // derives a key), then encrypted in parallel.
+        let keys = window
+            .clone()
+            .map(|s| pks.public_key(s - range.start))
+            .collect::<Result<Vec<_>, _>>()?;
+        check_public_keys(keys.iter().map(|k| &**k), expected.0, Some(expected.1))?;
         window
             .into_par_iter()
-            .map(|s| {
-                let k = s - range.start;
-                encryptor.shard(s, &pks[k], feature_pks.get(k))
-            })
+            .zip(keys.par_iter())
+            .map(|(s, pk)| encryptor.shard(s, pk, feature_pks.get(s - range.start)))
             .collect()
     };
     let window_of = |start: usize| start..(start + SHARDS_IN_FLIGHT).min(range.end);
