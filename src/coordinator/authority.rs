@@ -163,14 +163,31 @@ struct Domain<G: PrimeOrderGroup> {
     status: DomainStatus,
     /// Who may use the domain; `None`: an unbound in-process domain (any requester).
     access: Option<DomainAccess>,
-    /// SHA-256 of the canonical encoding of every FEBO commitment its owner registered,
-    /// sorted and without duplicates: 32 bytes each and nothing more (a shard's 160 label
-    /// commitments take 5 KB), looked up by binary search.
-    registered: Vec<[u8; 32]>,
+    /// Every FEBO commitment its owner registered, as a [`RegistryEntry`] (16 bytes), sorted
+    /// and without duplicates, looked up by binary search: a shard's 160 label commitments
+    /// take 2.5 KB.
+    registered: Vec<RegistryEntry>,
     /// For a noisy domain: sigma, the sensitivity model and the registered ciphertexts.
     noisy: Option<noisy::NoisyState>,
     /// Whether the domain has issued a plain FEIP key (it can then no longer become noisy).
     plain_keys_issued: bool,
+}
+
+/// What a domain's FEBO registry keeps of a commitment: the first 128 bits of its
+/// [`commitment_digest`].
+///
+/// The registry exists so that a FEBO key is only issued for a commitment `g^r` the data owner
+/// produced, not for an element the requester chose. To pass the check with an element of its
+/// own choosing, a requester must find one whose truncated digest equals one of the domain's
+/// `m` entries: a second preimage of SHA-256 truncated to 128 bits, about `2^128 / m` hash
+/// evaluations (`2^120.7` for a LeNet-5 shard's 160 label commitments), above the 112-bit floor.
+/// The journal of a persisted authority keeps the whole 32-byte digests.
+type RegistryEntry = [u8; 16];
+
+fn registry_entry(digest: &[u8; 32]) -> RegistryEntry {
+    let mut entry = [0; 16];
+    entry.copy_from_slice(&digest[..16]);
+    entry
 }
 
 /// The time source of audit records: seconds since the Unix epoch.
@@ -217,6 +234,22 @@ fn domain_stream_seed(seed: &[u8; 32], group: u8, id: u64, epoch: u64) -> Zeroiz
     out
 }
 
+/// The key stream of domain `id` created in `epoch`: ChaCha20 seeded by [`domain_stream_seed`].
+fn domain_stream<G: PrimeOrderGroup>(
+    seed: &[u8; 32],
+    group: &G,
+    id: DomainId,
+    epoch: u64,
+) -> ChaCha20Rng {
+    ChaCha20Rng::from_seed(*domain_stream_seed(seed, group.id().to_byte(), id.0, epoch))
+}
+
+/// Overwrites a key stream's state in place (ChaCha20Rng has no zeroizing drop).
+fn wipe_stream(rng: &mut ChaCha20Rng) {
+    *rng = ChaCha20Rng::from_seed([0u8; 32]);
+    std::hint::black_box(rng);
+}
+
 /// Everything needed to set up a domain away from the authority (e.g. on another thread while
 /// the authority keeps serving): the group, a copy of the seed and the epoch.
 pub(crate) struct DomainFactory<G: PrimeOrderGroup> {
@@ -244,12 +277,6 @@ impl<G: PrimeOrderGroup> DomainFactory<G> {
         self.epoch
     }
 
-    /// The key stream of domain `id` created in `epoch`.
-    fn stream(&self, id: DomainId, epoch: u64) -> ChaCha20Rng {
-        let seed = domain_stream_seed(&self.seed, self.group.id().to_byte(), id.0, epoch);
-        ChaCha20Rng::from_seed(*seed)
-    }
-
     /// Derives domain `id`'s secrets and public keys (`n` fixed-base exponentiations): under
     /// the default policy of `config.policy` when `policy` is `None`.
     pub(crate) fn prepare(
@@ -258,7 +285,7 @@ impl<G: PrimeOrderGroup> DomainFactory<G> {
         config: DomainConfig,
         policy: Option<Box<dyn KeyPolicy>>,
     ) -> PreparedDomain<G> {
-        let mut rng = self.stream(id, self.epoch);
+        let mut rng = domain_stream(&self.seed, &self.group, id, self.epoch);
         let feip = Feip::new(self.group.clone(), config.feip);
         let febo = config.febo.map(|p| Febo::new(self.group.clone(), p));
         let secrets = draw_secrets(&feip, febo.as_ref(), &mut rng);
@@ -268,9 +295,7 @@ impl<G: PrimeOrderGroup> DomainFactory<G> {
         let policy = policy.unwrap_or_else(|| {
             Box::new(DefaultPolicy::new(config.policy, config.feip.n(), &mut rng))
         });
-        // Overwrite the stream's state in place (ChaCha20Rng has no zeroizing drop).
-        rng = ChaCha20Rng::from_seed([0u8; 32]);
-        std::hint::black_box(&mut rng);
+        wipe_stream(&mut rng);
         PreparedDomain {
             id,
             domain: Domain {
@@ -606,7 +631,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
             return 0;
         };
         let before = d.registered.len();
-        d.registered.extend(digests);
+        d.registered.extend(digests.iter().map(registry_entry));
         d.registered.sort_unstable();
         d.registered.dedup();
         d.registered.shrink_to_fit();
@@ -707,11 +732,9 @@ impl<G: PrimeOrderGroup> Authority<G> {
     /// (zeroized when dropped). A rotated or closed domain's are never derived again.
     fn secrets(&self, id: DomainId, d: &Domain<G>) -> Result<DomainSecrets<G>, CoordinatorError> {
         Self::status_error(id, d.status)?;
-        let mut rng = self.domain_factory_in(d.epoch).stream(id, d.epoch);
+        let mut rng = domain_stream(&self.seed, &self.group, id, d.epoch);
         let secrets = draw_secrets(&d.feip, d.febo.as_ref(), &mut rng);
-        // Overwrite the stream's state in place (ChaCha20Rng has no zeroizing drop).
-        rng = ChaCha20Rng::from_seed([0u8; 32]);
-        std::hint::black_box(&mut rng);
+        wipe_stream(&mut rng);
         Ok(secrets)
     }
 
@@ -1014,7 +1037,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
         }
         if let Some(index) = request.items.iter().position(|item| {
             d.registered
-                .binary_search(&commitment_digest(&item.commitment))
+                .binary_search(&registry_entry(&commitment_digest(&item.commitment)))
                 .is_err()
         }) {
             let item = &request.items[index];

@@ -419,7 +419,8 @@ pub struct FeboCommitmentRegistration {
 }
 
 /// SHA-256 of a FEBO commitment's canonical encoding, under the label
-/// `"cryptonn/febo-commitment/v1"`: what the authority keeps of a registered commitment.
+/// `"cryptonn/febo-commitment/v1"`: what the authority journals of a registered commitment
+/// (its registry in memory keeps the first 16 bytes).
 #[must_use]
 pub fn commitment_digest(commitment: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};

@@ -22,9 +22,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
-    io_err, public_key_digest, samples_digest, shard_digests, shard_domains, DatasetPart,
-    EncodedSamples, EncryptedDatasetHeader, EncryptionParams, ShardPublicKeys, MAGIC, PREFIX_LEN,
-    VERSION,
+    io_err, samples_digest, shard_digests, shard_domains, DatasetPart, EncodedSamples,
+    EncryptedDatasetHeader, EncryptionParams, ShardPublicKeys, MAGIC, PREFIX_LEN, VERSION,
 };
 use crate::coordinator::messages::DomainPublicKey;
 use crate::coordinator::secure_training::error::SecureTrainingError;
@@ -268,11 +267,8 @@ pub fn encrypt_part_to_file<G: PrimeOrderGroup, P: ShardPublicKeys<G> + ?Sized>(
         padding_value: layout.padding_value,
         domains: shard_domains(pks),
         public_key_sha256: shard_digests(group, pks)?,
-        feature_domains: feature_pks.iter().map(|p| p.domain).collect(),
-        feature_public_key_sha256: feature_pks
-            .iter()
-            .map(|p| public_key_digest(group, p))
-            .collect(),
+        feature_domains: shard_domains(feature_pks),
+        feature_public_key_sha256: shard_digests(group, feature_pks)?,
         source_digest: samples_digest(group.id().to_byte(), source, params),
         part,
     };
