@@ -2,7 +2,7 @@
 //! CryptoNN paper's figures, and what the server could reconstruct.
 //!
 //! ```sh
-//! cargo run --release --example bench_report -- --quick --out report/quick/   # <= 5 min; CI runs it
+//! cargo run --release --example bench_report -- --quick --out report/quick/   # <= 5 min; CI runs it (dev profile)
 //! cargo run --release --example bench_report -- --full --out report/full/     # 60,000 images, 2 epochs
 //! cargo run --release --example bench_report -- --check report/report.json
 //! # the privacy section alone, merged into an existing report (its JSON, REPORT.md, plots):
@@ -155,7 +155,13 @@ fn run() -> Result<ExitCode> {
     p.train_size = args.train_size.unwrap_or(p.train_size);
     p.test_size = args.test_size.unwrap_or(p.test_size);
     p.epochs = args.epochs.unwrap_or(p.epochs);
-    let command = std::iter::once("cargo run --release --example bench_report --".to_string())
+    // The command as it was run: a build without `--release` (CI's contract check) says so.
+    let cargo_run = if cfg!(debug_assertions) {
+        "cargo run --example bench_report --"
+    } else {
+        "cargo run --release --example bench_report --"
+    };
+    let command = std::iter::once(cargo_run.to_string())
         .chain(std::env::args().skip(1))
         .collect::<Vec<_>>()
         .join(" ");
