@@ -180,7 +180,7 @@ struct Domain<G: PrimeOrderGroup> {
 /// produced, not for an element the requester chose. To pass the check with an element of its
 /// own choosing, a requester must find one whose truncated digest equals one of the domain's
 /// `m` entries: a second preimage of SHA-256 truncated to 128 bits, about `2^128 / m` hash
-/// evaluations (`2^120.7` for a LeNet-5 shard's 160 label commitments), above the 112-bit floor.
+/// evaluations (`2^120.7` for a domain of 160 commitments), above the 112-bit floor.
 /// The journal of a persisted authority keeps the whole 32-byte digests.
 type RegistryEntry = [u8; 16];
 
