@@ -280,6 +280,11 @@ impl PrivacyAccountant {
     pub fn commit(&mut self, pending: PendingCharges) {
         self.losses.extend(pending.0);
     }
+
+    /// Sets `sample`'s composed loss to `loss` (a persisted authority restoring its ledger).
+    pub(crate) fn restore(&mut self, sample: u64, loss: SampleLoss) {
+        self.losses.insert(sample, loss);
+    }
 }
 
 /// Ledger entries checked against the budget, not yet applied.

@@ -14,7 +14,9 @@
 //! - `domains.journal`: hash-chained JSON lines, one per state change ([format](journal)),
 //!   each `fsync`'d before the operation returns: domain creation, rotation, closing, and — for
 //!   domains whose policy tracks the rank of the issued key vectors — every *validated* key
-//!   batch before it is reviewed. Nothing that failed validation is ever written.
+//!   batch before it is reviewed; for noisy domains, their sigma, the registered `ct0` digests
+//!   and, after every noisy key batch and before its keys are returned, the privacy ledger
+//!   entries it changed. Nothing that failed validation is ever written.
 //! - `audit.cnnaudit`: the hash-chained [audit file](crate::coordinator::audit::file),
 //!   append-only, `fsync`'d at every commit (before any key of a request is returned).
 //!
@@ -50,20 +52,25 @@ use rand_core::{OsRng, RngCore};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::coordinator::accountant::{PrivacyBudget, SampleLoss};
 use crate::coordinator::audit::{
     AuditChain, AuditConfig, AuditError, AuditFileOptions, AuditFileSink, AuditLog,
 };
-use crate::coordinator::authority::{Authority, DomainConfig, DomainFactory, PreparedDomain};
+use crate::coordinator::authority::{
+    Authority, DomainConfig, DomainFactory, NoiseConfig, PreparedDomain,
+};
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::messages::{
     commitment_digest, DomainAccess, DomainId, DomainPublicKey, FeboCommitmentRegistration,
-    FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, RequesterId,
+    FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, NoisyCiphertextRegistration,
+    NoisyKeyRequest, NoisyKeyResponse, RequesterId,
 };
+use crate::fe::discrete_gaussian::DiscreteGaussian;
 use crate::fe::febo::FeboParams;
 use crate::fe::feip::FeipParams;
 use crate::fe::group::PrimeOrderGroup;
 use head::{seed_fingerprint, HeadError, HeadFile, StateHead};
-use journal::{encode_line, parse_journal, JournalChain, JournalEntry};
+use journal::{encode_line, parse_journal, JournalChain, JournalEntry, LedgerEntry};
 
 /// File name of the master seed in the state directory.
 pub const SEED_FILE: &str = "master-seed";
@@ -870,12 +877,12 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
         if new == 0 {
             return Ok(0);
         }
-        let mut digests = String::with_capacity(64 * registration.commitments.len());
-        for c in &registration.commitments {
-            for b in commitment_digest(c) {
-                digests.push_str(&format!("{b:02x}"));
-            }
-        }
+        let digests = hex_digests(
+            registration
+                .commitments
+                .iter()
+                .map(|c| commitment_digest(c)),
+        );
         self.append(&[JournalEntry::Register {
             domain: registration.domain.0,
             digests,
@@ -963,6 +970,120 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
         result
     }
 
+    /// Sets (or removes) the privacy budget of noisy domains
+    /// ([`Authority::set_privacy_budget`]). The budget is the operator's configuration, given
+    /// again at every start; the ledger it is checked against is journaled.
+    pub fn set_privacy_budget(&mut self, budget: Option<PrivacyBudget>) {
+        self.authority.set_privacy_budget(budget);
+    }
+
+    /// Makes a domain noisy ([`Authority::make_noisy`]), journaled.
+    ///
+    /// # Errors
+    /// As [`Authority::make_noisy`] and [`create_domain`](Self::create_domain).
+    pub fn make_noisy(
+        &mut self,
+        id: DomainId,
+        config: NoiseConfig,
+    ) -> Result<(), CoordinatorError> {
+        self.check()?;
+        self.authority.make_noisy(id, config)?;
+        let (sigma_num, sigma_den) = config.sigma.sigma_ratio();
+        self.append(&[JournalEntry::MakeNoisy {
+            domain: id.0,
+            sigma_num,
+            sigma_den,
+            coordinate_range: config.coordinate_range,
+        }])?;
+        self.sync_head()
+    }
+
+    /// Registers ciphertexts of a noisy domain
+    /// ([`Authority::register_noisy_ciphertexts`]), journaled (as `ct0` digests with their
+    /// sample ids) after they are validated.
+    ///
+    /// # Errors
+    /// As [`Authority::register_noisy_ciphertexts`] and [`create_domain`](Self::create_domain).
+    pub fn register_noisy_ciphertexts(
+        &mut self,
+        registrant: &RequesterId,
+        registration: &NoisyCiphertextRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        self.check()?;
+        let fresh = self
+            .authority
+            .register_noisy_digests(registrant, registration)?;
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        self.append(&[JournalEntry::RegisterNoisy {
+            domain: registration.domain.0,
+            digests: hex_digests(fresh.iter().map(|&(d, _)| d)),
+            samples: fresh.iter().map(|&(_, s)| s).collect(),
+        }])?;
+        self.sync_head()?;
+        Ok(fresh.len())
+    }
+
+    /// Issues noisy keys as [`Authority::issue_noisy_feip_keys`]. As for plain keys, a
+    /// validated batch of a domain whose policy tracks the rank is journaled before it is
+    /// reviewed, and a rotation the review causes after it; the ledger entries of the charged
+    /// samples are journaled after the keys are derived and before they are returned (a
+    /// crash in between leaves the restored ledger above what was handed out, never below).
+    ///
+    /// # Errors
+    /// As [`Authority::issue_noisy_feip_keys`] and [`create_domain`](Self::create_domain).
+    pub fn issue_noisy_feip_keys(
+        &mut self,
+        requester: &RequesterId,
+        request: &NoisyKeyRequest,
+    ) -> Result<NoisyKeyResponse<G>, CoordinatorError> {
+        self.check()?;
+        let id = request.keys.domain;
+        self.authority.check_feip_requester(id, requester)?;
+        let vectors = self.authority.validate_feip_request(&request.keys)?;
+        if self.authority.issued_rank(id)?.is_some() {
+            self.append(&[JournalEntry::Review {
+                domain: id.0,
+                vectors: request.keys.vectors.clone(),
+            }])?;
+        }
+        let result = self
+            .authority
+            .issue_validated_noisy_feip_keys(requester, request, &vectors);
+        match result {
+            Ok((response, charged)) => {
+                let ledger = self.authority.accountant();
+                let entries = charged
+                    .iter()
+                    .map(|&sample| {
+                        let loss = ledger.loss(sample);
+                        LedgerEntry {
+                            sample,
+                            pixel_bits: loss.pixel.to_bits(),
+                            image_bits: loss.image.to_bits(),
+                            releases: loss.releases,
+                        }
+                    })
+                    .collect();
+                self.append(&[JournalEntry::Charge { entries }])?;
+                self.sync_head()?;
+                Ok(response)
+            }
+            Err(e) => {
+                if let CoordinatorError::DomainRotated { retired, successor } = &e {
+                    self.append(&[JournalEntry::Rotate {
+                        domain: retired.0,
+                        successor: successor.0,
+                        epoch: self.authority.epoch(),
+                    }])?;
+                }
+                self.sync_head()?;
+                Err(e)
+            }
+        }
+    }
+
     /// Issues FEBO keys as [`Authority::issue_febo_keys`] (no policy state to journal).
     ///
     /// # Errors
@@ -978,7 +1099,18 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
         result
     }
 }
-/// The digests of a journal's `Register` entry.
+/// Digests as one hex string (the journal's `Register` and `RegisterNoisy` entries).
+fn hex_digests(digests: impl Iterator<Item = [u8; 32]>) -> String {
+    let mut hex = String::new();
+    for d in digests {
+        for b in d {
+            hex.push_str(&format!("{b:02x}"));
+        }
+    }
+    hex
+}
+
+/// The digests of a journal's `Register` or `RegisterNoisy` entry.
 fn parse_digests(hex: &str) -> Result<Vec<[u8; 32]>, CoordinatorError> {
     let bad = || CoordinatorError::InvalidConfig("a registration entry holds malformed digests");
     if hex.is_empty() || !hex.len().is_multiple_of(64) || !hex.is_ascii() {
@@ -1055,6 +1187,54 @@ pub fn replay<G: PrimeOrderGroup>(
                 domain: DomainId(domain),
                 vectors,
             })?;
+        }
+        JournalEntry::MakeNoisy {
+            domain,
+            sigma_num,
+            sigma_den,
+            coordinate_range,
+        } => {
+            let sigma = DiscreteGaussian::new(sigma_num, sigma_den)?;
+            authority.make_noisy(
+                DomainId(domain),
+                NoiseConfig {
+                    sigma,
+                    coordinate_range,
+                },
+            )?;
+        }
+        JournalEntry::RegisterNoisy {
+            domain,
+            digests,
+            samples,
+        } => {
+            let digests = parse_digests(&digests)?;
+            if digests.len() != samples.len() {
+                return Err(CoordinatorError::InvalidConfig(
+                    "a noisy registration entry holds as many sample ids as digests",
+                ));
+            }
+            let entries: Vec<([u8; 32], u64)> = digests.into_iter().zip(samples).collect();
+            authority.restore_noisy_registrations(DomainId(domain), &entries)?;
+        }
+        JournalEntry::Charge { entries } => {
+            for e in entries {
+                let (pixel, image) = (f64::from_bits(e.pixel_bits), f64::from_bits(e.image_bits));
+                // What the accountant can hold: non-negative slopes (infinite for sigma = 0).
+                if pixel.is_nan() || image.is_nan() || pixel < 0.0 || image < 0.0 {
+                    return Err(CoordinatorError::InvalidConfig(
+                        "a ledger entry holds a negative or NaN privacy loss",
+                    ));
+                }
+                authority.restore_privacy_loss(
+                    e.sample,
+                    SampleLoss {
+                        pixel,
+                        image,
+                        releases: e.releases,
+                    },
+                );
+            }
         }
     }
     Ok(())

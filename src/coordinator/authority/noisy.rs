@@ -26,10 +26,12 @@
 //! ([`Authority::with_noise_key`]). It must stay with the authority: whoever holds it
 //! recomputes every `e` and removes it.
 //!
-//! Noisy domains live in memory only: a
-//! [`PersistentAuthority`](crate::coordinator::persistent::PersistentAuthority) does not
-//! journal them, and the gRPC key service does not carry noisy requests yet
-//! ([`CoordinatorError::Unsupported`]).
+//! A [`PersistentAuthority`](crate::coordinator::persistent::PersistentAuthority) journals
+//! what a restart must keep: which domains are noisy and with what sigma, the registered
+//! `ct0` digests with their sample ids, and the ledger entries of every charged sample
+//! (before the keys are returned). Its noise key follows from the master seed, so the same
+//! `(ciphertext, y)` gets the same noise after a restart too. The budget is configuration
+//! ([`PersistentAuthority::set_privacy_budget`](crate::coordinator::persistent::PersistentAuthority::set_privacy_budget)).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -44,7 +46,7 @@ use crate::coordinator::audit::AuditOutcome;
 use crate::coordinator::error::{CoordinatorError, PolicyRefusal};
 use crate::coordinator::messages::{
     ct0_digest, noise_input, DomainId, NoisyCiphertextRegistration, NoisyKeyRequest,
-    NoisyKeyResponse, RequesterId,
+    NoisyKeyResponse, RequesterId, SparseKeyVector,
 };
 use crate::fe::discrete_gaussian::{DiscreteGaussian, NoiseKey};
 use crate::fe::error::FeError;
@@ -201,6 +203,17 @@ impl<G: PrimeOrderGroup> Authority<G> {
         registrant: &RequesterId,
         registration: &NoisyCiphertextRegistration,
     ) -> Result<usize, CoordinatorError> {
+        self.register_noisy_digests(registrant, registration)
+            .map(|fresh| fresh.len())
+    }
+
+    /// [`register_noisy_ciphertexts`](Self::register_noisy_ciphertexts), returning the newly
+    /// registered `(ct0 digest, sample id)` pairs (what a persisted authority journals).
+    pub(crate) fn register_noisy_digests(
+        &mut self,
+        registrant: &RequesterId,
+        registration: &NoisyCiphertextRegistration,
+    ) -> Result<Vec<([u8; 32], u64)>, CoordinatorError> {
         let id = registration.domain;
         let d = self.domain(id)?;
         Self::status_error(id, d.status)?;
@@ -239,11 +252,46 @@ impl<G: PrimeOrderGroup> Authority<G> {
                 }
             }
         }
-        let count = fresh.len();
+        let mut fresh: Vec<([u8; 32], u64)> = fresh.into_iter().collect();
+        fresh.sort_unstable();
         if let Some(n) = self.domains.get_mut(&id).and_then(|d| d.noisy.as_mut()) {
-            n.samples.extend(fresh);
+            n.samples.extend(fresh.iter().copied());
         }
-        Ok(count)
+        Ok(fresh)
+    }
+
+    /// Adds registered `(ct0 digest, sample id)` pairs to noisy domain `id` (a persisted
+    /// authority replaying its journal).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownDomain`]; [`CoordinatorError::NotNoisy`];
+    /// [`CoordinatorError::InvalidConfig`] for a digest already registered under another
+    /// sample id.
+    pub(crate) fn restore_noisy_registrations(
+        &mut self,
+        id: DomainId,
+        entries: &[([u8; 32], u64)],
+    ) -> Result<(), CoordinatorError> {
+        let noisy = self
+            .domains
+            .get_mut(&id)
+            .ok_or(CoordinatorError::UnknownDomain(id))?
+            .noisy
+            .as_mut()
+            .ok_or(CoordinatorError::NotNoisy(id))?;
+        for &(digest, sample) in entries {
+            if *noisy.samples.entry(digest).or_insert(sample) != sample {
+                return Err(CoordinatorError::InvalidConfig(
+                    "a ciphertext is registered under two sample ids",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `sample`'s composed privacy loss (a persisted authority replaying its journal).
+    pub(crate) fn restore_privacy_loss(&mut self, sample: u64, loss: SampleLoss) {
+        self.accountant.restore(sample, loss);
     }
 
     /// Issues ciphertext-bound noisy keys (see the [module docs](self)): for every item, one
@@ -261,9 +309,24 @@ impl<G: PrimeOrderGroup> Authority<G> {
         requester: &RequesterId,
         request: &NoisyKeyRequest,
     ) -> Result<NoisyKeyResponse<G>, CoordinatorError> {
+        self.check_feip_requester(request.keys.domain, requester)?;
+        let vectors = self.validate_feip_request(&request.keys)?;
+        self.issue_validated_noisy_feip_keys(requester, request, &vectors)
+            .map(|(response, _)| response)
+    }
+
+    /// [`issue_noisy_feip_keys`](Self::issue_noisy_feip_keys) for the vectors of
+    /// `request.keys` that passed [`validate_feip_request`](Self::validate_feip_request);
+    /// also returns the sample ids charged (sorted, each once), whose ledger entries a
+    /// persisted authority journals before it hands out the keys.
+    pub(crate) fn issue_validated_noisy_feip_keys(
+        &mut self,
+        requester: &RequesterId,
+        request: &NoisyKeyRequest,
+        vectors: &[SparseKeyVector],
+    ) -> Result<(NoisyKeyResponse<G>, Vec<u64>), CoordinatorError> {
         let id = request.keys.domain;
         self.check_feip_requester(id, requester)?;
-        let vectors = self.validate_feip_request(&request.keys)?;
         let d = self.domain(id)?;
         let noisy = d.noisy.as_ref().ok_or(CoordinatorError::NotNoisy(id))?;
         let config = noisy.config;
@@ -338,7 +401,7 @@ impl<G: PrimeOrderGroup> Authority<G> {
         };
         // One clock reading per batch.
         let now = (self.clock)();
-        self.review_batch(requester, id, &vectors, now)?;
+        self.review_batch(requester, id, vectors, now)?;
         let d = self.domain(id)?;
         let secrets = self.secrets(id, d)?;
         let params = d.config.feip;
@@ -404,16 +467,22 @@ impl<G: PrimeOrderGroup> Authority<G> {
             self.ct0_tables.insert(h, t);
         }
         self.accountant.commit(pending);
-        for v in &vectors {
+        for v in vectors {
             let key = self.audit.feip_key(v);
             self.audit
                 .append(now, id, requester, key, AuditOutcome::Issued)?;
         }
         self.audit.commit()?;
-        Ok(NoisyKeyResponse {
-            domain: id,
-            params,
-            keys,
-        })
+        let mut charged = samples;
+        charged.sort_unstable();
+        charged.dedup();
+        Ok((
+            NoisyKeyResponse {
+                domain: id,
+                params,
+                keys,
+            },
+            charged,
+        ))
     }
 }

@@ -11,7 +11,13 @@
 //! - `review`: a validated FEIP key batch of a domain whose policy tracks the issued rank
 //!   (written before the batch is reviewed, so that a crash can only make the restored rank
 //!   higher than the keys actually handed out, never lower);
-//! - `register`: the digests of FEBO commitments a domain's owner registered (validated first).
+//! - `register`: the digests of FEBO commitments a domain's owner registered (validated first);
+//! - `make_noisy`: a domain made noisy, with its sigma (as a ratio) and coordinate range;
+//! - `register_noisy`: the `ct0` digests a noisy domain's owner registered, with their sample
+//!   ids (validated first);
+//! - `charge`: the privacy ledger entries a noisy key batch changed, as they are after it
+//!   (written after the keys are derived and before any is returned, so that a crash can only
+//!   make the restored ledger higher than what was handed out, never lower).
 //!
 //! Format 1 (lines without a chain) is refused with a message saying so.
 
@@ -75,6 +81,47 @@ pub enum JournalEntry {
         /// hex, concatenated.
         digests: String,
     },
+    /// A domain was made noisy.
+    MakeNoisy {
+        /// The domain.
+        domain: u64,
+        /// Sigma's numerator (in lowest terms).
+        sigma_num: u64,
+        /// Sigma's denominator.
+        sigma_den: u64,
+        /// The width of every input coordinate's interval (the sensitivity model).
+        coordinate_range: u64,
+    },
+    /// Ciphertexts registered in a noisy domain by its owner.
+    RegisterNoisy {
+        /// The domain.
+        domain: u64,
+        /// Their `ct0` digests ([`ct0_digest`](crate::coordinator::messages::ct0_digest)), hex,
+        /// concatenated.
+        digests: String,
+        /// The sample id of each digest, in the same order.
+        samples: Vec<u64>,
+    },
+    /// Privacy ledger entries after a noisy key batch.
+    Charge {
+        /// The changed entries.
+        entries: Vec<LedgerEntry>,
+    },
+}
+
+/// One sample's composed privacy loss in a [`JournalEntry::Charge`]. The slopes travel as
+/// their IEEE-754 bits, so the restored ledger is bit-identical (infinite for sigma = 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerEntry {
+    /// The sample id.
+    pub sample: u64,
+    /// `f64::to_bits` of the per-pixel RDP slope.
+    pub pixel_bits: u64,
+    /// `f64::to_bits` of the per-image RDP slope.
+    pub image_bits: u64,
+    /// Noisy values the sample released.
+    pub releases: u64,
 }
 
 #[derive(Serialize, Deserialize)]

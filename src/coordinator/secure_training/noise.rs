@@ -94,8 +94,8 @@ pub fn register_noisy_ciphertexts<G: PrimeOrderGroup, K: KeyService<G> + ?Sized>
         let last = (first + header.params.shard_size).min(data.len());
         let ciphertexts = (first..last)
             .map(|i| {
-                let ct = data.image_ciphertext(i)?;
-                Ok((group.element_to_bytes(ct.ct0()), i as u64))
+                let ct0 = data.image_ct0(i)?;
+                Ok((group.element_to_bytes(&ct0), i as u64))
             })
             .collect::<Result<Vec<_>, SecureTrainingError>>()?;
         if ciphertexts.is_empty() {

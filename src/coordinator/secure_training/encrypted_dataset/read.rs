@@ -487,6 +487,20 @@ impl<G: PrimeOrderGroup> EncryptedDataset<G> {
         Ok(Ciphertext::from_parts(ct0, e))
     }
 
+    /// Sample `i`'s `ct0 = g^r` alone (decoded and validated), without decoding the rest of
+    /// its ciphertext: what a noisy domain's owner registers.
+    ///
+    /// # Errors
+    /// As [`image_ciphertext`](Self::image_ciphertext).
+    pub fn image_ct0(&self, i: usize) -> Result<G::Element, SecureTrainingError> {
+        self.check_index(i)?;
+        let el = self.header.element_len;
+        let (shard, start) = self.record(i)?;
+        self.group
+            .element_from_bytes(&shard[start..start + el])
+            .map_err(|e| SecureTrainingError::Fe(e.into()))
+    }
+
     /// Sample `i`'s FEBO label ciphertexts, one per class.
     ///
     /// # Errors
