@@ -264,6 +264,7 @@ fn write_seeds() {
             )),
             count: 2,
             policy: 1,
+            noise: None,
         };
         put(
             "proto_conversions",

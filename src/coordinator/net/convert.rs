@@ -11,18 +11,23 @@ use serde::{Deserialize, Serialize};
 use tonic::codegen::Bytes;
 use tonic::{Code, Status};
 
+use crate::coordinator::accountant::Granularity;
+use crate::coordinator::authority::NoiseConfig;
 use crate::coordinator::error::{CoordinatorError, PolicyRefusal};
 use crate::coordinator::messages::{
     DomainId, DomainPublicKey, FeboKeyItem, FeboKeyRequest, FeboKeyResponse, FeipKeyRequest,
-    FeipKeyResponse, KeyVectorData, RequesterId,
+    FeipKeyResponse, KeyVectorData, NoisyCiphertextRegistration, NoisyKeyItem, NoisyKeyRequest,
+    NoisyKeyResponse, RequesterId,
 };
 use crate::coordinator::net::proto;
 use crate::coordinator::placement::{
     Placement, PlacementError, PlacementFrame, PlacementGrid, MAX_EXPANSION,
 };
+use crate::fe::discrete_gaussian::DiscreteGaussian;
 use crate::fe::febo::{FeboFunctionKey, FeboOp, FeboParams, FeboPublicKey};
 use crate::fe::feip::{FeipParams, FunctionKey, MasterPublicKey};
 use crate::fe::group::PrimeOrderGroup;
+use crate::fe::noisy_key::NoisyKey;
 use crate::fe::serialize::WireFormat;
 
 /// A typed error carried in a status's details, so the client can rebuild it.
@@ -56,6 +61,32 @@ enum ErrorDetail {
         domain: u64,
         index: usize,
     },
+    NoisyDomain {
+        domain: u64,
+    },
+    NotNoisy {
+        domain: u64,
+    },
+    UnregisteredCiphertext {
+        domain: u64,
+        index: usize,
+    },
+    /// The `f64`s travel as their bits (`ε` is infinite at sigma = 0, which JSON cannot hold).
+    PrivacyBudgetExceeded {
+        domain: u64,
+        sample: u64,
+        epsilon_bits: u64,
+        budget_bits: u64,
+        delta_bits: u64,
+        granularity: String,
+    },
+}
+
+fn granularity_name(g: Granularity) -> &'static str {
+    match g {
+        Granularity::Pixel => "pixel",
+        _ => "image",
+    }
 }
 
 /// The `&'static str` of a [`CoordinatorError::NotPermitted`] action received over the wire.
@@ -128,10 +159,39 @@ pub fn status_of(e: &CoordinatorError) -> Status {
         | CoordinatorError::Placement(_)
         | CoordinatorError::InvalidConfig(_) => (Code::InvalidArgument, None),
         CoordinatorError::AuthorityUnavailable => (Code::Unavailable, None),
-        CoordinatorError::NoisyDomain(_)
-        | CoordinatorError::NotNoisy(_)
-        | CoordinatorError::PrivacyBudgetExceeded { .. } => (Code::FailedPrecondition, None),
-        CoordinatorError::UnregisteredCiphertext { .. } => (Code::PermissionDenied, None),
+        CoordinatorError::NoisyDomain(d) => (
+            Code::FailedPrecondition,
+            Some(ErrorDetail::NoisyDomain { domain: d.0 }),
+        ),
+        CoordinatorError::NotNoisy(d) => (
+            Code::FailedPrecondition,
+            Some(ErrorDetail::NotNoisy { domain: d.0 }),
+        ),
+        CoordinatorError::PrivacyBudgetExceeded {
+            domain,
+            sample,
+            epsilon,
+            budget,
+            delta,
+            granularity,
+        } => (
+            Code::FailedPrecondition,
+            Some(ErrorDetail::PrivacyBudgetExceeded {
+                domain: domain.0,
+                sample: *sample,
+                epsilon_bits: epsilon.to_bits(),
+                budget_bits: budget.to_bits(),
+                delta_bits: delta.to_bits(),
+                granularity: granularity_name(*granularity).to_string(),
+            }),
+        ),
+        CoordinatorError::UnregisteredCiphertext { domain, index } => (
+            Code::PermissionDenied,
+            Some(ErrorDetail::UnregisteredCiphertext {
+                domain: domain.0,
+                index: *index,
+            }),
+        ),
         CoordinatorError::Unsupported(_) => (Code::Unimplemented, None),
         _ => (Code::Internal, None),
     };
@@ -183,6 +243,33 @@ pub fn error_of(peer: &str, status: &Status) -> CoordinatorError {
                     index,
                 }
             }
+            ErrorDetail::NoisyDomain { domain } => CoordinatorError::NoisyDomain(DomainId(domain)),
+            ErrorDetail::NotNoisy { domain } => CoordinatorError::NotNoisy(DomainId(domain)),
+            ErrorDetail::UnregisteredCiphertext { domain, index } => {
+                CoordinatorError::UnregisteredCiphertext {
+                    domain: DomainId(domain),
+                    index,
+                }
+            }
+            ErrorDetail::PrivacyBudgetExceeded {
+                domain,
+                sample,
+                epsilon_bits,
+                budget_bits,
+                delta_bits,
+                granularity,
+            } => CoordinatorError::PrivacyBudgetExceeded {
+                domain: DomainId(domain),
+                sample,
+                epsilon: f64::from_bits(epsilon_bits),
+                budget: f64::from_bits(budget_bits),
+                delta: f64::from_bits(delta_bits),
+                granularity: if granularity == "pixel" {
+                    Granularity::Pixel
+                } else {
+                    Granularity::Image
+                },
+            },
         };
     }
     CoordinatorError::Remote {
@@ -719,4 +806,169 @@ mod tests {
         assert!(e.to_string().contains("split it"), "{e}");
         assert_eq!(status_of(&e).code(), Code::InvalidArgument);
     }
+}
+
+/// A noisy domain's settings to protobuf.
+#[must_use]
+pub fn noise_to_proto(config: &NoiseConfig) -> proto::NoiseSettings {
+    let (sigma_num, sigma_den) = config.sigma.sigma_ratio();
+    proto::NoiseSettings {
+        sigma_num,
+        sigma_den,
+        coordinate_range: config.coordinate_range,
+    }
+}
+
+/// A noisy domain's settings from protobuf.
+///
+/// # Errors
+/// [`CoordinatorError::Fe`] for a sigma the discrete Gaussian refuses;
+/// [`CoordinatorError::InvalidConfig`] for a zero coordinate range.
+pub fn noise_from_proto(n: &proto::NoiseSettings) -> Result<NoiseConfig, CoordinatorError> {
+    let sigma = DiscreteGaussian::new(n.sigma_num, n.sigma_den)?;
+    if n.coordinate_range == 0 {
+        return Err(CoordinatorError::InvalidConfig(
+            "a noisy domain needs a coordinate range >= 1",
+        ));
+    }
+    Ok(NoiseConfig {
+        sigma,
+        coordinate_range: n.coordinate_range,
+    })
+}
+
+/// A noisy ciphertext registration to protobuf.
+#[must_use]
+pub fn noisy_registration_to_proto(r: &NoisyCiphertextRegistration) -> proto::NoisyCiphertextBatch {
+    proto::NoisyCiphertextBatch {
+        domain: r.domain.0,
+        ciphertexts: r
+            .ciphertexts
+            .iter()
+            .map(|(ct0, sample)| proto::NoisyCiphertext {
+                ct0: ct0.clone(),
+                sample: *sample,
+            })
+            .collect(),
+    }
+}
+
+/// A noisy ciphertext registration from protobuf (the authority validates every `ct0`).
+#[must_use]
+pub fn noisy_registration_from_proto(
+    b: proto::NoisyCiphertextBatch,
+) -> NoisyCiphertextRegistration {
+    NoisyCiphertextRegistration {
+        domain: DomainId(b.domain),
+        ciphertexts: b
+            .ciphertexts
+            .into_iter()
+            .map(|c| (c.ct0, c.sample))
+            .collect(),
+    }
+}
+
+/// A noisy key request to protobuf.
+#[must_use]
+pub fn noisy_request_to_proto(r: &NoisyKeyRequest) -> proto::NoisyFeipKeyBatch {
+    let plain = feip_request_to_proto(&r.keys);
+    proto::NoisyFeipKeyBatch {
+        domain: plain.domain,
+        vectors: plain.vectors,
+        items: r
+            .ciphertexts
+            .iter()
+            .map(|i| proto::NoisyKeyItem {
+                ct0: i.ct0.clone(),
+                vectors: i.vectors.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A noisy key request from protobuf: the vectors as [`feip_request_from_proto`]; the items'
+/// `ct0` and indices are validated by the authority.
+///
+/// # Errors
+/// As [`feip_request_from_proto`].
+pub fn noisy_request_from_proto(
+    b: proto::NoisyFeipKeyBatch,
+) -> Result<NoisyKeyRequest, CoordinatorError> {
+    let keys = feip_request_from_proto(proto::FeipKeyBatch {
+        domain: b.domain,
+        vectors: b.vectors,
+    })?;
+    Ok(NoisyKeyRequest {
+        keys,
+        ciphertexts: b
+            .items
+            .into_iter()
+            .map(|i| NoisyKeyItem {
+                ct0: i.ct0,
+                vectors: i.vectors,
+            })
+            .collect(),
+    })
+}
+
+/// A noisy key response to protobuf (each `K` as its canonical group encoding).
+#[must_use]
+pub fn noisy_response_to_proto<G: PrimeOrderGroup>(
+    group: &G,
+    r: &NoisyKeyResponse<G>,
+) -> proto::NoisyFeipKeyReply {
+    proto::NoisyFeipKeyReply {
+        domain: r.domain.0,
+        params: Some(feip_params_to_proto(&r.params)),
+        keys: r
+            .keys
+            .iter()
+            .map(|ks| proto::NoisyKeyList {
+                keys: ks
+                    .iter()
+                    .map(|k| group.element_to_bytes(k.element()))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Noisy keys from a reply of `peer`, checked against the request (domain, one list per item,
+/// one key per listed vector, canonical group elements).
+///
+/// # Errors
+/// [`CoordinatorError::Remote`] with code `InvalidReply` for a malformed key or a reply that
+/// does not answer the request.
+pub fn noisy_response_from_proto<G: PrimeOrderGroup>(
+    group: &G,
+    peer: &str,
+    request: &NoisyKeyRequest,
+    r: &proto::NoisyFeipKeyReply,
+) -> Result<NoisyKeyResponse<G>, CoordinatorError> {
+    let answers = r.domain == request.keys.domain.0
+        && r.keys.len() == request.ciphertexts.len()
+        && r.keys
+            .iter()
+            .zip(&request.ciphertexts)
+            .all(|(k, item)| k.keys.len() == item.vectors.len());
+    if !answers {
+        return Err(bad_reply(peer, "the noisy keys do not answer the request"));
+    }
+    let params = feip_params_from_proto(r.params.as_ref()).map_err(|e| bad_reply(peer, e))?;
+    let keys = r
+        .keys
+        .iter()
+        .map(|list| {
+            list.keys
+                .iter()
+                .map(|k| group.element_from_bytes(k).map(NoisyKey::from_element))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad_reply(peer, format!("noisy key: {e}")))?;
+    Ok(NoisyKeyResponse {
+        domain: request.keys.domain,
+        params,
+        keys,
+    })
 }

@@ -15,17 +15,21 @@ use std::future::Future;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
+use crate::coordinator::authority::NoiseConfig;
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{
     DomainId, DomainPublicKey, FeboCommitmentRegistration, FeboKeyRequest, FeboKeyResponse,
-    FeipKeyRequest, FeipKeyResponse, RequesterId,
+    FeipKeyRequest, FeipKeyResponse, NoisyCiphertextRegistration, NoisyKeyRequest,
+    NoisyKeyResponse, RequesterId,
 };
 pub use crate::coordinator::net::channel::RemoteConfig;
 use crate::coordinator::net::channel::{connect, ClientConnection};
 use crate::coordinator::net::convert::{
     error_of, febo_params_to_proto, febo_request_to_proto, febo_response_from_proto,
-    feip_params_to_proto, feip_request_to_proto, feip_response_from_proto, public_key_from_proto,
+    feip_params_to_proto, feip_request_to_proto, feip_response_from_proto, noise_to_proto,
+    noisy_registration_to_proto, noisy_request_to_proto, noisy_response_from_proto,
+    public_key_from_proto,
 };
 use crate::coordinator::net::proto;
 use crate::coordinator::net::proto::key_authority_client::KeyAuthorityClient;
@@ -122,6 +126,26 @@ impl<G: PrimeOrderGroup> RemoteKeyService<G> {
         per_batch: bool,
         requesters: &[RequesterId],
     ) -> Result<Vec<DomainId>, CoordinatorError> {
+        self.create_domains_with_noise(feip, febo, count, per_batch, requesters, None)
+    }
+
+    /// [`create_domains`](Self::create_domains), noisy from the start when `noise` is set
+    /// (see [`Authority::make_noisy`](crate::coordinator::Authority::make_noisy)): the
+    /// requesters then get only ciphertext-bound noisy keys, for the `ct0` values this client
+    /// registers ([`KeyService::register_noisy_ciphertexts`]).
+    ///
+    /// # Errors
+    /// As [`create_domains`](Self::create_domains); `INVALID_ARGUMENT` for noise settings the
+    /// authority refuses.
+    pub fn create_domains_with_noise(
+        &self,
+        feip: FeipParams,
+        febo: Option<FeboParams>,
+        count: u32,
+        per_batch: bool,
+        requesters: &[RequesterId],
+        noise: Option<NoiseConfig>,
+    ) -> Result<Vec<DomainId>, CoordinatorError> {
         use crate::coordinator::net::service::{MAX_CREATE_ELEMENTS, MAX_DOMAINS_PER_CALL};
         // One call stays within the authority's limits: split larger requests.
         let per_call = (MAX_CREATE_ELEMENTS / feip.n().max(1) as u64)
@@ -135,6 +159,7 @@ impl<G: PrimeOrderGroup> RemoteKeyService<G> {
                 feip: Some(feip_params_to_proto(&feip)),
                 febo: febo.as_ref().map(febo_params_to_proto),
                 count: left.min(per_call),
+                noise: noise.as_ref().map(noise_to_proto),
                 policy: if per_batch {
                     proto::PolicyKind::PolicyPerBatch as i32
                 } else {
@@ -239,6 +264,28 @@ impl<G: PrimeOrderGroup> KeyService<G> for RemoteKeyService<G> {
         };
         let reply = self.call(message, |mut c, r| async move {
             c.register_febo_commitments(r).await
+        })?;
+        usize::try_from(reply.registered).map_err(|e| remote(&self.config.url, "InvalidReply", e))
+    }
+
+    fn noisy_feip_keys(
+        &self,
+        request: &NoisyKeyRequest,
+    ) -> Result<NoisyKeyResponse<G>, CoordinatorError> {
+        let message = noisy_request_to_proto(request);
+        let reply = self.call(message, |mut c, r| async move {
+            c.issue_noisy_feip_keys(r).await
+        })?;
+        noisy_response_from_proto(&self.group, &self.config.url, request, &reply)
+    }
+
+    fn register_noisy_ciphertexts(
+        &self,
+        registration: &NoisyCiphertextRegistration,
+    ) -> Result<usize, CoordinatorError> {
+        let message = noisy_registration_to_proto(registration);
+        let reply = self.call(message, |mut c, r| async move {
+            c.register_noisy_ciphertexts(r).await
         })?;
         usize::try_from(reply.registered).map_err(|e| remote(&self.config.url, "InvalidReply", e))
     }

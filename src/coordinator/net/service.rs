@@ -22,7 +22,7 @@
 //! | `count × n` per `CreateDomains` call | [`MAX_CREATE_ELEMENTS`] (2^21: about 25 s of work on Ristretto255) |
 //! | concurrent `CreateDomains` calls | [`CREATE_CONCURRENCY`] (1; more wait) |
 //! | request body of `GetPublicKey`, `CreateDomains`, `ReadAuditLog`, `ListDomains` | [`SMALL_REQUEST_BYTES`] (64 KiB) |
-//! | request body of `IssueFeipKeys`, `IssueFeboKeys`, `RegisterFeboCommitments` | [`ServeConfig::max_message_bytes`] |
+//! | request body of `IssueFeipKeys`, `IssueFeboKeys`, `RegisterFeboCommitments`, `IssueNoisyFeipKeys`, `RegisterNoisyCiphertexts` | [`ServeConfig::max_message_bytes`] |
 //! | encoded public keys served without the mutex | [`PUBLISHED_KEY_BYTES`] (64 MiB) |
 
 use std::collections::HashMap;
@@ -43,8 +43,9 @@ use crate::coordinator::messages::{
 use crate::coordinator::net::auth::{Role, TokenTable};
 use crate::coordinator::net::convert::{
     febo_params_from_proto, febo_request_from_proto, febo_response_to_proto,
-    feip_params_from_proto, feip_request_from_proto, feip_response_to_proto, public_key_to_proto,
-    status_of,
+    feip_params_from_proto, feip_request_from_proto, feip_response_to_proto, noise_from_proto,
+    noisy_registration_from_proto, noisy_request_from_proto, noisy_response_to_proto,
+    public_key_to_proto, status_of,
 };
 use crate::coordinator::net::gate::{Gated, MethodRule};
 use crate::coordinator::net::proto::key_authority_server::{KeyAuthority, KeyAuthorityServer};
@@ -105,6 +106,16 @@ pub fn authority_rules(max_key_request: usize) -> Vec<MethodRule> {
         MethodRule {
             method: "RegisterFeboCommitments",
             roles: OWNERS,
+            max_request_bytes: max_key_request,
+        },
+        MethodRule {
+            method: "RegisterNoisyCiphertexts",
+            roles: OWNERS,
+            max_request_bytes: max_key_request,
+        },
+        MethodRule {
+            method: "IssueNoisyFeipKeys",
+            roles: KEY_TAKERS,
             max_request_bytes: max_key_request,
         },
         MethodRule {
@@ -284,6 +295,12 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
         if let Some(f) = &r.febo {
             config = config.with_febo(febo_params_from_proto(f).map_err(|e| status_of(&e))?);
         }
+        let noise = r
+            .noise
+            .as_ref()
+            .map(noise_from_proto)
+            .transpose()
+            .map_err(|e| status_of(&e))?;
         // At most CREATE_CONCURRENCY calls derive keys at once; the rest wait here, holding
         // no lock and no thread.
         let _permit = self
@@ -299,9 +316,17 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
                 .begin_create_domains_for(config, count, access)
                 .map_err(|e| status_of(&e))?;
             let prepared = pending.prepare();
-            let ids = lock(&state)?
+            // Made noisy under the same lock as they are installed: no key request can come
+            // between.
+            let mut state = lock(&state)?;
+            let ids = state
                 .finish_create_domains(prepared)
                 .map_err(|e| status_of(&e))?;
+            if let Some(noise) = noise {
+                for &id in &ids {
+                    state.make_noisy(id, noise).map_err(|e| status_of(&e))?;
+                }
+            }
             Ok(ids.into_iter().map(|d| d.0).collect())
         })
         .await?;
@@ -376,6 +401,52 @@ impl<G: PrimeOrderGroup> KeyAuthority for AuthorityService<G> {
         Ok(Response::new(proto::RegisterCommitmentsReply {
             registered: registered as u64,
         }))
+    }
+
+    async fn register_noisy_ciphertexts(
+        &self,
+        request: Request<proto::NoisyCiphertextBatch>,
+    ) -> Result<Response<proto::RegisterCommitmentsReply>, Status> {
+        let caller = self.tokens.authorize(
+            request.metadata(),
+            "RegisterNoisyCiphertexts",
+            &[Role::Client],
+        )?;
+        let registration = noisy_registration_from_proto(request.into_inner());
+        let state = Arc::clone(&self.state);
+        let registered = blocking(move || {
+            let mut state = lock(&state)?;
+            state
+                .register_noisy_ciphertexts(&caller.requester, &registration)
+                .map_err(|e| status_of(&e))
+        })
+        .await?;
+        Ok(Response::new(proto::RegisterCommitmentsReply {
+            registered: registered as u64,
+        }))
+    }
+
+    async fn issue_noisy_feip_keys(
+        &self,
+        request: Request<proto::NoisyFeipKeyBatch>,
+    ) -> Result<Response<proto::NoisyFeipKeyReply>, Status> {
+        let caller =
+            self.tokens
+                .authorize(request.metadata(), "IssueNoisyFeipKeys", &[Role::Server])?;
+        let request = noisy_request_from_proto(request.into_inner()).map_err(|e| status_of(&e))?;
+        let state = Arc::clone(&self.state);
+        let published = Arc::clone(&self.published);
+        let reply = blocking(move || {
+            let mut state = lock(&state)?;
+            let r = state.issue_noisy_feip_keys(&caller.requester, &request);
+            if let Err(CoordinatorError::DomainRotated { retired, .. }) = &r {
+                published.remove(retired.0);
+            }
+            let r = r.map_err(|e| status_of(&e))?;
+            Ok(noisy_response_to_proto(state.authority().group(), &r))
+        })
+        .await?;
+        Ok(Response::new(reply))
     }
 
     async fn read_audit_log(
