@@ -487,16 +487,22 @@ pub fn print_final(report: &TrainReport, mode: Mode, start: Instant) {
     );
 }
 
-/// A count that must be at least 1 (0 epochs or 0 test images would print an accuracy that
-/// measures nothing).
-fn noise_sigma(s: &str) -> Result<f64, String> {
+/// Parses `--noise-sigma`: a finite `σ` in `[0, 10⁶]`, to `10⁻³`.
+///
+/// # Errors
+/// A message for anything else.
+pub fn noise_sigma(s: &str) -> Result<f64, String> {
     let v = s.parse::<f64>().map_err(|e| e.to_string())?;
     crate::fe::discrete_gaussian::DiscreteGaussian::from_f64_milli(v)
         .map(|_| v)
         .map_err(|e| e.to_string())
 }
 
-fn epsilon_budget(s: &str) -> Result<f64, String> {
+/// Parses a privacy budget's `ε`: a positive, finite number (`--noise-epsilon-budget`).
+///
+/// # Errors
+/// A message for anything else.
+pub fn epsilon_budget(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         Ok(v) => Err(format!("{v} is not a positive, finite epsilon")),
@@ -504,6 +510,8 @@ fn epsilon_budget(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A count that must be at least 1 (0 epochs or 0 test images would print an accuracy that
+/// measures nothing).
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),

@@ -81,8 +81,15 @@ fn setup(name: &str) -> Setup {
 
 /// Starts `cryptonn authority serve` and returns it with its bound address.
 fn start_authority(s: &Setup, listen: &str) -> (Child, String) {
+    start_authority_with(s, listen, &[])
+}
+
+/// [`start_authority`] with `extra` arguments.
+fn start_authority_with(s: &Setup, listen: &str, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["authority", "serve", "--listen", listen, "--state"])
+        .args(["authority", "serve", "--listen", listen])
+        .args(extra)
+        .arg("--state")
         .arg(s.dir.join("state"))
         .arg("--tokens")
         .arg(&s.tokens)
@@ -331,6 +338,84 @@ fn three_processes_match_in_process_and_survive_authority_kill() {
         "kill and restart ok ({:.1} s)",
         start.elapsed().as_secs_f64()
     );
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// Noisy domains across the three processes: the data owner encrypts with `--noise-sigma`
+/// (the authority makes the domains noisy and records the ciphertexts' `ct0`), the server is
+/// told to pass `--noisy-keys` without it and trains with it; after a restart the authority
+/// still serves the domains as noisy and refuses keys beyond its `--noise-epsilon-budget`.
+#[test]
+fn three_processes_train_on_noisy_domains() {
+    let s = setup("noisy");
+    std::fs::create_dir_all(&s.cache).unwrap();
+    let (mut authority, addr) = start_authority(&s, "127.0.0.1:0");
+    let out = Command::new(BIN)
+        .args(["client", "encrypt"])
+        .args(connect_args(&s, &addr, &s.client_token))
+        .arg("--data")
+        .arg(default_data_dir())
+        .arg("--out")
+        .arg(s.dir.join("enc"))
+        .arg("--labels")
+        .arg(s.dir.join("owner/labels"))
+        .args(["--trainer", "server-1", "--noise-sigma", "300"])
+        .args(encoding_args())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "client encrypt failed: {stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "client: {IMAGES} ciphertexts registered in noisy domains"
+        )),
+        "{stdout}"
+    );
+    // Plain keys are refused, with the flag that repairs it.
+    let plain = server_command(&s, &addr, 1).output().unwrap();
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success());
+    assert!(stderr.contains("pass --noisy-keys"), "{stderr}");
+    // The server may not pick sigma itself.
+    let own = server_command(&s, &addr, 1)
+        .args(["--noise-sigma", "1"])
+        .output()
+        .unwrap();
+    assert!(!own.status.success());
+    assert!(
+        String::from_utf8_lossy(&own.stderr).contains("client encrypt --noise-sigma"),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let status = server_command(&s, &addr, 1)
+        .arg("--noisy-keys")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "server train --noisy-keys failed: {status}"
+    );
+    let run = summary(&s);
+    assert!(run["feip_keys"].as_u64().unwrap() > 0);
+    let audit = s.dir.join("state/audit.cnnaudit");
+    assert!(issued_keys(&audit, "server-1").0 > 0);
+    authority.kill().unwrap();
+    authority.wait().unwrap();
+
+    // Restarted with a budget far below one image's loss: the journal kept the domains noisy,
+    // and the budget refuses the first request.
+    let (mut authority, addr) =
+        start_authority_with(&s, "127.0.0.1:0", &["--noise-epsilon-budget", "1"]);
+    let refused = server_command(&s, &addr, 1)
+        .arg("--noisy-keys")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("privacy budget exhausted"), "{stderr}");
+    authority.kill().unwrap();
+    authority.wait().unwrap();
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 

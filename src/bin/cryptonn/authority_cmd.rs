@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use cryptonn::cli::BudgetGranularity;
+use cryptonn::coordinator::accountant::{Granularity, PrivacyBudget, DEFAULT_DELTA};
 use cryptonn::coordinator::net::auth::{random_token, Role};
 use cryptonn::coordinator::net::service::Listener;
 use cryptonn::coordinator::net::{
@@ -59,6 +61,17 @@ pub struct ServeArgs {
     /// start rather than guess; no key is ever derived twice either way).
     #[arg(long)]
     no_fsync: bool,
+    /// A privacy budget for noisy domains (those a data owner created with `client encrypt
+    /// --noise-sigma`): the largest ε, at δ = 1e-5, that any registered sample may reach (per
+    /// image, or per pixel with --noise-budget-granularity pixel; docs/noisy-keys.md). A key
+    /// request that would go beyond it is refused (`PrivacyBudgetExceeded`, nothing issued).
+    /// The ledger it is checked against survives restarts (the journal); the budget is given
+    /// again at every start. Unset: no budget.
+    #[arg(long, value_parser = cryptonn::cli::epsilon_budget)]
+    noise_epsilon_budget: Option<f64>,
+    /// What --noise-epsilon-budget protects: the whole image, or one pixel.
+    #[arg(long, value_enum, default_value_t = BudgetGranularity::Image, requires = "noise_epsilon_budget")]
+    noise_budget_granularity: BudgetGranularity,
 }
 
 #[derive(Debug, Args)]
@@ -134,8 +147,16 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
         },
         fsync: !a.no_fsync,
     };
-    let state = PersistentAuthority::open(Ristretto255, &a.state, options)
+    let mut state = PersistentAuthority::open(Ristretto255, &a.state, options)
         .with_context(|| format!("opening the authority state in {}", a.state.display()))?;
+    state.set_privacy_budget(a.noise_epsilon_budget.map(|epsilon| PrivacyBudget {
+        epsilon,
+        delta: DEFAULT_DELTA,
+        granularity: match a.noise_budget_granularity {
+            BudgetGranularity::Image => Granularity::Image,
+            BudgetGranularity::Pixel => Granularity::Pixel,
+        },
+    }));
     let domains = state.authority().domain_ids().len();
     let records = state.authority().audit_log().len();
     let config = ServeConfig {

@@ -12,10 +12,11 @@ use cryptonn::coordinator::secure_training::encrypted_dataset::{
     part_file_name, read_header, samples_digest,
 };
 use cryptonn::coordinator::secure_training::{
-    encrypt_part_or_reuse, register_label_commitments, DatasetSamples, EncodedSamples,
-    EncryptedDataset, EncryptionParams, MnistSamples,
+    encrypt_part_or_reuse, register_label_commitments, register_noisy_ciphertexts, DatasetSamples,
+    EncodedSamples, EncryptedDataset, EncryptionParams, MnistSamples,
 };
-use cryptonn::coordinator::{DomainId, KeyService, RequesterId};
+use cryptonn::coordinator::{DomainId, KeyService, NoiseConfig, RequesterId};
+use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
 use cryptonn::fe::febo::FeboParams;
 use cryptonn::fe::feip::FeipParams;
 use cryptonn::fe::group::ristretto::Ristretto255;
@@ -77,11 +78,28 @@ pub struct EncryptArgs {
     /// (all parts share one label permutation).
     #[arg(long, value_name = "A..B", value_parser = parse_shards)]
     shards: Option<Range<usize>>,
+    /// Make the shard domains noisy (docs/noisy-keys.md): the authority adds discrete
+    /// Gaussian noise of this standard deviation (in encoded units, to 1/1000) to every
+    /// first-layer value the trainer decrypts, charges each release to the image's privacy
+    /// ledger, and issues no exact keys for these domains; the trainer needs `server train
+    /// --noisy-keys`. Encrypts afresh under new domains. Convolutional first layers only.
+    /// 0: exact keys.
+    #[arg(long, default_value_t = 0.0, value_parser = cryptonn::cli::noise_sigma)]
+    noise_sigma: f64,
     #[command(flatten)]
     encoding: EncodingOptions,
 }
 
 /// `A..B` with `A < B`.
+impl EncryptArgs {
+    /// The noise of `--noise-sigma` (`None` for 0).
+    fn noise(&self) -> Option<DiscreteGaussian> {
+        DiscreteGaussian::from_f64_milli(self.noise_sigma)
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
+}
+
 fn parse_shards(s: &str) -> Result<Range<usize>, String> {
     let (a, b) = s
         .split_once("..")
@@ -120,6 +138,12 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
     }
     let (first, _) = spec.first_layer()?;
     let dense = matches!(first, FirstLayerSpec::Linear { .. });
+    if dense && a.noise().is_some() {
+        anyhow::bail!(
+            "--noise-sigma: {} has a dense first layer, whose gradient reads feature-major              ciphertexts that each hold a whole shard (no per-image ct0 to bind the noise and              the ledger to); use a convolutional model",
+            spec.name
+        );
+    }
     check_out_and_labels(a)?;
     if a.dataset == "mnist" && !dense {
         return encrypt_mnist(a, &train, start);
@@ -211,15 +235,32 @@ fn encrypt_shards(
         &digest,
         range.clone(),
     ));
-    let create = |feip: FeipParams, febo: Option<FeboParams>| {
-        keys.create_domains(feip, febo, count, true, std::slice::from_ref(&trainer))
-            .with_context(|| format!("creating {count} domains at {}", keys.peer()))
+    // Noisy domains blur every value of a coordinate range of 2·x_bound (the sensitivity
+    // model of the ledger).
+    let noise = match a.noise() {
+        Some(sigma) => Some(NoiseConfig {
+            sigma,
+            coordinate_range: params.data_layout()?.x_bound.saturating_mul(2),
+        }),
+        None => None,
+    };
+    let create = |feip: FeipParams, febo: Option<FeboParams>, noise: Option<NoiseConfig>| {
+        keys.create_domains_with_noise(
+            feip,
+            febo,
+            count,
+            true,
+            std::slice::from_ref(&trainer),
+            noise,
+        )
+        .with_context(|| format!("creating {count} domains at {}", keys.peer()))
     };
     // Reuse a file already in --out whose domains are still served (same data, parameters
     // and shard range).
     let (domains, feature_domains) = match read_header(&existing) {
         Ok(h)
             if !a.reencrypt
+                && noise.is_none()
                 && h.source_digest == digest
                 && h.params == *params
                 && h.part.map_or(0, |p| p.first_shard) == range.start =>
@@ -227,9 +268,9 @@ fn encrypt_shards(
             (h.domains, h.feature_domains)
         }
         _ => (
-            create(params.feip_params()?, Some(params.febo_params()?))?,
+            create(params.feip_params()?, Some(params.febo_params()?), noise)?,
             if dense {
-                create(params.feature_feip_params()?, None)?
+                create(params.feature_feip_params()?, None, None)?
             } else {
                 Vec::new()
             },
@@ -260,7 +301,7 @@ fn encrypt_shards(
         &feature_pks,
         params,
         range.clone(),
-        a.reencrypt,
+        a.reencrypt || noise.is_some(),
         &|_| {},
     )
     .with_context(|| format!("encrypting into {}", a.out.display()))?;
@@ -273,7 +314,7 @@ fn encrypt_shards(
             images as f64 / seconds.max(1e-9)
         );
     }
-    finish(&keys, &trainer, &path, reused, start)
+    finish(&keys, &trainer, &path, reused, noise.is_some(), start)
 }
 
 /// Refuses a label file inside --out (handed to the server) and an --out holding a seed.
@@ -322,12 +363,18 @@ fn finish(
     trainer: &RequesterId,
     path: &Path,
     reused: bool,
+    noisy: bool,
     start: Instant,
 ) -> anyhow::Result<()> {
     let data = EncryptedDataset::load_part(Ristretto255, path)
         .with_context(|| format!("reading back {}", path.display()))?;
     let registered = register_label_commitments(&data, keys)
         .with_context(|| format!("registering FEBO commitments at {}", keys.peer()))?;
+    if noisy {
+        let n = register_noisy_ciphertexts(&data, keys)
+            .with_context(|| format!("registering noisy ciphertexts at {}", keys.peer()))?;
+        println!("client: {n} ciphertexts registered in noisy domains for {trainer}");
+    }
     println!(
         "{} {} ({:.1} s); {registered} new FEBO commitments registered for {trainer}",
         if reused { "reused" } else { "wrote" },

@@ -98,6 +98,11 @@ pub struct TrainArgs {
     /// maps predictions back with `client predict --labels`).
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
+    /// The shard domains are noisy (the data owner encrypted with `client encrypt
+    /// --noise-sigma`): ask the authority for ciphertext-bound noisy keys, sending each
+    /// image's ct0 (never the rest of its ciphertext), and train on the blurred values.
+    #[arg(long)]
+    noisy_keys: bool,
     #[command(flatten)]
     train: TrainOptions,
     #[command(flatten)]
@@ -174,6 +179,11 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
     let cfg = a.train.config(mode);
     if cfg.schedule != BatchSchedule::FixedShards {
         anyhow::bail!("secure training needs --batches fixed-shards (one key domain per shard)");
+    }
+    if a.train.noise_sigma != 0.0 || a.train.noise_epsilon_budget.is_some() {
+        anyhow::bail!(
+            "--noise-sigma / --noise-epsilon-budget are not the server's to set: the data              owner chooses sigma when it encrypts (`client encrypt --noise-sigma`) and the              authority keeps the budget (`authority serve --noise-epsilon-budget`); pass              --noisy-keys to train on noisy domains"
+        );
     }
     a.train.init_threads()?;
     // Checked (and bound) before training, served after it.
@@ -303,8 +313,9 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         keys.peer()
     );
     let peer = keys.peer().to_string();
-    let mut backend =
-        session.server_with_dataset(keys, data, Arc::clone(&table), cfg.quant, geometry)?;
+    let mut backend = session
+        .server_with_dataset(keys, data, Arc::clone(&table), cfg.quant, geometry)?
+        .with_noisy_keys(a.noisy_keys)?;
     let mut bars = Bars::new();
     // What the model is trained on, as far as the server knows it: the public encoding.
     let info = DatasetInfo {
@@ -332,7 +343,20 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         &eval_labels,
         observer.as_mut(),
     )
-    .with_context(|| format!("training with keys from {peer}"))?;
+    .map_err(|e| {
+        let mut chain: Option<&dyn std::error::Error> = Some(&e);
+        let mut noisy_domain = false;
+        while let Some(c) = chain {
+            noisy_domain |= c.to_string().contains("is noisy");
+            chain = c.source();
+        }
+        let hint = if !a.noisy_keys && noisy_domain {
+            " (the data owner made the shard domains noisy: pass --noisy-keys)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!("training with keys from {peer}{hint}"))
+    })?;
     drop(observer);
     a.train.persist.report_saved(&report);
     if a.labels.is_none() {

@@ -664,150 +664,6 @@ pub fn febo_response_from_proto<G: PrimeOrderGroup>(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::coordinator::placement::PlacementOrigin;
-
-    /// A refusal survives the trip through a status, typed.
-    #[test]
-    fn refusal_round_trips_through_status() {
-        let e = CoordinatorError::Refused {
-            domain: DomainId(3),
-            index: 7,
-            reason: PolicyRefusal::TooFewNonZero { got: 1, min: 4 },
-        };
-        let s = status_of(&e);
-        assert_eq!(s.code(), Code::FailedPrecondition);
-        assert!(s.message().contains("non-zero entries"), "{}", s.message());
-        let back = error_of("peer", &s);
-        assert!(matches!(
-            back,
-            CoordinatorError::Refused {
-                domain: DomainId(3),
-                index: 7,
-                reason: PolicyRefusal::TooFewNonZero { got: 1, min: 4 }
-            }
-        ));
-        let other = error_of("https://a:1", &Status::unauthenticated("no"));
-        assert!(other.to_string().contains("https://a:1"), "{other}");
-    }
-
-    /// Gradient-style placements of a 3 x 10 x 10 input (padding 1, 2 x 2 boxes): one
-    /// 1 x 5 x 5 grid of stride 2 per filter at the 3 · 2 · 2 origins `(c, a, b)`.
-    fn grid_request() -> FeipKeyRequest {
-        let frame = PlacementFrame::new(3, 10, 10, 1, 2, 1).unwrap();
-        let mut vectors = Vec::new();
-        for f in 0..4i64 {
-            let coefs = (0..25).map(|i| (i * 7 + f) % 17 - 8).collect();
-            let grid = Arc::new(PlacementGrid::new(frame, 1, 5, 5, 2, coefs).unwrap());
-            for channel in 0..3 {
-                for row in 0..2 {
-                    for col in 0..2 {
-                        let origin = PlacementOrigin { channel, row, col };
-                        let v = Placement::new(Arc::clone(&grid), origin).unwrap();
-                        vectors.push(KeyVectorData::Placement(v));
-                    }
-                }
-            }
-        }
-        vectors.insert(3, KeyVectorData::Sparse(vec![(1, 2), (9, -1)]));
-        FeipKeyRequest {
-            domain: DomainId(4),
-            vectors,
-        }
-    }
-
-    /// Placements sharing one grid travel once, with their origins, and come back as the same
-    /// vectors (the same input-space keys).
-    #[test]
-    fn placements_round_trip_compactly() {
-        let r = grid_request();
-        let p = feip_request_to_proto(&r);
-        // 4 grids: the first split by the sparse vector at index 3, so 5 grids + 1 sparse.
-        assert_eq!(p.vectors.len(), 6);
-        let back = feip_request_from_proto(p).unwrap();
-        assert_eq!(back, r);
-    }
-
-    fn first_grid(p: &mut proto::FeipKeyBatch) -> &mut proto::Placement {
-        match p.vectors[0].form.as_mut() {
-            Some(proto::key_vector::Form::Placement(g)) => g,
-            _ => panic!("expected a placement first"),
-        }
-    }
-
-    /// Malformed placements are typed errors (INVALID_ARGUMENT on the wire), never a panic.
-    #[test]
-    fn malformed_placements_are_refused() {
-        let base = feip_request_to_proto(&grid_request());
-        type Breakage = fn(&mut proto::Placement);
-        let cases: [(&str, Breakage); 12] = [
-            ("no origins", |g| g.origins.clear()),
-            ("origin beyond the boxes", |g| g.origins[0] = 3 * 11 * 11),
-            ("origin index beyond usize", |g| g.origins[0] = u64::MAX),
-            ("grid leaves the boxes at its origin", |g| g.origins[0] = 3),
-            ("missing coefficient", |g| {
-                g.coefficients.pop();
-            }),
-            ("zero stride", |g| g.stride = 0),
-            ("coefficient beyond 2^61", |g| g.coefficients[0] = i64::MAX),
-            ("missing frame", |g| g.frame = None),
-            ("zero pool", |g| g.frame.as_mut().unwrap().pool = 0),
-            ("box beyond the padded input", |g| {
-                g.frame.as_mut().unwrap().dilation = 1000;
-            }),
-            ("grid channels beyond the input's", |g| g.channels = 4),
-            ("huge input", |g| {
-                let f = g.frame.as_mut().unwrap();
-                (f.height, f.width) = (1 << 16, 1 << 16);
-            }),
-        ];
-        for (what, break_it) in cases {
-            let mut p = base.clone();
-            break_it(first_grid(&mut p));
-            let e = feip_request_from_proto(p).expect_err(what);
-            assert!(matches!(e, CoordinatorError::Placement(_)), "{what}: {e}");
-            assert_eq!(status_of(&e).code(), Code::InvalidArgument, "{what}: {e}");
-        }
-    }
-
-    /// Cheap origins cannot make the authority expand unbounded work.
-    #[test]
-    fn placement_expansion_is_capped() {
-        let grid = proto::Placement {
-            frame: Some(proto::PlacementFrame {
-                channels: 1,
-                height: 30,
-                width: 30,
-                padding: 1,
-                pool: 2,
-                dilation: 1,
-            }),
-            channels: 1,
-            rows: 14,
-            cols: 14,
-            stride: 2,
-            coefficients: vec![1; 196],
-            origins: vec![0; 4096],
-        };
-        let batch = |copies: usize| proto::FeipKeyBatch {
-            domain: 1,
-            vectors: vec![
-                proto::KeyVector {
-                    form: Some(proto::key_vector::Form::Placement(grid.clone())),
-                };
-                copies
-            ],
-        };
-        // 4096 · 196 · 4 entries per copy: 10 copies fit, 11 do not.
-        assert!(feip_request_from_proto(batch(10)).is_ok());
-        let e = feip_request_from_proto(batch(11)).unwrap_err();
-        assert!(e.to_string().contains("split it"), "{e}");
-        assert_eq!(status_of(&e).code(), Code::InvalidArgument);
-    }
-}
-
 /// A noisy domain's settings to protobuf.
 #[must_use]
 pub fn noise_to_proto(config: &NoiseConfig) -> proto::NoiseSettings {
@@ -971,4 +827,148 @@ pub fn noisy_response_from_proto<G: PrimeOrderGroup>(
         params,
         keys,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::placement::PlacementOrigin;
+
+    /// A refusal survives the trip through a status, typed.
+    #[test]
+    fn refusal_round_trips_through_status() {
+        let e = CoordinatorError::Refused {
+            domain: DomainId(3),
+            index: 7,
+            reason: PolicyRefusal::TooFewNonZero { got: 1, min: 4 },
+        };
+        let s = status_of(&e);
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert!(s.message().contains("non-zero entries"), "{}", s.message());
+        let back = error_of("peer", &s);
+        assert!(matches!(
+            back,
+            CoordinatorError::Refused {
+                domain: DomainId(3),
+                index: 7,
+                reason: PolicyRefusal::TooFewNonZero { got: 1, min: 4 }
+            }
+        ));
+        let other = error_of("https://a:1", &Status::unauthenticated("no"));
+        assert!(other.to_string().contains("https://a:1"), "{other}");
+    }
+
+    /// Gradient-style placements of a 3 x 10 x 10 input (padding 1, 2 x 2 boxes): one
+    /// 1 x 5 x 5 grid of stride 2 per filter at the 3 · 2 · 2 origins `(c, a, b)`.
+    fn grid_request() -> FeipKeyRequest {
+        let frame = PlacementFrame::new(3, 10, 10, 1, 2, 1).unwrap();
+        let mut vectors = Vec::new();
+        for f in 0..4i64 {
+            let coefs = (0..25).map(|i| (i * 7 + f) % 17 - 8).collect();
+            let grid = Arc::new(PlacementGrid::new(frame, 1, 5, 5, 2, coefs).unwrap());
+            for channel in 0..3 {
+                for row in 0..2 {
+                    for col in 0..2 {
+                        let origin = PlacementOrigin { channel, row, col };
+                        let v = Placement::new(Arc::clone(&grid), origin).unwrap();
+                        vectors.push(KeyVectorData::Placement(v));
+                    }
+                }
+            }
+        }
+        vectors.insert(3, KeyVectorData::Sparse(vec![(1, 2), (9, -1)]));
+        FeipKeyRequest {
+            domain: DomainId(4),
+            vectors,
+        }
+    }
+
+    /// Placements sharing one grid travel once, with their origins, and come back as the same
+    /// vectors (the same input-space keys).
+    #[test]
+    fn placements_round_trip_compactly() {
+        let r = grid_request();
+        let p = feip_request_to_proto(&r);
+        // 4 grids: the first split by the sparse vector at index 3, so 5 grids + 1 sparse.
+        assert_eq!(p.vectors.len(), 6);
+        let back = feip_request_from_proto(p).unwrap();
+        assert_eq!(back, r);
+    }
+
+    fn first_grid(p: &mut proto::FeipKeyBatch) -> &mut proto::Placement {
+        match p.vectors[0].form.as_mut() {
+            Some(proto::key_vector::Form::Placement(g)) => g,
+            _ => panic!("expected a placement first"),
+        }
+    }
+
+    /// Malformed placements are typed errors (INVALID_ARGUMENT on the wire), never a panic.
+    #[test]
+    fn malformed_placements_are_refused() {
+        let base = feip_request_to_proto(&grid_request());
+        type Breakage = fn(&mut proto::Placement);
+        let cases: [(&str, Breakage); 12] = [
+            ("no origins", |g| g.origins.clear()),
+            ("origin beyond the boxes", |g| g.origins[0] = 3 * 11 * 11),
+            ("origin index beyond usize", |g| g.origins[0] = u64::MAX),
+            ("grid leaves the boxes at its origin", |g| g.origins[0] = 3),
+            ("missing coefficient", |g| {
+                g.coefficients.pop();
+            }),
+            ("zero stride", |g| g.stride = 0),
+            ("coefficient beyond 2^61", |g| g.coefficients[0] = i64::MAX),
+            ("missing frame", |g| g.frame = None),
+            ("zero pool", |g| g.frame.as_mut().unwrap().pool = 0),
+            ("box beyond the padded input", |g| {
+                g.frame.as_mut().unwrap().dilation = 1000;
+            }),
+            ("grid channels beyond the input's", |g| g.channels = 4),
+            ("huge input", |g| {
+                let f = g.frame.as_mut().unwrap();
+                (f.height, f.width) = (1 << 16, 1 << 16);
+            }),
+        ];
+        for (what, break_it) in cases {
+            let mut p = base.clone();
+            break_it(first_grid(&mut p));
+            let e = feip_request_from_proto(p).expect_err(what);
+            assert!(matches!(e, CoordinatorError::Placement(_)), "{what}: {e}");
+            assert_eq!(status_of(&e).code(), Code::InvalidArgument, "{what}: {e}");
+        }
+    }
+
+    /// Cheap origins cannot make the authority expand unbounded work.
+    #[test]
+    fn placement_expansion_is_capped() {
+        let grid = proto::Placement {
+            frame: Some(proto::PlacementFrame {
+                channels: 1,
+                height: 30,
+                width: 30,
+                padding: 1,
+                pool: 2,
+                dilation: 1,
+            }),
+            channels: 1,
+            rows: 14,
+            cols: 14,
+            stride: 2,
+            coefficients: vec![1; 196],
+            origins: vec![0; 4096],
+        };
+        let batch = |copies: usize| proto::FeipKeyBatch {
+            domain: 1,
+            vectors: vec![
+                proto::KeyVector {
+                    form: Some(proto::key_vector::Form::Placement(grid.clone())),
+                };
+                copies
+            ],
+        };
+        // 4096 · 196 · 4 entries per copy: 10 copies fit, 11 do not.
+        assert!(feip_request_from_proto(batch(10)).is_ok());
+        let e = feip_request_from_proto(batch(11)).unwrap_err();
+        assert!(e.to_string().contains("split it"), "{e}");
+        assert_eq!(status_of(&e).code(), Code::InvalidArgument);
+    }
 }

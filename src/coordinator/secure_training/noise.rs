@@ -76,7 +76,8 @@ pub fn make_domains_noisy<G: PrimeOrderGroup>(
     Ok(())
 }
 
-/// Registers the `ct0` of every image ciphertext of `data` under its index, one request per
+/// Registers the `ct0` of every image ciphertext of `data` under its index in the whole
+/// training set (a part of a sharded encryption counts from its first shard), one request per
 /// shard domain, through `owner` (the data owner's key service). Returns the number newly
 /// registered.
 ///
@@ -88,6 +89,7 @@ pub fn register_noisy_ciphertexts<G: PrimeOrderGroup, K: KeyService<G> + ?Sized>
 ) -> Result<usize, SecureTrainingError> {
     let header = data.header();
     let group = data.group();
+    let offset = header.part.map_or(0, |p| p.first_shard) * header.params.shard_size;
     let mut total = 0;
     for (s, &domain) in header.domains.iter().enumerate() {
         let first = s * header.params.shard_size;
@@ -95,7 +97,7 @@ pub fn register_noisy_ciphertexts<G: PrimeOrderGroup, K: KeyService<G> + ?Sized>
         let ciphertexts = (first..last)
             .map(|i| {
                 let ct0 = data.image_ct0(i)?;
-                Ok((group.element_to_bytes(&ct0), i as u64))
+                Ok((group.element_to_bytes(&ct0), (offset + i) as u64))
             })
             .collect::<Result<Vec<_>, SecureTrainingError>>()?;
         if ciphertexts.is_empty() {
