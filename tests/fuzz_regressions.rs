@@ -391,3 +391,131 @@ fn write_loader_seeds() {
         );
     }
 }
+
+/// Writes valid inputs of the noisy-domain messages to `fuzz/regressions/<target>/seed-noisy-*`
+/// (deterministic): the noisy key request, registration and reply, a `CreateDomains` with
+/// noise, and journal entries that create a noisy domain, register a ciphertext and charge
+/// the ledger. Run after a format change:
+/// `cargo test --test fuzz_regressions -- --ignored write_noisy_seeds`.
+#[test]
+#[ignore = "writes files under fuzz/regressions/"]
+fn write_noisy_seeds() {
+    use cryptonn::coordinator::net::{convert, proto};
+    use cryptonn::coordinator::persistent::journal::{JournalEntry, LedgerEntry};
+    use cryptonn::coordinator::{
+        DomainId, FeipKeyRequest, KeyVectorData, NoiseConfig, NoisyCiphertextRegistration,
+        NoisyKeyItem, NoisyKeyRequest, PolicyConfig,
+    };
+    use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
+    use cryptonn::fe::feip::FeipParams;
+    use cryptonn::fe::group::ristretto::Ristretto255;
+    use cryptonn::fe::group::PrimeOrderGroup;
+    use prost::Message;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-noisy-{name}")), bytes).unwrap();
+    };
+    let g = Ristretto255;
+    let ct0 = g.element_to_bytes(&g.generator());
+    let domain = DomainId(1);
+    let request = NoisyKeyRequest {
+        keys: FeipKeyRequest {
+            domain,
+            vectors: vec![
+                KeyVectorData::Dense(vec![1, -2, 3, 4]),
+                KeyVectorData::Sparse(vec![(0, 5), (3, -1)]),
+            ],
+        },
+        ciphertexts: vec![NoisyKeyItem {
+            ct0: ct0.clone(),
+            vectors: vec![0, 1],
+        }],
+    };
+    let batch = convert::noisy_request_to_proto(&request);
+    put(
+        "proto_conversions",
+        "request",
+        &[&[5u8][..], &batch.encode_to_vec()].concat(),
+    );
+    let registration = convert::noisy_registration_to_proto(&NoisyCiphertextRegistration {
+        domain,
+        ciphertexts: vec![(ct0.clone(), 7)],
+    });
+    put(
+        "proto_conversions",
+        "registration",
+        &[&[6u8][..], &registration.encode_to_vec()].concat(),
+    );
+    let params = FeipParams::new(4, 255, 100).unwrap();
+    let reply = proto::NoisyFeipKeyReply {
+        domain: domain.0,
+        params: Some(convert::feip_params_to_proto(&params)),
+        keys: vec![proto::NoisyKeyList {
+            keys: vec![ct0.clone(), ct0.clone()],
+        }],
+    };
+    put(
+        "proto_conversions",
+        "reply",
+        &[&[7u8][..], &reply.encode_to_vec()].concat(),
+    );
+    let noise = NoiseConfig {
+        sigma: DiscreteGaussian::new(3, 2).unwrap(),
+        coordinate_range: 510,
+    };
+    let create = proto::CreateDomainsRequest {
+        requesters: vec!["trainer".into()],
+        feip: Some(convert::feip_params_to_proto(&params)),
+        febo: None,
+        count: 1,
+        policy: 1,
+        noise: Some(convert::noise_to_proto(&noise)),
+    };
+    put(
+        "proto_conversions",
+        "create",
+        &[&[2u8][..], &create.encode_to_vec()].concat(),
+    );
+    let digest = cryptonn::coordinator::messages::ct0_digest(&ct0);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let entries = [
+        JournalEntry::Create {
+            domain: 1,
+            epoch: 0,
+            n: 4,
+            x_bound: 255,
+            y_bound: 100,
+            febo: None,
+            policy: PolicyConfig::permissive(),
+            access: None,
+        },
+        JournalEntry::MakeNoisy {
+            domain: 1,
+            sigma_num: 3,
+            sigma_den: 2,
+            coordinate_range: 510,
+        },
+        JournalEntry::RegisterNoisy {
+            domain: 1,
+            digests: hex,
+            samples: vec![7],
+        },
+        JournalEntry::Charge {
+            entries: vec![LedgerEntry {
+                sample: 7,
+                pixel_bits: 0.5f64.to_bits(),
+                image_bits: 2.0f64.to_bits(),
+                releases: 2,
+            }],
+        },
+    ];
+    let mut journal = Vec::new();
+    for e in &entries {
+        journal.extend_from_slice(serde_json::to_string(e).unwrap().as_bytes());
+        journal.push(b'\n');
+    }
+    put("domain_journal", "entries", &journal);
+}

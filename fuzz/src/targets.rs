@@ -158,10 +158,42 @@ pub fn proto_conversions(data: &[u8]) {
         return;
     };
     let g = Ristretto255;
-    match which % 5 {
+    match which % 8 {
         0 => {
             if let Ok(m) = proto::FeipKeyBatch::decode(rest) {
                 let _ = convert::feip_request_from_proto(m);
+            }
+        }
+        5 => {
+            if let Ok(m) = proto::NoisyFeipKeyBatch::decode(rest) {
+                let _ = convert::noisy_request_from_proto(m);
+            }
+        }
+        6 => {
+            if let Ok(m) = proto::NoisyCiphertextBatch::decode(rest) {
+                let _ = convert::noisy_registration_from_proto(m);
+            }
+        }
+        7 => {
+            if let Ok(m) = proto::NoisyFeipKeyReply::decode(rest) {
+                // A request that the reply answers in shape: one item per list, as many
+                // vectors as keys (bounded).
+                let request = cryptonn::coordinator::NoisyKeyRequest {
+                    keys: cryptonn::coordinator::FeipKeyRequest {
+                        domain: cryptonn::coordinator::DomainId(m.domain),
+                        vectors: vec![cryptonn::coordinator::KeyVectorData::Dense(vec![1])],
+                    },
+                    ciphertexts: m
+                        .keys
+                        .iter()
+                        .take(1 << 10)
+                        .map(|l| cryptonn::coordinator::NoisyKeyItem {
+                            ct0: Vec::new(),
+                            vectors: vec![0; l.keys.len().min(1 << 10)],
+                        })
+                        .collect(),
+                };
+                let _ = convert::noisy_response_from_proto(&g, "fuzz", &request, &m);
             }
         }
         1 => {
@@ -174,6 +206,9 @@ pub fn proto_conversions(data: &[u8]) {
                 let _ = convert::feip_params_from_proto(m.feip.as_ref());
                 if let Some(f) = &m.febo {
                     let _ = convert::febo_params_from_proto(f);
+                }
+                if let Some(n) = &m.noise {
+                    let _ = convert::noise_from_proto(n);
                 }
             }
         }
