@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use cryptonn::coordinator::net::auth::random_token;
 use cryptonn::coordinator::net::{
-    generate_pki, open_remote_query_domain, PredictionError, RemoteConfig, RemoteKeyService,
-    RemotePredictor,
+    generate_pki, open_remote_noisy_query_domain, open_remote_query_domain, PredictionError,
+    RemoteConfig, RemoteKeyService, RemotePredictor,
 };
 use cryptonn::coordinator::secure_prediction::EncryptedQuery;
 use cryptonn::coordinator::secure_training::EncryptionParams;
 use cryptonn::coordinator::RequesterId;
+use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{default_data_dir, Dataset, LabelPermutation, Mnist};
 use cryptonn::nn::first_layer::{FirstLayerBackend, QuantConfig, QuantizedFirstLayer};
@@ -392,6 +393,36 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
             got["server_seconds"]
         );
     }
+    // `client predict --noise-sigma`: a noisy query domain, the query registered, the class
+    // of noise this small the exact one.
+    let json = s.dir.join("predict-noisy.json");
+    let out = Command::new(BIN)
+        .args(["client", "predict"])
+        .args(connect_args(&s, &addr, &s.client_token))
+        .args(["--server", &server_url, "--server-ca"])
+        .arg(&s.ca)
+        .args(["--server-tls-name", "localhost", "--server-token-file"])
+        .arg(&s.predict_token)
+        .arg("--labels")
+        .arg(s.dir.join("owner/labels"))
+        .args(["--server-name", "server-1", "--json"])
+        .arg(&json)
+        .args(["--mnist-test", "0", "--noise-sigma", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client predict --noise-sigma: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(got["noise_sigma"].as_f64(), Some(1.0));
+    assert_eq!(
+        got["class"].as_u64().unwrap() as usize,
+        argmax(&expected_probabilities(&model, &test, 0))
+    );
+
     // The saved query is the bytes sent, and `inspect` describes it without the pixels.
     let saved = s.dir.join("query-3.cnnq");
     let out = Command::new(BIN)
@@ -487,10 +518,43 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
             .unwrap();
     assert_eq!(status(wrong_role.query_info()).0, Code::PermissionDenied);
 
-    // The server still serves, with the same answer as the quantised model.
-    let answer = predictor.predict_bytes(query).unwrap();
+    // A noisy query domain (sigma 1): refused until its owner registers the query's ct0, then
+    // classified from z + e (noise this small keeps the class); sent as exact it is refused,
+    // since the domain issues no plain keys.
     let labels = LabelPermutation::from_seed(SEED, cryptonn::nn::data::CLASSES);
     let want = expected_probabilities(&model, &test, i);
+    let noisy_pk = open_remote_noisy_query_domain(
+        &keys,
+        &info.params,
+        &RequesterId::new("server-1"),
+        Some(DiscreteGaussian::new(1, 1).unwrap()),
+    )
+    .unwrap();
+    let noisy_query =
+        EncryptedQuery::encrypt(&Ristretto255, &noisy_pk, &info.params, &images[i], &mut rng)
+            .unwrap();
+    let (code, message) = status(predictor.predict_noisy(&noisy_query));
+    assert_eq!(code, Code::PermissionDenied, "{message}");
+    assert!(message.contains("not registered"), "{message}");
+    noisy_query.register_noisy(&Ristretto255, &keys).unwrap();
+    let noisy = predictor.predict_noisy(&noisy_query).unwrap();
+    assert_eq!(noisy.domain, noisy_pk.domain);
+    assert_eq!(
+        usize::from(labels.invert(noisy.prediction.class)),
+        argmax(&want)
+    );
+    let (code, message) = status(predictor.predict(&noisy_query));
+    assert_eq!(code, Code::FailedPrecondition, "{message}");
+    assert!(message.contains("is noisy"), "{message}");
+    // An exact domain's query sent as noisy is refused too.
+    let (code, message) = status(
+        predictor.predict_noisy(&EncryptedQuery::from_bytes(&Ristretto255, &query).unwrap()),
+    );
+    assert_eq!(code, Code::FailedPrecondition, "{message}");
+    assert!(message.contains("not noisy"), "{message}");
+
+    // The server still serves, with the same answer as the quantised model.
+    let answer = predictor.predict_bytes(query).unwrap();
     let got: Vec<f32> = (0..10u8)
         .map(|c| answer.prediction.probabilities[usize::from(labels.apply(c))])
         .collect();

@@ -71,8 +71,8 @@ pub use channel::check_ca_pem;
 pub use channel::DEFAULT_MAX_MESSAGE_BYTES;
 pub use loopback::{LoopbackAuthority, LoopbackError};
 pub use prediction::{
-    open_remote_query_domain, serve_predictions, PredictionError, PredictionService, QueryInfo,
-    RemotePrediction, RemotePredictor, PREDICTION_MAX_MESSAGE_BYTES,
+    open_remote_noisy_query_domain, open_remote_query_domain, serve_predictions, PredictionError,
+    PredictionService, QueryInfo, RemotePrediction, RemotePredictor, PREDICTION_MAX_MESSAGE_BYTES,
 };
 pub use remote::{RemoteConfig, RemoteKeyService};
 pub use service::{serve, AuthorityService, Listener, ServeConfig, ServeError, ServerTls};

@@ -12,10 +12,11 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{ArgGroup, Args};
 use cryptonn::coordinator::net::{
-    open_remote_query_domain, RemoteConfig, RemotePredictor, PREDICTION_MAX_MESSAGE_BYTES,
+    open_remote_noisy_query_domain, RemoteConfig, RemotePredictor, PREDICTION_MAX_MESSAGE_BYTES,
 };
 use cryptonn::coordinator::secure_prediction::EncryptedQuery;
 use cryptonn::coordinator::RequesterId;
+use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
 
@@ -66,6 +67,12 @@ pub struct PredictArgs {
     /// (`cryptonn inspect FILE` describes it).
     #[arg(long, value_name = "FILE")]
     save_query: Option<PathBuf>,
+    /// Open the query domain noisy (docs/noisy-keys.md): the server classifies the image from
+    /// its first-layer values blurred by discrete Gaussian noise of this standard deviation
+    /// (in encoded units, to 1/1000), and the authority charges the query's releases to its
+    /// privacy ledger. 0: exact values.
+    #[arg(long, default_value_t = 0.0, value_parser = cryptonn::cli::noise_sigma)]
+    noise_sigma: f64,
 }
 
 impl PredictArgs {
@@ -144,10 +151,14 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
 
     let t = Instant::now();
     let authority = a.connect.connect("client")?;
-    let pk = open_remote_query_domain(
+    let sigma = DiscreteGaussian::from_f64_milli(a.noise_sigma)
+        .ok()
+        .filter(|d| !d.is_zero());
+    let pk = open_remote_noisy_query_domain(
         &authority,
         &info.params,
         &RequesterId::new(a.server_name.as_str()),
+        sigma,
     )
     .with_context(|| format!("opening a query domain at {}", authority.peer()))?;
     let domain_seconds = t.elapsed().as_secs_f64();
@@ -162,10 +173,19 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
         std::fs::write(path, &encoded).with_context(|| format!("writing {}", path.display()))?;
     }
 
+    if sigma.is_some() {
+        query
+            .register_noisy(&group, &authority)
+            .with_context(|| format!("registering the query at {}", authority.peer()))?;
+    }
+
     let t = Instant::now();
-    let answer = server
-        .predict(&query)
-        .with_context(|| format!("secure prediction of {source}"))?;
+    let answer = if sigma.is_some() {
+        server.predict_noisy(&query)
+    } else {
+        server.predict(&query)
+    }
+    .with_context(|| format!("secure prediction of {source}"))?;
     let rpc_seconds = t.elapsed().as_secs_f64();
     let seconds = start.elapsed().as_secs_f64();
 
@@ -209,6 +229,7 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
             "server": a.server,
             "authority": a.connect.authority,
             "weights_sha256": info.weights_sha256,
+            "noise_sigma": a.noise_sigma,
         });
         let text = serde_json::to_string_pretty(&value)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -59,6 +59,7 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
+use crate::coordinator::authority::NoiseConfig;
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainId, DomainPublicKey, RequesterId};
@@ -74,6 +75,7 @@ use crate::coordinator::net::service::{
 };
 use crate::coordinator::secure_prediction::{EncryptedQuery, Prediction, SecurePredictor};
 use crate::coordinator::secure_training::{EncryptionParams, SecureTrainingError};
+use crate::fe::discrete_gaussian::DiscreteGaussian;
 use crate::fe::group::PrimeOrderGroup;
 use crate::nn::data::PixelNormalization;
 
@@ -184,6 +186,8 @@ struct Answer {
 
 struct Job<G: PrimeOrderGroup> {
     query: EncryptedQuery<G>,
+    /// Answer with noisy keys (the request's `noisy`).
+    noisy: bool,
     reply: oneshot::Sender<Result<Answer, SecureTrainingError>>,
 }
 
@@ -267,6 +271,7 @@ fn worker<G: PrimeOrderGroup, K: KeyService<G>>(
     while let Ok(job) = queue.recv() {
         let start = Instant::now();
         let keys_before = predictor.stats().key_seconds;
+        predictor.set_noisy_queries(job.noisy);
         let result = predictor.predict(&job.query);
         let server_seconds = start.elapsed().as_secs_f64();
         let key_seconds = predictor.stats().key_seconds - keys_before;
@@ -307,7 +312,19 @@ fn status_of_prediction(domain: DomainId, e: &SecureTrainingError) -> Status {
             )),
             CoordinatorError::Refused { .. }
             | CoordinatorError::DomainRotated { .. }
-            | CoordinatorError::DomainClosed(_) => Status::failed_precondition(e.to_string()),
+            | CoordinatorError::DomainClosed(_)
+            | CoordinatorError::PrivacyBudgetExceeded { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+            CoordinatorError::NoisyDomain(_) => Status::failed_precondition(format!(
+                "{domain} is noisy: send the query as noisy ({e})"
+            )),
+            CoordinatorError::NotNoisy(_) => Status::failed_precondition(format!(
+                "{domain} is not noisy: send the query as exact ({e})"
+            )),
+            CoordinatorError::UnregisteredCiphertext { .. } => Status::permission_denied(format!(
+                "the query's ct0 is not registered in {domain}: its owner registers it first                  ({e})"
+            )),
             CoordinatorError::Remote { code, .. } if code == "Unavailable" => {
                 Status::unavailable(format!("the authority is unreachable: {e}"))
             }
@@ -336,7 +353,10 @@ impl<G: PrimeOrderGroup> Predictor for PredictionService<G> {
     ) -> Result<Response<proto::PredictReply>, Status> {
         self.tokens
             .authorize(request.metadata(), "Predict", CALLERS)?;
-        let bytes = request.into_inner().query;
+        let proto::PredictRequest {
+            query: bytes,
+            noisy,
+        } = request.into_inner();
         let group = self.group.clone();
         // Decoding checks 785 group elements: CPU work, off the async threads.
         let query = tokio::task::spawn_blocking(move || EncryptedQuery::from_bytes(&group, &bytes))
@@ -352,7 +372,11 @@ impl<G: PrimeOrderGroup> Predictor for PredictionService<G> {
         }
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .try_send(Job { query, reply })
+            .try_send(Job {
+                query,
+                noisy,
+                reply,
+            })
             .map_err(|e| match e {
                 TrySendError::Full(_) => Status::resource_exhausted(format!(
                     "the server is busy ({QUERY_QUEUE} queries waiting); retry later"
@@ -427,12 +451,36 @@ pub fn open_remote_query_domain<G: PrimeOrderGroup>(
     params: &EncryptionParams,
     server: &RequesterId,
 ) -> Result<DomainPublicKey<G>, SecureTrainingError> {
-    let domains = authority.create_domains(
-        params.feip_params()?,
+    open_remote_noisy_query_domain(authority, params, server, None)
+}
+
+/// [`open_remote_query_domain`], noisy from the start when `sigma` is set: the networked form
+/// of
+/// [`open_noisy_query_domain`](crate::coordinator::secure_prediction::open_noisy_query_domain)
+/// (coordinate range `2·x_bound`). The client then registers the query's `ct0`
+/// ([`EncryptedQuery::register_noisy`]) and sends it with
+/// [`RemotePredictor::predict_noisy`].
+///
+/// # Errors
+/// As [`open_remote_query_domain`].
+pub fn open_remote_noisy_query_domain<G: PrimeOrderGroup>(
+    authority: &RemoteKeyService<G>,
+    params: &EncryptionParams,
+    server: &RequesterId,
+    sigma: Option<DiscreteGaussian>,
+) -> Result<DomainPublicKey<G>, SecureTrainingError> {
+    let feip = params.feip_params()?;
+    let noise = sigma.map(|sigma| NoiseConfig {
+        sigma,
+        coordinate_range: feip.x_bound().saturating_mul(2),
+    });
+    let domains = authority.create_domains_with_noise(
+        feip,
         Some(params.febo_params()?),
         1,
         true,
         std::slice::from_ref(server),
+        noise,
     )?;
     let [domain] = domains[..] else {
         return Err(SecureTrainingError::Coordinator(CoordinatorError::Remote {
@@ -566,6 +614,21 @@ impl<G: PrimeOrderGroup> RemotePredictor<G> {
         self.predict_bytes(query.to_bytes(&self.group))
     }
 
+    /// Sends a query of a noisy domain ([`open_remote_noisy_query_domain`], its `ct0`
+    /// registered): the server classifies it from noisy first-layer values.
+    ///
+    /// # Errors
+    /// As [`predict_bytes`](Self::predict_bytes).
+    pub fn predict_noisy(
+        &self,
+        query: &EncryptedQuery<G>,
+    ) -> Result<RemotePrediction, PredictionError> {
+        self.send(proto::PredictRequest {
+            query: query.to_bytes(&self.group),
+            noisy: true,
+        })
+    }
+
     /// Sends the bytes of an encrypted query (for tools and tests that build them themselves).
     ///
     /// # Errors
@@ -573,9 +636,14 @@ impl<G: PrimeOrderGroup> RemotePredictor<G> {
     /// [`PredictionError::InvalidReply`] for an answer without 10 finite probabilities or with
     /// a class out of range.
     pub fn predict_bytes(&self, query: Vec<u8>) -> Result<RemotePrediction, PredictionError> {
-        let r = self.call(proto::PredictRequest { query }, |mut c, r| async move {
-            c.predict(r).await
-        })?;
+        self.send(proto::PredictRequest {
+            query,
+            noisy: false,
+        })
+    }
+
+    fn send(&self, request: proto::PredictRequest) -> Result<RemotePrediction, PredictionError> {
+        let r = self.call(request, |mut c, r| async move { c.predict(r).await })?;
         if r.probabilities.len() != CLASSES || r.probabilities.iter().any(|p| !p.is_finite()) {
             return Err(self.invalid(format!(
                 "expected {CLASSES} finite probabilities, got {:?}",

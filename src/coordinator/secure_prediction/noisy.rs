@@ -107,6 +107,12 @@ impl<G: PrimeOrderGroup, K: KeyService<G>> SecurePredictor<G, K> {
         self
     }
 
+    /// Switches between noisy and plain keys for the next queries (a prediction service
+    /// that answers both kinds, as its requests say).
+    pub fn set_noisy_queries(&mut self, on: bool) {
+        self.noisy = on;
+    }
+
     /// Whether queries are answered with noisy keys.
     #[must_use]
     pub fn noisy_queries(&self) -> bool {
