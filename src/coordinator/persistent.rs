@@ -63,7 +63,7 @@ use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::messages::{
     commitment_digest, DomainAccess, DomainId, DomainPublicKey, FeboCommitmentRegistration,
     FeboKeyRequest, FeboKeyResponse, FeipKeyRequest, FeipKeyResponse, NoisyCiphertextRegistration,
-    NoisyKeyRequest, NoisyKeyResponse, RequesterId,
+    NoisyKeyRequest, NoisyKeyResponse, RequesterId, SparseKeyVector,
 };
 use crate::fe::discrete_gaussian::DiscreteGaussian;
 use crate::fe::febo::FeboParams;
@@ -946,28 +946,46 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
         request: &FeipKeyRequest,
     ) -> Result<FeipKeyResponse<G>, CoordinatorError> {
         self.check()?;
-        self.authority
-            .check_feip_requester(request.domain, requester)?;
-        let vectors = self.authority.validate_feip_request(request)?;
+        let vectors = self.validate_and_journal_review(requester, request)?;
+        let result = self
+            .authority
+            .issue_validated_feip_keys(requester, request.domain, &vectors);
+        if let Err(e) = &result {
+            self.journal_rotation(e)?;
+        }
+        self.sync_head()?;
+        result
+    }
+
+    /// Checks the requester and validates `request`; for a domain whose policy tracks the
+    /// rank, journals the validated batch before it is reviewed.
+    fn validate_and_journal_review(
+        &mut self,
+        requester: &RequesterId,
+        request: &FeipKeyRequest,
+    ) -> Result<Vec<SparseKeyVector>, CoordinatorError> {
         let id = request.domain;
+        self.authority.check_feip_requester(id, requester)?;
+        let vectors = self.authority.validate_feip_request(request)?;
         if self.authority.issued_rank(id)?.is_some() {
             self.append(&[JournalEntry::Review {
                 domain: id.0,
                 vectors: request.vectors.clone(),
             }])?;
         }
-        let result = self
-            .authority
-            .issue_validated_feip_keys(requester, id, &vectors);
-        if let Err(CoordinatorError::DomainRotated { retired, successor }) = &result {
+        Ok(vectors)
+    }
+
+    /// Journals the rotation a key review caused (`error` is the issuance's error).
+    fn journal_rotation(&mut self, error: &CoordinatorError) -> Result<(), CoordinatorError> {
+        if let CoordinatorError::DomainRotated { retired, successor } = error {
             self.append(&[JournalEntry::Rotate {
                 domain: retired.0,
                 successor: successor.0,
                 epoch: self.authority.epoch(),
             }])?;
         }
-        self.sync_head()?;
-        result
+        Ok(())
     }
 
     /// Sets (or removes) the privacy budget of noisy domains
@@ -1039,15 +1057,7 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
         request: &NoisyKeyRequest,
     ) -> Result<NoisyKeyResponse<G>, CoordinatorError> {
         self.check()?;
-        let id = request.keys.domain;
-        self.authority.check_feip_requester(id, requester)?;
-        let vectors = self.authority.validate_feip_request(&request.keys)?;
-        if self.authority.issued_rank(id)?.is_some() {
-            self.append(&[JournalEntry::Review {
-                domain: id.0,
-                vectors: request.keys.vectors.clone(),
-            }])?;
-        }
+        let vectors = self.validate_and_journal_review(requester, &request.keys)?;
         let result = self
             .authority
             .issue_validated_noisy_feip_keys(requester, request, &vectors);
@@ -1071,13 +1081,7 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
                 Ok(response)
             }
             Err(e) => {
-                if let CoordinatorError::DomainRotated { retired, successor } = &e {
-                    self.append(&[JournalEntry::Rotate {
-                        domain: retired.0,
-                        successor: successor.0,
-                        epoch: self.authority.epoch(),
-                    }])?;
-                }
+                self.journal_rotation(&e)?;
                 self.sync_head()?;
                 Err(e)
             }
