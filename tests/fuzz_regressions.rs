@@ -503,6 +503,11 @@ fn write_noisy_seeds() {
             digests: hex,
             samples: vec![7],
         },
+        JournalEntry::Budget {
+            epsilon_bits: Some(8.0f64.to_bits()),
+            delta_bits: 1e-5f64.to_bits(),
+            granularity: "image".into(),
+        },
         JournalEntry::Charge {
             entries: vec![LedgerEntry {
                 sample: 7,

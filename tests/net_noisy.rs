@@ -77,7 +77,7 @@ fn start(budget: Option<PrivacyBudget>) -> Fixture {
     let mut state =
         PersistentAuthority::open(Ristretto255, &dir.join("state"), StateOptions::default())
             .unwrap();
-    state.set_privacy_budget(budget);
+    state.set_privacy_budget(budget).unwrap();
     let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let config = ServeConfig {

@@ -167,11 +167,12 @@ fn a_restart_keeps_noise_registrations_and_the_ledger() {
     three.image += after_one.image;
     let next = three.epsilon(Granularity::Image, DEFAULT_DELTA);
     assert!(next > spent);
-    a.set_privacy_budget(Some(PrivacyBudget {
+    let budget = PrivacyBudget {
         epsilon: (spent + next) / 2.0,
         delta: DEFAULT_DELTA,
         granularity: Granularity::Image,
-    }));
+    };
+    a.set_privacy_budget(Some(budget)).unwrap();
     let refused = a.issue_noisy_feip_keys(&server, &req).unwrap_err();
     assert!(
         matches!(
@@ -184,6 +185,30 @@ fn a_restart_keeps_noise_registrations_and_the_ledger() {
         "{refused}"
     );
     assert_eq!(a.authority().accountant().loss(10).releases, 4);
+    // A budget that is not positive and finite is refused.
+    assert!(a
+        .set_privacy_budget(Some(PrivacyBudget {
+            epsilon: f64::NAN,
+            ..budget
+        }))
+        .is_err());
+    drop(a);
+
+    // Fourth life: the budget was journaled too, so a restart that does not set it again
+    // still refuses.
+    let mut a = open(&dir);
+    assert_eq!(a.authority().accountant().budget(), Some(budget));
+    let refused = a.issue_noisy_feip_keys(&server, &req).unwrap_err();
+    assert!(
+        matches!(refused, CoordinatorError::PrivacyBudgetExceeded { .. }),
+        "{refused}"
+    );
+    // Removing it is journaled as well.
+    a.set_privacy_budget(None).unwrap();
+    drop(a);
+    let mut a = open(&dir);
+    assert_eq!(a.authority().accountant().budget(), None);
+    a.issue_noisy_feip_keys(&server, &req).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

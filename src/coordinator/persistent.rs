@@ -14,9 +14,9 @@
 //! - `domains.journal`: hash-chained JSON lines, one per state change ([format](journal)),
 //!   each `fsync`'d before the operation returns: domain creation, rotation, closing, and — for
 //!   domains whose policy tracks the rank of the issued key vectors — every *validated* key
-//!   batch before it is reviewed; for noisy domains, their sigma, the registered `ct0` digests
-//!   and, after every noisy key batch and before its keys are returned, the privacy ledger
-//!   entries it changed. Nothing that failed validation is ever written.
+//!   batch before it is reviewed; for noisy domains, their sigma, the registered `ct0` digests,
+//!   the privacy budget and, after every noisy key batch and before its keys are returned, the
+//!   privacy ledger entries it changed. Nothing that failed validation is ever written.
 //! - `audit.cnnaudit`: the hash-chained [audit file](crate::coordinator::audit::file),
 //!   append-only, `fsync`'d at every commit (before any key of a request is returned).
 //!
@@ -52,7 +52,7 @@ use rand_core::{OsRng, RngCore};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::coordinator::accountant::{PrivacyBudget, SampleLoss};
+use crate::coordinator::accountant::{Granularity, PrivacyBudget, SampleLoss};
 use crate::coordinator::audit::{
     AuditChain, AuditConfig, AuditError, AuditFileOptions, AuditFileSink, AuditLog,
 };
@@ -989,10 +989,37 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
     }
 
     /// Sets (or removes) the privacy budget of noisy domains
-    /// ([`Authority::set_privacy_budget`]). The budget is the operator's configuration, given
-    /// again at every start; the ledger it is checked against is journaled.
-    pub fn set_privacy_budget(&mut self, budget: Option<PrivacyBudget>) {
+    /// ([`Authority::set_privacy_budget`]), journaled: it stays in force across restarts until
+    /// it is set again (a restart cannot drop it by accident), as does the ledger it is checked
+    /// against.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::InvalidConfig`] for an `ε` that is not positive and finite or a `δ`
+    /// outside `(0, 1)`; as [`create_domain`](Self::create_domain) for the journal.
+    pub fn set_privacy_budget(
+        &mut self,
+        budget: Option<PrivacyBudget>,
+    ) -> Result<(), CoordinatorError> {
+        self.check()?;
+        if let Some(b) = &budget {
+            check_budget(b)?;
+        }
+        if self.authority.accountant().budget() == budget {
+            return Ok(());
+        }
         self.authority.set_privacy_budget(budget);
+        let (delta, granularity) =
+            budget.map_or((0.0, Granularity::Image), |b| (b.delta, b.granularity));
+        self.append(&[JournalEntry::Budget {
+            epsilon_bits: budget.map(|b| b.epsilon.to_bits()),
+            delta_bits: delta.to_bits(),
+            granularity: match granularity {
+                Granularity::Pixel => "pixel",
+                _ => "image",
+            }
+            .into(),
+        }])?;
+        self.sync_head()
     }
 
     /// Makes a domain noisy ([`Authority::make_noisy`]), journaled.
@@ -1103,6 +1130,16 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
         result
     }
 }
+/// A budget the accountant can hold: `ε` positive and finite, `δ` in `(0, 1)`.
+fn check_budget(b: &PrivacyBudget) -> Result<(), CoordinatorError> {
+    if !(b.epsilon.is_finite() && b.epsilon > 0.0 && b.delta > 0.0 && b.delta < 1.0) {
+        return Err(CoordinatorError::InvalidConfig(
+            "a privacy budget needs a positive, finite epsilon and a delta in (0, 1)",
+        ));
+    }
+    Ok(())
+}
+
 /// Digests as one hex string (the journal's `Register` and `RegisterNoisy` entries).
 fn hex_digests(digests: impl Iterator<Item = [u8; 32]>) -> String {
     let mut hex = String::new();
@@ -1220,6 +1257,34 @@ pub fn replay<G: PrimeOrderGroup>(
             }
             let entries: Vec<([u8; 32], u64)> = digests.into_iter().zip(samples).collect();
             authority.restore_noisy_registrations(DomainId(domain), &entries)?;
+        }
+        JournalEntry::Budget {
+            epsilon_bits,
+            delta_bits,
+            granularity,
+        } => {
+            let budget = match epsilon_bits {
+                None => None,
+                Some(bits) => {
+                    let granularity = match granularity.as_str() {
+                        "image" => Granularity::Image,
+                        "pixel" => Granularity::Pixel,
+                        _ => {
+                            return Err(CoordinatorError::InvalidConfig(
+                                "a budget entry names an unknown granularity",
+                            ))
+                        }
+                    };
+                    let b = PrivacyBudget {
+                        epsilon: f64::from_bits(bits),
+                        delta: f64::from_bits(delta_bits),
+                        granularity,
+                    };
+                    check_budget(&b)?;
+                    Some(b)
+                }
+            };
+            authority.set_privacy_budget(budget);
         }
         JournalEntry::Charge { entries } => {
             for e in entries {

@@ -65,8 +65,9 @@ pub struct ServeArgs {
     /// --noise-sigma`): the largest ε, at δ = 1e-5, that any registered sample may reach (per
     /// image, or per pixel with --noise-budget-granularity pixel; docs/noisy-keys.md). A key
     /// request that would go beyond it is refused (`PrivacyBudgetExceeded`, nothing issued).
-    /// The ledger it is checked against survives restarts (the journal); the budget is given
-    /// again at every start. Unset: no budget.
+    /// The budget and the ledger it is checked against are journaled in --state: a budget
+    /// stays in force across restarts until a new one is given. Unset at the first start: no
+    /// budget.
     #[arg(long, value_parser = cryptonn::cli::epsilon_budget)]
     noise_epsilon_budget: Option<f64>,
     /// What --noise-epsilon-budget protects: the whole image, or one pixel.
@@ -149,14 +150,24 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
     };
     let mut state = PersistentAuthority::open(Ristretto255, &a.state, options)
         .with_context(|| format!("opening the authority state in {}", a.state.display()))?;
-    state.set_privacy_budget(a.noise_epsilon_budget.map(|epsilon| PrivacyBudget {
-        epsilon,
-        delta: DEFAULT_DELTA,
-        granularity: match a.noise_budget_granularity {
-            BudgetGranularity::Image => Granularity::Image,
-            BudgetGranularity::Pixel => Granularity::Pixel,
-        },
-    }));
+    if let Some(epsilon) = a.noise_epsilon_budget {
+        state
+            .set_privacy_budget(Some(PrivacyBudget {
+                epsilon,
+                delta: DEFAULT_DELTA,
+                granularity: match a.noise_budget_granularity {
+                    BudgetGranularity::Image => Granularity::Image,
+                    BudgetGranularity::Pixel => Granularity::Pixel,
+                },
+            }))
+            .context("recording the privacy budget")?;
+    }
+    if let Some(b) = state.authority().accountant().budget() {
+        println!(
+            "privacy budget of noisy domains: epsilon {} at delta {:e} ({})",
+            b.epsilon, b.delta, b.granularity
+        );
+    }
     let domains = state.authority().domain_ids().len();
     let records = state.authority().audit_log().len();
     let config = ServeConfig {

@@ -30,7 +30,7 @@
 //! what a restart must keep: which domains are noisy and with what sigma, the registered
 //! `ct0` digests with their sample ids, and the ledger entries of every charged sample
 //! (before the keys are returned). Its noise key follows from the master seed, so the same
-//! `(ciphertext, y)` gets the same noise after a restart too. The budget is configuration
+//! `(ciphertext, y)` gets the same noise after a restart too. Its budget is journaled as well
 //! ([`PersistentAuthority::set_privacy_budget`](crate::coordinator::persistent::PersistentAuthority::set_privacy_budget)).
 
 use std::collections::{HashMap, VecDeque};

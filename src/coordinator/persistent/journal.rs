@@ -15,6 +15,7 @@
 //! - `make_noisy`: a domain made noisy, with its sigma (as a ratio) and coordinate range;
 //! - `register_noisy`: the `ct0` digests a noisy domain's owner registered, with their sample
 //!   ids (validated first);
+//! - `budget`: the privacy budget of noisy domains set (or removed);
 //! - `charge`: the privacy ledger entries a noisy key batch changed, as they are after it
 //!   (written after the keys are derived and before any is returned, so that a crash can only
 //!   make the restored ledger higher than what was handed out, never lower).
@@ -101,6 +102,16 @@ pub enum JournalEntry {
         digests: String,
         /// The sample id of each digest, in the same order.
         samples: Vec<u64>,
+    },
+    /// The privacy budget of noisy domains was set, or removed (`epsilon_bits` absent).
+    Budget {
+        /// `f64::to_bits` of the budget's `ε`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epsilon_bits: Option<u64>,
+        /// `f64::to_bits` of its `δ`.
+        delta_bits: u64,
+        /// What it protects: `"image"` or `"pixel"`.
+        granularity: String,
     },
     /// Privacy ledger entries after a noisy key batch.
     Charge {
