@@ -343,7 +343,7 @@ impl TrainOptions {
     pub fn noise_budget(
         &self,
     ) -> Result<Option<crate::coordinator::accountant::PrivacyBudget>, BudgetWithoutNoise> {
-        use crate::coordinator::accountant::{Granularity, PrivacyBudget, DEFAULT_DELTA};
+        use crate::coordinator::accountant::{PrivacyBudget, DEFAULT_DELTA};
         let Some(epsilon) = self.noise_epsilon_budget else {
             return Ok(None);
         };
@@ -353,19 +353,14 @@ impl TrainOptions {
         Ok(Some(PrivacyBudget {
             epsilon,
             delta: DEFAULT_DELTA,
-            granularity: match self.noise_budget_granularity {
-                BudgetGranularity::Image => Granularity::Image,
-                BudgetGranularity::Pixel => Granularity::Pixel,
-            },
+            granularity: self.noise_budget_granularity.into(),
         }))
     }
 
     /// The noise of `--noise-sigma` (`None` for 0).
     #[must_use]
     pub fn noise(&self) -> Option<crate::fe::discrete_gaussian::DiscreteGaussian> {
-        crate::fe::discrete_gaussian::DiscreteGaussian::from_f64_milli(self.noise_sigma)
-            .ok()
-            .filter(|d| !d.is_zero())
+        noise_of(self.noise_sigma)
     }
 
     /// Builds the global rayon pool with `--threads`.
@@ -485,6 +480,24 @@ pub fn print_final(report: &TrainReport, mode: Mode, start: Instant) {
         report.images_per_second,
         start.elapsed().as_secs_f64()
     );
+}
+
+/// The discrete Gaussian of a `--noise-sigma` value (`None` for 0 or an invalid value, which
+/// [`noise_sigma`] refuses at parsing).
+#[must_use]
+pub fn noise_of(sigma: f64) -> Option<crate::fe::discrete_gaussian::DiscreteGaussian> {
+    crate::fe::discrete_gaussian::DiscreteGaussian::from_f64_milli(sigma)
+        .ok()
+        .filter(|d| !d.is_zero())
+}
+
+impl From<BudgetGranularity> for crate::coordinator::accountant::Granularity {
+    fn from(g: BudgetGranularity) -> Self {
+        match g {
+            BudgetGranularity::Image => Self::Image,
+            BudgetGranularity::Pixel => Self::Pixel,
+        }
+    }
 }
 
 /// Parses `--noise-sigma`: a finite `σ` in `[0, 10⁶]`, to `10⁻³`.

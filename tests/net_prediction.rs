@@ -166,6 +166,23 @@ fn connect_args(s: &Setup, addr: &str, token: &Path) -> Vec<String> {
     ]
 }
 
+/// `cryptonn client predict` against the prediction server at `server_url`, with the
+/// authority at `addr`, writing its JSON summary to `json` (the image arguments to add).
+fn client_predict(s: &Setup, addr: &str, server_url: &str, json: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["client", "predict"])
+        .args(connect_args(s, addr, &s.client_token))
+        .args(["--server", server_url, "--server-ca"])
+        .arg(&s.ca)
+        .args(["--server-tls-name", "localhost", "--server-token-file"])
+        .arg(&s.predict_token)
+        .arg("--labels")
+        .arg(s.dir.join("owner/labels"))
+        .args(["--server-name", "server-1", "--json"])
+        .arg(json);
+    c
+}
+
 fn encoding_args() -> Vec<String> {
     [
         "--train-size".to_string(),
@@ -351,17 +368,7 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
     for (i, input) in inputs.iter().enumerate() {
         let json = s.dir.join(format!("predict-{i}.json"));
         let t = Instant::now();
-        let out = Command::new(BIN)
-            .args(["client", "predict"])
-            .args(connect_args(&s, &addr, &s.client_token))
-            .args(["--server", &server_url, "--server-ca"])
-            .arg(&s.ca)
-            .args(["--server-tls-name", "localhost", "--server-token-file"])
-            .arg(&s.predict_token)
-            .arg("--labels")
-            .arg(s.dir.join("owner/labels"))
-            .args(["--server-name", "server-1", "--json"])
-            .arg(&json)
+        let out = client_predict(&s, &addr, &server_url, &json)
             .arg("--save-query")
             .arg(s.dir.join(format!("query-{i}.cnnq")))
             .args(input)
@@ -396,17 +403,7 @@ fn server_serves_secure_predictions_equal_to_the_quantized_model() {
     // `client predict --noise-sigma`: a noisy query domain, the query registered, the class
     // of noise this small the exact one.
     let json = s.dir.join("predict-noisy.json");
-    let out = Command::new(BIN)
-        .args(["client", "predict"])
-        .args(connect_args(&s, &addr, &s.client_token))
-        .args(["--server", &server_url, "--server-ca"])
-        .arg(&s.ca)
-        .args(["--server-tls-name", "localhost", "--server-token-file"])
-        .arg(&s.predict_token)
-        .arg("--labels")
-        .arg(s.dir.join("owner/labels"))
-        .args(["--server-name", "server-1", "--json"])
-        .arg(&json)
+    let out = client_predict(&s, &addr, &server_url, &json)
         .args(["--mnist-test", "0", "--noise-sigma", "1"])
         .output()
         .unwrap();

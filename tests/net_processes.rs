@@ -350,17 +350,8 @@ fn three_processes_train_on_noisy_domains() {
     let s = setup("noisy");
     std::fs::create_dir_all(&s.cache).unwrap();
     let (mut authority, addr) = start_authority(&s, "127.0.0.1:0");
-    let out = Command::new(BIN)
-        .args(["client", "encrypt"])
-        .args(connect_args(&s, &addr, &s.client_token))
-        .arg("--data")
-        .arg(default_data_dir())
-        .arg("--out")
-        .arg(s.dir.join("enc"))
-        .arg("--labels")
-        .arg(s.dir.join("owner/labels"))
-        .args(["--trainer", "server-1", "--noise-sigma", "300"])
-        .args(encoding_args())
+    let out = client_command(&s, &addr, &s.dir.join("enc"), IMAGES, BATCH)
+        .args(["--noise-sigma", "300"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -104,6 +104,27 @@ pub enum Granularity {
     Image,
 }
 
+impl Granularity {
+    /// Its name in files and messages: `"pixel"` or `"image"`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Pixel => "pixel",
+            Granularity::Image => "image",
+        }
+    }
+
+    /// The granularity [`name`](Self::name)d `name`, if any.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "pixel" => Some(Granularity::Pixel),
+            "image" => Some(Granularity::Image),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Granularity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

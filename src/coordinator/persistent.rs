@@ -1013,11 +1013,7 @@ impl<G: PrimeOrderGroup> PersistentAuthority<G> {
         self.append(&[JournalEntry::Budget {
             epsilon_bits: budget.map(|b| b.epsilon.to_bits()),
             delta_bits: delta.to_bits(),
-            granularity: match granularity {
-                Granularity::Pixel => "pixel",
-                _ => "image",
-            }
-            .into(),
+            granularity: granularity.name().into(),
         }])?;
         self.sync_head()
     }
@@ -1266,15 +1262,11 @@ pub fn replay<G: PrimeOrderGroup>(
             let budget = match epsilon_bits {
                 None => None,
                 Some(bits) => {
-                    let granularity = match granularity.as_str() {
-                        "image" => Granularity::Image,
-                        "pixel" => Granularity::Pixel,
-                        _ => {
-                            return Err(CoordinatorError::InvalidConfig(
-                                "a budget entry names an unknown granularity",
-                            ))
-                        }
-                    };
+                    let granularity = Granularity::from_name(&granularity).ok_or(
+                        CoordinatorError::InvalidConfig(
+                            "a budget entry names an unknown granularity",
+                        ),
+                    )?;
                     let b = PrivacyBudget {
                         epsilon: f64::from_bits(bits),
                         delta: f64::from_bits(delta_bits),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use cryptonn::cli::BudgetGranularity;
-use cryptonn::coordinator::accountant::{Granularity, PrivacyBudget, DEFAULT_DELTA};
+use cryptonn::coordinator::accountant::{PrivacyBudget, DEFAULT_DELTA};
 use cryptonn::coordinator::net::auth::{random_token, Role};
 use cryptonn::coordinator::net::service::Listener;
 use cryptonn::coordinator::net::{
@@ -155,10 +155,7 @@ fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
             .set_privacy_budget(Some(PrivacyBudget {
                 epsilon,
                 delta: DEFAULT_DELTA,
-                granularity: match a.noise_budget_granularity {
-                    BudgetGranularity::Image => Granularity::Image,
-                    BudgetGranularity::Pixel => Granularity::Pixel,
-                },
+                granularity: a.noise_budget_granularity.into(),
             }))
             .context("recording the privacy budget")?;
     }

@@ -16,7 +16,6 @@ use cryptonn::coordinator::secure_training::{
     EncodedSamples, EncryptedDataset, EncryptionParams, MnistSamples,
 };
 use cryptonn::coordinator::{DomainId, KeyService, NoiseConfig, RequesterId};
-use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
 use cryptonn::fe::febo::FeboParams;
 use cryptonn::fe::feip::FeipParams;
 use cryptonn::fe::group::ristretto::Ristretto255;
@@ -91,15 +90,6 @@ pub struct EncryptArgs {
 }
 
 /// `A..B` with `A < B`.
-impl EncryptArgs {
-    /// The noise of `--noise-sigma` (`None` for 0).
-    fn noise(&self) -> Option<DiscreteGaussian> {
-        DiscreteGaussian::from_f64_milli(self.noise_sigma)
-            .ok()
-            .filter(|d| !d.is_zero())
-    }
-}
-
 fn parse_shards(s: &str) -> Result<Range<usize>, String> {
     let (a, b) = s
         .split_once("..")
@@ -138,7 +128,7 @@ fn encrypt(a: &EncryptArgs) -> anyhow::Result<()> {
     }
     let (first, _) = spec.first_layer()?;
     let dense = matches!(first, FirstLayerSpec::Linear { .. });
-    if dense && a.noise().is_some() {
+    if dense && cryptonn::cli::noise_of(a.noise_sigma).is_some() {
         anyhow::bail!(
             "--noise-sigma: {} has a dense first layer, whose gradient reads feature-major              ciphertexts that each hold a whole shard (no per-image ct0 to bind the noise and              the ledger to); use a convolutional model",
             spec.name
@@ -235,15 +225,9 @@ fn encrypt_shards(
         &digest,
         range.clone(),
     ));
-    // Noisy domains blur every value of a coordinate range of 2·x_bound (the sensitivity
-    // model of the ledger).
-    let noise = match a.noise() {
-        Some(sigma) => Some(NoiseConfig {
-            sigma,
-            coordinate_range: params.data_layout()?.x_bound.saturating_mul(2),
-        }),
-        None => None,
-    };
+    let noise = cryptonn::cli::noise_of(a.noise_sigma)
+        .map(|sigma| params.noise_config(sigma))
+        .transpose()?;
     let create = |feip: FeipParams, febo: Option<FeboParams>, noise: Option<NoiseConfig>| {
         keys.create_domains_with_noise(
             feip,

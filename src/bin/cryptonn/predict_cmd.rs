@@ -16,7 +16,6 @@ use cryptonn::coordinator::net::{
 };
 use cryptonn::coordinator::secure_prediction::EncryptedQuery;
 use cryptonn::coordinator::RequesterId;
-use cryptonn::fe::discrete_gaussian::DiscreteGaussian;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::nn::data::{default_data_dir, LabelPermutation, Mnist};
 
@@ -151,9 +150,7 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
 
     let t = Instant::now();
     let authority = a.connect.connect("client")?;
-    let sigma = DiscreteGaussian::from_f64_milli(a.noise_sigma)
-        .ok()
-        .filter(|d| !d.is_zero());
+    let sigma = cryptonn::cli::noise_of(a.noise_sigma);
     let pk = open_remote_noisy_query_domain(
         &authority,
         &info.params,

@@ -13,6 +13,7 @@ use cryptonn::coordinator::secure_prediction::SecurePredictor;
 use cryptonn::coordinator::secure_training::{
     EncryptedDataset, FirstLayerGeometry, SecureTrainingError, SecureTrainingSession,
 };
+use cryptonn::coordinator::CoordinatorError;
 use cryptonn::fe::group::ristretto::Ristretto255;
 use cryptonn::fe::group::PrimeOrderGroup;
 use cryptonn::nn::data::{
@@ -347,7 +348,17 @@ fn train(a: &TrainArgs) -> anyhow::Result<()> {
         let mut chain: Option<&dyn std::error::Error> = Some(&e);
         let mut noisy_domain = false;
         while let Some(c) = chain {
-            noisy_domain |= c.to_string().contains("is noisy");
+            // SecureTrainingError::Coordinator is transparent: the coordinator error is not
+            // a link of its own.
+            noisy_domain |= matches!(
+                c.downcast_ref::<SecureTrainingError>(),
+                Some(SecureTrainingError::Coordinator(
+                    CoordinatorError::NoisyDomain(_)
+                ))
+            ) || matches!(
+                c.downcast_ref::<CoordinatorError>(),
+                Some(CoordinatorError::NoisyDomain(_))
+            );
             chain = c.source();
         }
         let hint = if !a.noisy_keys && noisy_domain {

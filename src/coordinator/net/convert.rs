@@ -82,13 +82,6 @@ enum ErrorDetail {
     },
 }
 
-fn granularity_name(g: Granularity) -> &'static str {
-    match g {
-        Granularity::Pixel => "pixel",
-        _ => "image",
-    }
-}
-
 /// The `&'static str` of a [`CoordinatorError::NotPermitted`] action received over the wire.
 fn permitted_action(action: &str) -> &'static str {
     if action == "register FEBO commitments" {
@@ -182,7 +175,7 @@ pub fn status_of(e: &CoordinatorError) -> Status {
                 epsilon_bits: epsilon.to_bits(),
                 budget_bits: budget.to_bits(),
                 delta_bits: delta.to_bits(),
-                granularity: granularity_name(*granularity).to_string(),
+                granularity: granularity.name().to_string(),
             }),
         ),
         CoordinatorError::UnregisteredCiphertext { domain, index } => (
@@ -264,11 +257,7 @@ pub fn error_of(peer: &str, status: &Status) -> CoordinatorError {
                 epsilon: f64::from_bits(epsilon_bits),
                 budget: f64::from_bits(budget_bits),
                 delta: f64::from_bits(delta_bits),
-                granularity: if granularity == "pixel" {
-                    Granularity::Pixel
-                } else {
-                    Granularity::Image
-                },
+                granularity: Granularity::from_name(&granularity).unwrap_or(Granularity::Image),
             },
         };
     }

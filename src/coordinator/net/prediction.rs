@@ -59,7 +59,6 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
-use crate::coordinator::authority::NoiseConfig;
 use crate::coordinator::error::CoordinatorError;
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{DomainId, DomainPublicKey, RequesterId};
@@ -469,13 +468,9 @@ pub fn open_remote_noisy_query_domain<G: PrimeOrderGroup>(
     server: &RequesterId,
     sigma: Option<DiscreteGaussian>,
 ) -> Result<DomainPublicKey<G>, SecureTrainingError> {
-    let feip = params.feip_params()?;
-    let noise = sigma.map(|sigma| NoiseConfig {
-        sigma,
-        coordinate_range: feip.x_bound().saturating_mul(2),
-    });
+    let noise = sigma.map(|s| params.noise_config(s)).transpose()?;
     let domains = authority.create_domains_with_noise(
-        feip,
+        params.feip_params()?,
         Some(params.febo_params()?),
         1,
         true,

@@ -25,7 +25,7 @@
 use rayon::prelude::*;
 
 use super::{open_query_domain, EncryptedQuery, SecurePredictor, FORWARD_LAYER};
-use crate::coordinator::authority::{Authority, NoiseConfig};
+use crate::coordinator::authority::Authority;
 use crate::coordinator::decrypt::DecryptionBases;
 use crate::coordinator::key_service::KeyService;
 use crate::coordinator::messages::{
@@ -64,14 +64,7 @@ pub fn open_noisy_query_domain<G: PrimeOrderGroup>(
     sigma: DiscreteGaussian,
 ) -> Result<DomainId, SecureTrainingError> {
     let id = open_query_domain(authority, params, access)?;
-    let range = params.feip_params()?.x_bound().saturating_mul(2);
-    authority.make_noisy(
-        id,
-        NoiseConfig {
-            sigma,
-            coordinate_range: range,
-        },
-    )?;
+    authority.make_noisy(id, params.noise_config(sigma)?)?;
     Ok(id)
 }
 

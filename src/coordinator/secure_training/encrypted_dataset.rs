@@ -259,6 +259,22 @@ impl EncryptionParams {
         Ok(FeipParams::new(l.input_len, l.x_bound, self.key_bound)?)
     }
 
+    /// The noise configuration of a noisy domain for data encoded with these parameters:
+    /// `sigma` over the coordinate range `R = 2·x_bound` (every encoded coordinate lies in
+    /// `[−x_bound, x_bound]`; the sensitivity model of [`crate::coordinator::accountant`]).
+    ///
+    /// # Errors
+    /// As [`feip_params`](Self::feip_params).
+    pub fn noise_config(
+        &self,
+        sigma: crate::fe::discrete_gaussian::DiscreteGaussian,
+    ) -> Result<crate::coordinator::NoiseConfig, SecureTrainingError> {
+        Ok(crate::coordinator::NoiseConfig {
+            sigma,
+            coordinate_range: self.feip_params()?.x_bound().saturating_mul(2),
+        })
+    }
+
     /// FEIP parameters of a shard's feature-major domain: `n = shard_size`, `X`, `Y`.
     ///
     /// # Errors
