@@ -4,7 +4,10 @@
 //! `q = 2^252 + 27742317777372353535851937790883648493` whose elements are encoded in 32 canonical
 //! bytes (draft-irtf-cfrg-ristretto255). The best known attack (Pollard's rho) costs about
 //! `√(πq/4) ≈ 2^{125.8}` group operations: **~126-bit security**. Arithmetic is curve25519-dalek
-//! (AVX2 backend selected at run time where available).
+//! 5. At run time it picks its AVX-512 IFMA backend where the CPU has `avx512ifma` and
+//! `avx512vl` (compiled in for x86-64 builds by `.cargo/config.toml`), else AVX2, else serial
+//! 64-bit code. The backends give the same points; they differ in speed, and only for dalek's own
+//! scalar multiplications (its point additions are serial code in every backend).
 //!
 //! Variable-time paths (`vartime_*`) only ever see public values: the small-exponent
 //! multi-exponentiation is a signed-binary Straus ladder whose cost is `bits(max|e_i|)` doublings
@@ -368,8 +371,12 @@ impl PrimeOrderGroup for Ristretto255 {
         }
     }
 
+    /// 64 uniform bytes reduced modulo `ℓ` (statistically uniform; the same draw as dalek's
+    /// `Scalar::random`, so a seeded run gives the same scalars with any dalek version).
     fn random_scalar<R: CryptoRngCore + ?Sized>(&self, rng: &mut R) -> Scalar {
-        Scalar::random(rng)
+        let mut wide = zeroize::Zeroizing::new([0u8; 64]);
+        rng.fill_bytes(&mut wide[..]);
+        Scalar::from_bytes_mod_order_wide(&wide)
     }
     fn scalar_from_i64(&self, v: i64) -> Scalar {
         scalar_from_u64_signed(v.unsigned_abs(), v < 0)

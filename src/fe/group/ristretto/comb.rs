@@ -28,6 +28,15 @@
 //! field inversion and no square root. So the batch computes `Q = P/2` instead of `P`: the
 //! exponent `e/2 mod ℓ` against the comb of `B`, and the small offset `x` against a table of
 //! `g/2` ([`super::small_exp`]); `2·Q = B^e · g^x` is then encoded at batch cost.
+//!
+//! # Where dalek has AVX-512 IFMA
+//! dalek's own constant-time variable-base multiplication (`B * e`: a radix-16 signed window
+//! over a table of 8 multiples, read in constant time) runs on its AVX-512 IFMA backend when
+//! the CPU has `avx512ifma` and `avx512vl` and the build asked for that backend
+//! (`.cargo/config.toml`). There it costs about 14.5 µs, against about 22 µs for this comb
+//! (build / 16 + one use; docs/benchmarks.md, "Encryption at table speed"), so the batch skips
+//! the tables and multiplies each base directly ([`Method::VariableBase`]). Both methods give
+//! the same points; the choice is made once per process ([`Method::for_this_machine`]).
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
@@ -142,11 +151,49 @@ pub(crate) fn signed_digits(e: &Scalar) -> [i8; COMB_DIGITS] {
     out
 }
 
+/// How [`exp_batch_encoded`] computes `b^{e/2}`; both give the same point, in constant time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// A comb table per base, amortised over the batch's exponents (serial field arithmetic).
+    Comb,
+    /// dalek's constant-time variable-base multiplication per exponent: the faster one where
+    /// dalek runs on AVX-512 IFMA.
+    VariableBase,
+}
+
+impl Method {
+    /// [`Method::VariableBase`] where dalek's AVX-512 IFMA backend is compiled in and the CPU
+    /// has `avx512ifma` and `avx512vl` (the run-time check dalek itself makes), else
+    /// [`Method::Comb`].
+    pub(crate) fn for_this_machine() -> Self {
+        #[cfg(all(target_arch = "x86_64", curve25519_dalek_backend = "avx512"))]
+        {
+            if std::arch::is_x86_feature_detected!("avx512ifma")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                return Method::VariableBase;
+            }
+        }
+        Method::Comb
+    }
+}
+
 /// [`PrimeOrderGroup::exp_batch_encoded`](crate::fe::group::PrimeOrderGroup::exp_batch_encoded)
-/// for Ristretto255: one comb table per base, built in parallel tasks of a few bases and used
-/// for every exponent; the halves `Q = (b^e · g^x)/2` encoded per exponent with
-/// `double_and_compress_batch`.
+/// for Ristretto255, by [`Method::for_this_machine`].
 pub(crate) fn exp_batch_encoded(
+    bases: &[RistrettoPoint],
+    exps: &[Scalar],
+    offsets: &[Vec<i64>],
+    bound: u64,
+) -> Vec<Vec<u8>> {
+    exp_batch_encoded_with(Method::for_this_machine(), bases, exps, offsets, bound)
+}
+
+/// The batch by a given method: bases in parallel tasks of a few, each base used for every
+/// exponent (one comb table per base, or dalek's variable-base multiplication); the halves
+/// `Q = (b^e · g^x)/2` encoded per exponent with `double_and_compress_batch`.
+pub(crate) fn exp_batch_encoded_with(
+    method: Method,
     bases: &[RistrettoPoint],
     exps: &[Scalar],
     offsets: &[Vec<i64>],
@@ -156,11 +203,11 @@ pub(crate) fn exp_batch_encoded(
     if m == 0 {
         return Vec::new();
     }
-    let digits: Zeroizing<Vec<[i8; COMB_DIGITS]>> = Zeroizing::new(
-        exps.iter()
-            .map(|e| signed_digits(&Zeroizing::new(e * half())))
-            .collect(),
-    );
+    let halved: Zeroizing<Vec<Scalar>> = Zeroizing::new(exps.iter().map(|e| e * half()).collect());
+    let digits: Zeroizing<Vec<[i8; COMB_DIGITS]>> = Zeroizing::new(match method {
+        Method::Comb => halved.iter().map(signed_digits).collect(),
+        Method::VariableBase => Vec::new(),
+    });
     let small = small_half_generator_table();
     let offset = |j: usize, i: usize| {
         offsets
@@ -178,9 +225,18 @@ pub(crate) fn exp_batch_encoded(
         .for_each(|(task, (out, chunk))| {
             for (c, (col, b)) in out.chunks_mut(m).zip(chunk).enumerate() {
                 let i = task * BASES_PER_TASK + c;
-                let table = CombTable::new(b);
-                for (j, q) in col.iter_mut().enumerate() {
-                    *q = table.mul(&digits[j]) + small_exp(small, offset(j, i), bound);
+                match method {
+                    Method::Comb => {
+                        let table = CombTable::new(b);
+                        for (j, q) in col.iter_mut().enumerate() {
+                            *q = table.mul(&digits[j]) + small_exp(small, offset(j, i), bound);
+                        }
+                    }
+                    Method::VariableBase => {
+                        for (j, q) in col.iter_mut().enumerate() {
+                            *q = b * halved[j] + small_exp(small, offset(j, i), bound);
+                        }
+                    }
                 }
             }
         });
@@ -200,12 +256,18 @@ pub(crate) fn exp_batch_encoded(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fe::group::ristretto::Ristretto255;
+    use crate::fe::group::PrimeOrderGroup;
     use rand::SeedableRng;
+
+    fn random_scalar(rng: &mut rand_chacha::ChaCha20Rng) -> Scalar {
+        Ristretto255.random_scalar(rng)
+    }
 
     #[test]
     fn digits_reconstruct_the_scalar() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
-        let mut scalars: Vec<Scalar> = (0..50).map(|_| Scalar::random(&mut rng)).collect();
+        let mut scalars: Vec<Scalar> = (0..50).map(|_| random_scalar(&mut rng)).collect();
         scalars.extend([
             Scalar::ZERO,
             Scalar::ONE,
@@ -235,15 +297,57 @@ mod tests {
     #[test]
     fn comb_matches_scalar_multiplication() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
-        let b = RistrettoPoint::random(&mut rng);
+        let b = RistrettoPoint::mul_base(&random_scalar(&mut rng));
         let table = CombTable::new(&b);
         for e in [
             Scalar::ZERO,
             Scalar::ONE,
             -Scalar::ONE,
-            Scalar::random(&mut rng),
+            random_scalar(&mut rng),
         ] {
             assert_eq!(table.mul(&signed_digits(&e)), b * e);
+        }
+    }
+
+    /// Both methods give the canonical encodings of `b_i^{e_j} · g^{x_{j,i}}`, for random,
+    /// zero and extreme exponents and offsets at and inside the bound (and a missing offset
+    /// row, which counts as zeros).
+    #[test]
+    fn both_methods_give_the_exponentiations() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
+        let bases: Vec<RistrettoPoint> = (0..11)
+            .map(|_| RistrettoPoint::mul_base(&random_scalar(&mut rng)))
+            .collect();
+        let exps = [
+            random_scalar(&mut rng),
+            Scalar::ZERO,
+            -Scalar::ONE,
+            random_scalar(&mut rng),
+        ];
+        let bound = 255u64;
+        let offsets: Vec<Vec<i64>> = vec![
+            (0..11).map(|i| i * 50 - 255).collect(),
+            vec![255; 11],
+            (0..11).map(|i| -(i % 3)).collect(),
+        ];
+        let want: Vec<Vec<u8>> = exps
+            .iter()
+            .enumerate()
+            .map(|(j, e)| {
+                bases
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, b)| {
+                        let x = offsets.get(j).map_or(0, |row| row[i]);
+                        let gx = RistrettoPoint::mul_base(&Ristretto255.scalar_from_i64(x));
+                        (b * e + gx).compress().to_bytes()
+                    })
+                    .collect()
+            })
+            .collect();
+        for method in [Method::Comb, Method::VariableBase] {
+            let got = exp_batch_encoded_with(method, &bases, &exps, &offsets, bound);
+            assert_eq!(got, want, "{method:?}");
         }
     }
 }
