@@ -6,6 +6,9 @@
 //! equal residues have equal limbs. The multiplication is finely integrated operand scanning
 //! (FIOS, after crypto-bigint's `montgomery_multiply_inner`); the squaring computes each
 //! cross product once and reduces by product scanning (FIPS), about 25 % fewer word products.
+//!
+//! Where the CPU has AVX-512 IFMA, [`Field::pow_ct`] and [`Field::pow_vartime`] run in the
+//! 52-bit form of the `ifma` module instead, and convert back; the results are the same.
 
 // Index loops mirror the textbook algorithms (and keep the bounds visible to the optimiser).
 #![allow(clippy::needless_range_loop)]
@@ -228,6 +231,9 @@ pub struct Field {
     r3: Limbs,
     p_len: usize,
     p_odd: Odd<BoxedUint>,
+    /// The AVX-512 IFMA form of the field, where the CPU has it: exponentiations run there.
+    #[cfg(target_arch = "x86_64")]
+    ifma: Option<ifma::IfmaField>,
 }
 
 macro_rules! dispatch {
@@ -266,6 +272,14 @@ impl Field {
             .wrapping_add(BoxedUint::one_with_precision(bits));
         let r2 = r1.mul_mod(&r1, &p_nz);
         let r3 = r2.mul_mod(&r1, &p_nz);
+        #[cfg(target_arch = "x86_64")]
+        let ifma = ifma::IfmaField::new(&p, n, |k| {
+            let mut t = BoxedUint::one_with_precision(bits);
+            for _ in 0..k {
+                t = t.double_mod(&p_nz);
+            }
+            to_limbs(&t)
+        });
         Some(Self {
             n,
             p,
@@ -275,7 +289,28 @@ impl Field {
             r3: to_limbs(&r3),
             p_len: p_be.len(),
             p_odd,
+            #[cfg(target_arch = "x86_64")]
+            ifma,
         })
+    }
+
+    /// The field without its IFMA form (tests compare the two).
+    #[cfg(all(test, target_arch = "x86_64"))]
+    fn without_ifma(mut self) -> Self {
+        self.ifma = None;
+        self
+    }
+
+    /// Whether exponentiations run on AVX-512 IFMA here.
+    pub fn uses_ifma(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.ifma.is_some()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
     }
 
     /// `1` (that is, `R mod p`).
@@ -371,6 +406,10 @@ impl Field {
     /// multiplies (by 1 for a zero digit), every table read scans the whole table. The time
     /// depends only on `e.len()`.
     pub fn pow_ct(&self, base: &Elem, e: &[u8]) -> Elem {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = &self.ifma {
+            return f.pow_ct(base, self.n, e);
+        }
         let mut table = Vec::with_capacity(1 << CT_WINDOW);
         table.push(self.one());
         table.push(base.clone());
@@ -467,6 +506,10 @@ impl Field {
     /// a product per window. If no second thread is free, the consumer runs after the
     /// producer on the same thread (the producer never waits), with the same result.
     pub fn pow_vartime_split(&self, base: &Elem, e: &[u8]) -> Elem {
+        // On IFMA one thread's products are cheaper than the split's hand-over.
+        if self.uses_ifma() {
+            return self.pow_vartime(base, e);
+        }
         const W: usize = 3;
         let digits = (8 * e.len()).div_ceil(W);
         let (tx, rx) = std::sync::mpsc::channel::<(u32, Elem)>();
@@ -519,6 +562,10 @@ impl Field {
 
     /// `base^e` for a public exponent (big-endian): sliding windows of 6 bits over odd powers.
     pub fn pow_vartime(&self, base: &Elem, e: &[u8]) -> Elem {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = &self.ifma {
+            return f.pow_vartime(base, self.n, e);
+        }
         let bits = e
             .iter()
             .position(|&b| b != 0)
@@ -533,39 +580,69 @@ impl Field {
             odd.push(next);
         }
         let mut acc: Option<Elem> = None;
-        let mut i = bits as isize - 1;
-        while i >= 0 {
-            if bit_be(e, i as usize) == 0 {
-                if let Some(a) = acc.as_mut() {
-                    *a = self.sqr(a);
-                }
-                i -= 1;
-                continue;
-            }
-            let mut j = (i - VT_WINDOW as isize + 1).max(0);
-            while bit_be(e, j as usize) == 0 {
-                j += 1;
-            }
-            let len = (i - j + 1) as usize;
-            let val = window_be(e, j as usize, len) as usize;
+        for step in sliding_windows(e, bits) {
             if let Some(a) = acc.as_mut() {
-                for _ in 0..len {
+                for _ in 0..step.squarings {
                     *a = self.sqr(a);
                 }
             }
-            let t = &odd[val >> 1];
-            acc = Some(match acc {
-                Some(a) => self.mul(&a, t),
-                None => t.clone(),
-            });
-            i = j - 1;
+            if let Some(k) = step.odd {
+                acc = Some(match acc {
+                    Some(a) => self.mul(&a, &odd[k]),
+                    None => odd[k].clone(),
+                });
+            }
         }
         acc.unwrap_or_else(|| self.one())
     }
 }
 
+/// One step of a sliding-window exponentiation by a public exponent: square the accumulator
+/// `squarings` times (once it is set), then multiply it by the odd power `base^{2·odd + 1}`.
+struct WindowStep {
+    squarings: usize,
+    odd: Option<usize>,
+}
+
+/// The windows of width at most [`VT_WINDOW`] of the public exponent `e` (big-endian, `bits`
+/// significant bits), most significant first: each starts and ends on a set bit, and the zero
+/// bits between them become squarings (variable time).
+fn sliding_windows(e: &[u8], bits: usize) -> Vec<WindowStep> {
+    let mut steps = Vec::new();
+    let mut pending = 0;
+    let mut i = bits as isize - 1;
+    while i >= 0 {
+        if bit_be(e, i as usize) == 0 {
+            pending += 1;
+            i -= 1;
+            continue;
+        }
+        let mut j = (i - VT_WINDOW as isize + 1).max(0);
+        while bit_be(e, j as usize) == 0 {
+            j += 1;
+        }
+        let len = (i - j + 1) as usize;
+        let val = window_be(e, j as usize, len) as usize;
+        steps.push(WindowStep {
+            squarings: pending + len,
+            odd: Some(val >> 1),
+        });
+        pending = 0;
+        i = j - 1;
+    }
+    if pending > 0 {
+        steps.push(WindowStep {
+            squarings: pending,
+            odd: None,
+        });
+    }
+    steps
+}
+
 mod comb;
 pub use comb::BaseComb;
+#[cfg(target_arch = "x86_64")]
+mod ifma;
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,9 @@ use num_bigint::BigUint;
 use proptest::prelude::*;
 
 // The 256-bit test prime and the RFC 3526 2048-bit prime (hex), as the group defines them.
-use crate::fe::group::modp::{INSECURE_TEST_256_HEX as P256, RFC3526_2048_HEX as P2048};
+use crate::fe::group::modp::{
+    INSECURE_TEST_256_HEX as P256, RFC3526_2048_HEX as P2048, RFC3526_3072_HEX as P3072,
+};
 
 struct Ctx {
     f: Field,
@@ -65,6 +67,41 @@ fn check_all(c: &Ctx, a: &[u8], ea: u8, b: &[u8], eb: u8, exp: &[u8]) {
     );
     let comb = c.f.base_comb(&x, exp.len());
     assert_eq!(c.val(&c.f.pow_comb(&comb, exp)), want, "pow_comb");
+    // Where the CPU has AVX-512 IFMA the exponentiations above ran there: check the 64-bit
+    // kernels' exponentiations too.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let scalar = Field::new(&c.p.to_bytes_be()).unwrap().without_ifma();
+        assert!(!scalar.uses_ifma());
+        assert_eq!(c.val(&scalar.pow_ct(&x, exp)), want, "pow_ct, 64-bit");
+        assert_eq!(
+            c.val(&scalar.pow_vartime(&x, exp)),
+            want,
+            "pow_vartime, 64-bit"
+        );
+        assert_eq!(
+            c.val(&scalar.pow_vartime_split(&x, exp)),
+            want,
+            "pow_vartime_split, 64-bit"
+        );
+    }
+}
+
+/// The exponentiations modulo the 3072-bit prime (48 limbs; 64 limbs of 52 bits on IFMA),
+/// edge values and full-width exponents, against num-bigint.
+#[test]
+fn exponentiations_3072_match_num_bigint() {
+    let c = ctx(P3072);
+    let exps: [Vec<u8>; 3] = [
+        (0..384).map(|i| (i * 37 + 11) as u8).collect(),
+        vec![0xFF; 384],
+        vec![0, 0, 1],
+    ];
+    for (k, exp) in exps.iter().enumerate() {
+        let bytes: Vec<u8> = (0..390).map(|i| (i * 101 + k) as u8).collect();
+        check_all(&c, &bytes, 4 + k as u8, &bytes, 2, exp);
+    }
+    check_all(&c, &[], 2, &[], 1, &exps[0]);
 }
 
 proptest! {
