@@ -42,7 +42,7 @@
 //! - **AVX-512 IFMA** (default build, x86-64 CPUs with `avx512f` and `avx512ifma`, checked at
 //!   run time): [`exp`](PrimeOrderGroup::exp) and [`vartime_exp`](PrimeOrderGroup::vartime_exp)
 //!   run in 52-bit limbs on the vector units (`arith::mont::ifma`: almost Montgomery
-//!   multiplication, no final subtraction, the same windows and full table scans), about 2.4x
+//!   multiplication, no final subtraction, the same windows and full table scans), about 3.4x
 //!   faster per exponentiation; the one-thread form replaces the two-thread split there.
 //!   Products, tables and combs stay on the 64-bit kernels.
 //! - **`gmp` feature.** GMP through rug: secret exponents use `mpz_powm_sec` (with `e + q`, so
