@@ -36,7 +36,7 @@
 //! (`.cargo/config.toml`). There it costs about 14.5 µs, against about 22 µs for this comb
 //! (build / 16 + one use; docs/benchmarks.md, "Encryption at table speed"), so the batch skips
 //! the tables and multiplies each base directly ([`Method::VariableBase`]). Both methods give
-//! the same points; the choice is made once per process ([`Method::for_this_machine`]).
+//! the same points; [`Method::for_this_machine`] chooses by a cached run-time check.
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;

@@ -272,9 +272,10 @@ impl Field {
             .wrapping_add(BoxedUint::one_with_precision(bits));
         let r2 = r1.mul_mod(&r1, &p_nz);
         let r3 = r2.mul_mod(&r1, &p_nz);
+        let n0 = inv.wrapping_neg();
         #[cfg(target_arch = "x86_64")]
-        let ifma = ifma::IfmaField::new(&p, n, |k| {
-            let mut t = BoxedUint::one_with_precision(bits);
+        let ifma = ifma::IfmaField::new(&p, n, n0, &to_limbs(&r1), |k| {
+            let mut t = r1.clone();
             for _ in 0..k {
                 t = t.double_mod(&p_nz);
             }
@@ -283,7 +284,7 @@ impl Field {
         Some(Self {
             n,
             p,
-            n0: inv.wrapping_neg(),
+            n0,
             one: Elem(to_limbs(&r1)),
             r2: to_limbs(&r2),
             r3: to_limbs(&r3),
@@ -408,7 +409,7 @@ impl Field {
     pub fn pow_ct(&self, base: &Elem, e: &[u8]) -> Elem {
         #[cfg(target_arch = "x86_64")]
         if let Some(f) = &self.ifma {
-            return f.pow_ct(base, self.n, e);
+            return f.pow_ct(base, e);
         }
         let mut table = Vec::with_capacity(1 << CT_WINDOW);
         table.push(self.one());
@@ -564,7 +565,7 @@ impl Field {
     pub fn pow_vartime(&self, base: &Elem, e: &[u8]) -> Elem {
         #[cfg(target_arch = "x86_64")]
         if let Some(f) = &self.ifma {
-            return f.pow_vartime(base, self.n, e);
+            return f.pow_vartime(base, e);
         }
         let bits = e
             .iter()

@@ -44,9 +44,10 @@ const MASK52: u64 = (1 << 52) - 1;
 const MAX_L: usize = 64;
 
 /// The IFMA form of the field modulo `p` (see the module docs).
-#[derive(Clone)]
 pub struct IfmaField {
     token: Ifma,
+    /// 64-bit limbs of the field's 64-bit form: 4, 32 or 48.
+    n: usize,
     /// Vectors per residue: 1, 5 or 8.
     v: usize,
     p: [u64; MAX_L],
@@ -63,7 +64,6 @@ pub struct IfmaField {
 struct Pow<'a, const V: usize, const L: usize> {
     f: &'a IfmaField,
     base: &'a Elem,
-    n: usize,
     e: &'a [u8],
     /// Constant time (`pow_ct`) or variable time (`pow_vartime`).
     ct: bool,
@@ -75,9 +75,9 @@ impl<const V: usize, const L: usize> pulp::NullaryFnOnce for Pow<'_, V, L> {
     #[inline(always)]
     fn call(self) -> Elem {
         if self.ct {
-            self.f.pow_ct_k::<V, L>(self.base, self.n, self.e)
+            self.f.pow_ct_k::<V, L>(self.base, self.e)
         } else {
-            self.f.pow_vartime_k::<V, L>(self.base, self.n, self.e)
+            self.f.pow_vartime_k::<V, L>(self.base, self.e)
         }
     }
 }
@@ -130,8 +130,15 @@ fn repack_64(x: &[u64], l: usize, n64: usize) -> Limbs {
 
 impl IfmaField {
     /// The IFMA form of the field of `p` (`n` 64-bit limbs: 4, 32 or 48), if this CPU has
-    /// AVX-512F and IFMA. `two_pow` gives `2^k mod p` as `n` 64-bit limbs.
-    pub fn new(p: &Limbs, n: usize, two_pow: impl Fn(usize) -> Limbs) -> Option<Self> {
+    /// AVX-512F and IFMA. From the 64-bit form: `n0 = −p^{−1} mod 2^64`, `r = R mod p`, and
+    /// `r_times_two_pow(k) = R·2^k mod p` (all as 64-bit limbs).
+    pub fn new(
+        p: &Limbs,
+        n: usize,
+        n0: u64,
+        r: &Limbs,
+        r_times_two_pow: impl FnOnce(usize) -> Limbs,
+    ) -> Option<Self> {
         let token = Ifma::try_new()?;
         let v = match n {
             4 => 1,
@@ -140,55 +147,54 @@ impl IfmaField {
             _ => return None,
         };
         let l = 8 * v;
-        let mut inv = 1u64;
-        for _ in 0..6 {
-            inv = inv.wrapping_mul(2u64.wrapping_sub(p[0].wrapping_mul(inv)));
-        }
         Some(Self {
             token,
+            n,
             v,
             p: repack_52(p, n),
-            k0: inv.wrapping_neg() & MASK52,
-            k_in: repack_52(&two_pow(2 * 52 * l - 64 * n), n),
-            r64: repack_52(&two_pow(64 * n), n),
+            k0: n0 & MASK52,
+            // K_in = 2^{2·52·L − 64·N} = R · 2^{2·52·L − 128·N} (the exponent is positive:
+            // 52·L ≥ 64·N + 2).
+            k_in: repack_52(&r_times_two_pow(2 * 52 * l - 128 * n), n),
+            r64: repack_52(r, n),
         })
     }
 
     /// `base^e` for a secret exponent: fixed windows of 5 bits, a product for every window,
     /// every table read a full scan (as [`super::Field::pow_ct`]).
-    pub fn pow_ct(&self, base: &Elem, n: usize, e: &[u8]) -> Elem {
-        match self.v {
-            1 => self.run::<1, 8>(base, n, e, true),
-            5 => self.run::<5, 40>(base, n, e, true),
-            _ => self.run::<8, 64>(base, n, e, true),
-        }
+    pub fn pow_ct(&self, base: &Elem, e: &[u8]) -> Elem {
+        self.run(base, e, true)
     }
 
     /// `base^e` for a public exponent: sliding windows of 6 bits over odd powers (as
     /// [`super::Field::pow_vartime`]).
-    pub fn pow_vartime(&self, base: &Elem, n: usize, e: &[u8]) -> Elem {
-        match self.v {
-            1 => self.run::<1, 8>(base, n, e, false),
-            5 => self.run::<5, 40>(base, n, e, false),
-            _ => self.run::<8, 64>(base, n, e, false),
-        }
+    pub fn pow_vartime(&self, base: &Elem, e: &[u8]) -> Elem {
+        self.run(base, e, false)
     }
 
-    /// One exponentiation inside the token's `vectorize`.
-    fn run<const V: usize, const L: usize>(
-        &self,
-        base: &Elem,
-        n: usize,
-        e: &[u8],
-        ct: bool,
-    ) -> Elem {
-        self.token.vectorize(Pow::<V, L> {
-            f: self,
-            base,
-            n,
-            e,
-            ct,
-        })
+    /// One exponentiation (constant time or not) at this field's width, inside the token's
+    /// `vectorize`.
+    fn run(&self, base: &Elem, e: &[u8], ct: bool) -> Elem {
+        match self.v {
+            1 => self.token.vectorize(Pow::<1, 8> {
+                f: self,
+                base,
+                e,
+                ct,
+            }),
+            5 => self.token.vectorize(Pow::<5, 40> {
+                f: self,
+                base,
+                e,
+                ct,
+            }),
+            _ => self.token.vectorize(Pow::<8, 64> {
+                f: self,
+                base,
+                e,
+                ct,
+            }),
+        }
     }
 
     /// `a · b / R'` for `a, b < 2p`: below `2p`, normalised limbs (module docs).
@@ -240,8 +246,8 @@ impl IfmaField {
 
     /// `a·R'` from the 64-bit form `a·R` (module docs, "Conversions").
     #[inline(always)]
-    fn enter<const V: usize, const L: usize>(&self, a: &Elem, n: usize) -> [u64; L] {
-        let x = repack_52(&a.0, n);
+    fn enter<const V: usize, const L: usize>(&self, a: &Elem) -> [u64; L] {
+        let x = repack_52(&a.0, self.n);
         let mut xl = [0u64; L];
         xl.copy_from_slice(&x[..L]);
         let mut k = [0u64; L];
@@ -251,7 +257,7 @@ impl IfmaField {
 
     /// The 64-bit form `a·R`, below `p`, from `a·R'` (module docs, "Conversions").
     #[inline(always)]
-    fn leave<const V: usize, const L: usize>(&self, x: &[u64; L], n: usize) -> Elem {
+    fn leave<const V: usize, const L: usize>(&self, x: &[u64; L]) -> Elem {
         let mut r = [0u64; L];
         r.copy_from_slice(&self.r64[..L]);
         let y = self.amm::<V, L>(x, &r);
@@ -267,12 +273,12 @@ impl IfmaField {
         for j in 0..L {
             d[j] = (y[j] & keep) | (d[j] & !keep);
         }
-        Elem(repack_64(&d, L, n))
+        Elem(repack_64(&d, L, self.n))
     }
 
     #[inline(always)]
-    fn pow_ct_k<const V: usize, const L: usize>(&self, base: &Elem, n: usize, e: &[u8]) -> Elem {
-        let b = self.enter::<V, L>(base, n);
+    fn pow_ct_k<const V: usize, const L: usize>(&self, base: &Elem, e: &[u8]) -> Elem {
+        let b = self.enter::<V, L>(base);
         let one = self.one::<V, L>();
         let mut table = [one; 1 << CT_WINDOW];
         table[1] = b;
@@ -299,23 +305,18 @@ impl IfmaField {
             }
             acc = self.amm::<V, L>(&acc, &sel);
         }
-        self.leave::<V, L>(&acc, n)
+        self.leave::<V, L>(&acc)
     }
 
     #[inline(always)]
-    fn pow_vartime_k<const V: usize, const L: usize>(
-        &self,
-        base: &Elem,
-        n: usize,
-        e: &[u8],
-    ) -> Elem {
+    fn pow_vartime_k<const V: usize, const L: usize>(&self, base: &Elem, e: &[u8]) -> Elem {
         let bits = e
             .iter()
             .position(|&b| b != 0)
             .map_or(0, |i| 8 * (e.len() - i) - e[i].leading_zeros() as usize);
-        let b = self.enter::<V, L>(base, n);
+        let b = self.enter::<V, L>(base);
         if bits == 0 {
-            return self.leave::<V, L>(&self.one::<V, L>(), n);
+            return self.leave::<V, L>(&self.one::<V, L>());
         }
         let sq = self.amm::<V, L>(&b, &b);
         let mut odd = [b; 1 << (VT_WINDOW - 1)];
@@ -337,7 +338,7 @@ impl IfmaField {
             }
         }
         let acc = acc.unwrap_or_else(|| self.one::<V, L>());
-        self.leave::<V, L>(&acc, n)
+        self.leave::<V, L>(&acc)
     }
 
     /// `R' mod p` (below `2p`): `amm(R mod p, K_in)`, since `R mod p` is the 64-bit form's one.
